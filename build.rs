@@ -1,0 +1,16 @@
+//! Link libtorch so that its CUDA backend registers, and bake in an rpath so the binary runs
+//! without LD_LIBRARY_PATH.
+fn main() {
+    // torch-sys exports the folder it linked against (links = "tch").
+    let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys did not report libtorch's folder");
+    // Without --no-as-needed the linker drops libtorch_cuda (no symbol is used directly), so CUDA
+    // would never register its kernels.
+    println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+    println!("cargo:rustc-link-arg=-L{lib}");
+    println!("cargo:rustc-link-arg=-ltorch");
+    println!("cargo:rustc-link-arg=-ltorch_cpu");
+    println!("cargo:rustc-link-arg=-lc10");
+    println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    println!("cargo:rustc-env=GENSEG_LIBTORCH_LIB={lib}");
+}

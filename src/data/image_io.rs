@@ -1,0 +1,116 @@
+//! Decoding images and binary masks from the formats clinicians' exports come in.
+use anyhow::{anyhow, bail, Context, Result};
+use image::{imageops::FilterType, DynamicImage, GrayImage, ImageReader, RgbImage};
+use std::path::Path;
+
+/// Extensions we decode; anything else in an images/ or masks/ folder is reported.
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff"];
+
+pub fn has_image_extension(path: &Path) -> bool {
+    extension(path).map(|e| IMAGE_EXTENSIONS.contains(&e.as_str())).unwrap_or(false)
+}
+
+pub fn extension(path: &Path) -> Option<String> {
+    path.extension().map(|e| e.to_string_lossy().to_lowercase())
+}
+
+fn is_lossy(path: &Path) -> bool {
+    matches!(extension(path).as_deref(), Some("jpg") | Some("jpeg"))
+}
+
+pub fn decode(path: &Path) -> Result<DynamicImage> {
+    ImageReader::open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .decode()
+        .map_err(|e| anyhow!("{}: corrupt or unsupported image ({e}); re-export it as PNG", path.display()))
+}
+
+/// A binary mask decoded from any two-valued image.
+pub struct BinaryMask {
+    pub mask: GrayImage,
+    /// Distinct grey values seen before binarisation (at most a few listed).
+    pub values: Vec<u16>,
+    pub thresholded: bool,
+}
+
+/// Masks may be 0/255, 0/1, any two values, palette or 16-bit; JPEG masks are thresholded at half
+/// their range because compression adds intermediate values. Lossless masks with more than two
+/// values are refused unless `binarize` is set, since guessing would silently change the label.
+pub fn decode_mask(path: &Path, binarize: bool) -> Result<BinaryMask> {
+    let img = decode(path)?.to_luma16();
+    let mut seen = [false; 65536];
+    let mut values = Vec::new();
+    for p in img.pixels() {
+        let v = p.0[0];
+        if !seen[v as usize] {
+            seen[v as usize] = true;
+            values.push(v);
+        }
+    }
+    values.sort_unstable();
+    let (lo, hi) = (values[0], *values.last().unwrap());
+    let thresholded = values.len() > 2;
+    if thresholded && !is_lossy(path) && !binarize {
+        bail!(
+            "{}: mask has {} distinct values (e.g. {:?}), expected two (background/foreground); \
+             re-save it as a binary 0/255 mask, or pass --binarize to threshold at half its range",
+            path.display(),
+            values.len(),
+            &values[..values.len().min(6)]
+        );
+    }
+    // A single value is an empty mask when it is 0, otherwise all foreground.
+    let threshold = (lo as u32 + hi as u32 + 1) / 2;
+    let is_foreground = |v: u32| if lo == hi { lo != 0 } else { v >= threshold };
+    let mask = GrayImage::from_fn(img.width(), img.height(), |x, y| {
+        image::Luma([if is_foreground(img.get_pixel(x, y).0[0] as u32) { 255 } else { 0 }])
+    });
+    values.truncate(8);
+    Ok(BinaryMask { mask, values, thresholded })
+}
+
+/// Converts to 1 (grey) or 3 (RGB) channels; 16-bit and palette images are scaled to 8 bits.
+pub fn to_channels(img: &DynamicImage, channels: usize) -> DynamicImage {
+    if channels == 1 {
+        DynamicImage::ImageLuma8(img.to_luma8())
+    } else {
+        DynamicImage::ImageRgb8(img.to_rgb8())
+    }
+}
+
+/// Whether an image carries colour (so the dataset should be loaded as RGB).
+pub fn is_color(img: &DynamicImage) -> bool {
+    img.color().has_color()
+}
+
+/// Image pixels as CHW floats in [0, 1] after resizing to `size`x`size` (bilinear).
+pub fn image_to_chw(img: &DynamicImage, channels: usize, size: u32) -> Vec<f32> {
+    let img = to_channels(img, channels).resize_exact(size, size, FilterType::Triangle);
+    let raw = img.as_bytes();
+    let hw = (size * size) as usize;
+    let mut out = vec![0f32; channels * hw];
+    for i in 0..hw {
+        for c in 0..channels {
+            out[c * hw + i] = raw[i * channels + c] as f32 / 255.0;
+        }
+    }
+    out
+}
+
+/// Mask pixels as {0, 1} floats after nearest-neighbour resizing (keeps it binary).
+pub fn mask_to_hw(mask: &GrayImage, size: u32) -> Vec<f32> {
+    let m = image::imageops::resize(mask, size, size, FilterType::Nearest);
+    m.pixels().map(|p| if p.0[0] > 127 { 1.0 } else { 0.0 }).collect()
+}
+
+/// Builds an RGB image from CHW floats in [0, 1] (grey is replicated).
+pub fn chw_to_rgb(data: &[f32], channels: usize, h: u32, w: u32) -> RgbImage {
+    let hw = (h * w) as usize;
+    RgbImage::from_fn(w, h, |x, y| {
+        let i = (y * w + x) as usize;
+        let px = |c: usize| (data[c.min(channels - 1) * hw + i].clamp(0.0, 1.0) * 255.0).round() as u8;
+        image::Rgb([px(0), px(1), px(2)])
+    })
+}

@@ -1,0 +1,58 @@
+//! Seeded train / validation / test splits.
+use anyhow::{bail, Context, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Split {
+    pub train: Vec<String>,
+    pub val: Vec<String>,
+    pub test: Vec<String>,
+}
+
+/// Shuffles the sorted ids with `seed`, then takes train, validation, and the rest as test.
+pub fn seeded(ids: &[String], n_train: usize, n_val: usize, seed: u64) -> Result<Split> {
+    if n_train == 0 {
+        bail!("--train-n must be at least 1");
+    }
+    if n_train + n_val >= ids.len() {
+        bail!(
+            "the dataset has {} cases but train {n_train} + validation {n_val} leave none for testing; lower --train-n/--val-n",
+            ids.len()
+        );
+    }
+    let mut order = ids.to_vec();
+    order.sort();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let test = order.split_off(n_train + n_val);
+    let val = order.split_off(n_train);
+    Ok(Split { train: order, val, test })
+}
+
+fn read_ids(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read id list {}", path.display()))?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
+}
+
+/// Train and validation ids from files (one id a line); test is every other case.
+pub fn explicit(ids: &[String], train_file: &Path, val_file: Option<&Path>) -> Result<Split> {
+    let train = read_ids(train_file)?;
+    let val = match val_file {
+        Some(f) => read_ids(f)?,
+        None => vec![],
+    };
+    for (id, file) in train.iter().map(|i| (i, train_file)).chain(val.iter().map(|i| (i, val_file.unwrap_or(train_file)))) {
+        if !ids.contains(id) {
+            bail!("{}: case '{id}' is not in the dataset; fix the id list", file.display());
+        }
+    }
+    if let Some(dup) = train.iter().find(|t| val.contains(t)) {
+        bail!("case '{dup}' is in both the train and validation lists; keep it in one");
+    }
+    let mut test: Vec<String> = ids.iter().filter(|i| !train.contains(i) && !val.contains(i)).cloned().collect();
+    test.sort();
+    Ok(Split { train, val, test })
+}

@@ -1,0 +1,3 @@
+//! Evaluation: per-case overlap metrics, aggregation and report files.
+pub mod metrics;
+pub mod report;

@@ -1,0 +1,25 @@
+//! Networks: the U-Net segmenter, the Pix2Pix generator with searchable mixed up-sampling, and
+//! the PatchGAN discriminator. Each model is a plain struct over a `tch::nn::Path`.
+pub mod discriminator;
+pub mod generator;
+pub mod mixed_op;
+pub mod unet;
+
+/// Number of scalars in a set of tensors (parameter counts).
+pub fn count(tensors: &[tch::Tensor]) -> i64 {
+    tensors.iter().map(|t| t.numel() as i64).sum()
+}
+
+/// Pix2Pix's initialisation: conv weights N(0, 0.02).
+pub(crate) const GAN_INIT: tch::nn::Init = tch::nn::Init::Randn { mean: 0.0, stdev: 0.02 };
+
+/// BatchNorm with Pix2Pix's initialisation: gamma N(1, 0.02), beta 0.
+pub(crate) fn gan_batch_norm(p: tch::nn::Path, channels: i64) -> tch::nn::BatchNorm {
+    let cfg = tch::nn::BatchNormConfig { ws_init: tch::nn::Init::Randn { mean: 1.0, stdev: 0.02 }, ..Default::default() };
+    tch::nn::batch_norm2d(p, channels, cfg)
+}
+
+/// LeakyReLU with Pix2Pix's slope 0.2 (tch's `leaky_relu` has a fixed 0.01 slope).
+pub(crate) fn leaky_relu(x: &tch::Tensor) -> tch::Tensor {
+    x.maximum(&(x * 0.2))
+}

@@ -1,0 +1,105 @@
+//! Device choice, thread count, version stamps and atomic file output.
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tch::Device;
+
+/// `auto` picks CUDA when libtorch sees a GPU.
+pub fn parse_device(name: &str) -> Result<Device> {
+    match name {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            if !tch::Cuda::is_available() {
+                bail!("--device cuda: libtorch sees no CUDA device (is the binary linked to a CUDA libtorch and a GPU present?); use --device cpu or auto");
+            }
+            Ok(Device::Cuda(0))
+        }
+        other => bail!("unknown device '{other}': use auto, cpu or cuda"),
+    }
+}
+
+/// Sets libtorch's intra-op thread count; 0 keeps libtorch's default.
+pub fn set_threads(threads: usize) {
+    if threads > 0 {
+        tch::set_num_threads(threads as i32);
+    }
+}
+
+/// What a run ran with, written beside every result for reproducibility.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Versions {
+    pub genseg: String,
+    pub tch: String,
+    pub libtorch_lib: String,
+    pub device: String,
+    pub threads: i32,
+    pub cuda_available: bool,
+}
+
+pub fn versions(device: Device) -> Versions {
+    Versions {
+        genseg: env!("CARGO_PKG_VERSION").to_string(),
+        tch: "0.24.0 (libtorch 2.11.0)".to_string(),
+        libtorch_lib: env!("GENSEG_LIBTORCH_LIB").to_string(),
+        device: format!("{device:?}"),
+        threads: tch::get_num_threads(),
+        cuda_available: tch::Cuda::is_available(),
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    // Keep the extension last: libtorch picks the format (safetensors or not) from it.
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    path.with_file_name(format!(".tmp-{}-{name}", std::process::id()))
+}
+
+/// Writes through a temp file in the same folder, then renames: readers never see half a file.
+pub fn write_atomic_with<F>(path: &Path, write: F) -> Result<()>
+where
+    F: FnOnce(&Path) -> Result<()>,
+{
+    let tmp = temp_path(path);
+    let result = write(&tmp).and_then(|_| {
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |tmp| std::fs::write(tmp, bytes).with_context(|| format!("cannot write {}", tmp.display())))
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+/// Creates the output folder and proves it is writable before any long work starts.
+pub fn ensure_writable_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!("cannot create output folder {}: choose a writable --out location", dir.display())
+    })?;
+    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| {
+        format!("output folder {} is not writable: fix its permissions or choose another --out", dir.display())
+    })?;
+    std::fs::remove_file(&probe).ok();
+    Ok(())
+}
+
+/// Appends one JSON line; a torn last line after a kill is skipped by the reader.
+pub fn append_jsonl<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    writeln!(f, "{}", serde_json::to_string(value)?)?;
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! The Pix2Pix GAN (mask -> image): one training step, pretraining with sample grids and resume,
+//! and loading a pretrained generator.
+use super::checkpoint::{self, load_tensors, load_vars, save_tensors, save_vars};
+use super::optim::{gradients, OptimConfig, Optimizer};
+use crate::data::SegDataset;
+use crate::models::discriminator::PatchGan;
+use crate::models::generator::{Generator, GeneratorConfig};
+use crate::runtime::{append_jsonl, ensure_writable_dir, write_json};
+use anyhow::{bail, Context, Result};
+use rand::Rng;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Reduction, Tensor};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GanConfig {
+    pub ngf: i64,
+    pub ndf: i64,
+    pub lr: f64,
+    pub beta1: f64,
+    pub lambda_l1: f64,
+    pub fused: bool,
+}
+
+impl Default for GanConfig {
+    fn default() -> Self {
+        GanConfig { ngf: 64, ndf: 64, lr: 2e-4, beta1: 0.5, lambda_l1: 100.0, fused: true }
+    }
+}
+
+/// Everything needed to rebuild a generator from its folder.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GanSpec {
+    pub gan: GanConfig,
+    pub size: u32,
+    pub channels: i64,
+}
+
+pub struct Gan {
+    pub spec: GanSpec,
+    pub g_vs: VarStore,
+    pub d_vs: VarStore,
+    pub arch_vs: VarStore,
+    pub g: Generator,
+    pub d: PatchGan,
+    pub g_opt: Optimizer,
+    pub d_opt: Optimizer,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct GanLosses {
+    pub d: f64,
+    pub g_adv: f64,
+    pub l1: f64,
+}
+
+fn bce_to(logits: &Tensor, target: f64) -> Tensor {
+    logits.binary_cross_entropy_with_logits::<Tensor>(&logits.full_like(target), None, None, Reduction::Mean)
+}
+
+impl Gan {
+    pub fn new(spec: &GanSpec, device: Device) -> Result<Gan> {
+        let g_vs = VarStore::new(device);
+        let d_vs = VarStore::new(device);
+        let arch_vs = VarStore::new(device);
+        let mut gcfg = GeneratorConfig::for_size(spec.size, spec.channels, spec.gan.ngf)?;
+        gcfg.fused = spec.gan.fused;
+        let g = Generator::new(&g_vs.root(), &arch_vs.root(), &gcfg);
+        let d = PatchGan::new(&d_vs.root(), 1 + spec.channels, spec.gan.ndf);
+        let opt = OptimConfig::adam(spec.gan.lr, spec.gan.beta1);
+        let g_opt = Optimizer::new(opt.clone(), g_vs.trainable_variables());
+        let d_opt = Optimizer::new(opt, d_vs.trainable_variables());
+        Ok(Gan { spec: spec.clone(), g_vs, d_vs, arch_vs, g, d, g_opt, d_opt })
+    }
+
+    /// Generated images in [0, 1]; differentiable w.r.t. generator weights and alpha.
+    pub fn synthesize(&self, masks: &Tensor) -> Tensor {
+        // The generator always runs in train mode (BatchNorm batch statistics, dropout as noise),
+        // as in Pix2Pix and the GenSeg reference.
+        (self.g.forward_t(masks, true) + 1.0) / 2.0
+    }
+
+    /// One Pix2Pix iteration on real pairs (images in [0, 1]): D step, then G step.
+    pub fn step(&mut self, images: &Tensor, masks: &Tensor) -> GanLosses {
+        let target = images * 2.0 - 1.0;
+        let fake = self.g.forward_t(masks, true);
+        let d_loss = (bce_to(&self.d.forward_t(masks, &fake.detach(), true), 0.0)
+            + bce_to(&self.d.forward_t(masks, &target, true), 1.0))
+            * 0.5;
+        let grads = gradients(&d_loss, self.d_opt.params());
+        self.d_opt.step(&grads);
+        let adv = bce_to(&self.d.forward_t(masks, &fake, true), 1.0);
+        let l1 = (&fake - &target).abs().mean(Kind::Float);
+        let g_loss = &adv + &l1 * self.spec.gan.lambda_l1;
+        let grads = gradients(&g_loss, self.g_opt.params());
+        self.g_opt.step(&grads);
+        GanLosses { d: d_loss.double_value(&[]), g_adv: adv.double_value(&[]), l1: l1.double_value(&[]) }
+    }
+
+    /// Mean absolute error (in [0, 1] intensity units) of generated vs real images.
+    pub fn l1_on(&self, data: &SegDataset, device: Device) -> f64 {
+        tch::no_grad(|| {
+            let mut total = 0.0;
+            for start in (0..data.len() as i64).step_by(8) {
+                let n = (data.len() as i64 - start).min(8);
+                let x = data.images.narrow(0, start, n).to_device(device);
+                let m = data.masks.narrow(0, start, n).to_device(device);
+                total += f64::try_from((self.synthesize(&m) - x).abs().sum(Kind::Float)).unwrap();
+            }
+            total / data.images.numel() as f64
+        })
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        save_vars(&self.g_vs, &dir.join("generator.safetensors"))?;
+        save_vars(&self.d_vs, &dir.join("discriminator.safetensors"))?;
+        save_vars(&self.arch_vs, &dir.join("alpha.safetensors"))?;
+        write_json(&dir.join("gan.json"), &self.spec)
+    }
+
+    pub fn save_optimizers(&self, dir: &Path) -> Result<()> {
+        save_tensors(&dir.join("g_optim.ot"), &self.g_opt.state())?;
+        save_tensors(&dir.join("d_optim.ot"), &self.d_opt.state())
+    }
+
+    pub fn load_weights(&mut self, dir: &Path) -> Result<()> {
+        load_vars(&mut self.g_vs, &dir.join("generator.safetensors"))?;
+        load_vars(&mut self.d_vs, &dir.join("discriminator.safetensors"))?;
+        load_vars(&mut self.arch_vs, &dir.join("alpha.safetensors"))
+    }
+
+    pub fn load_optimizers(&mut self, dir: &Path) -> Result<()> {
+        self.g_opt.load_state(&load_tensors(&dir.join("g_optim.ot"))?)?;
+        self.d_opt.load_state(&load_tensors(&dir.join("d_optim.ot"))?)
+    }
+
+    /// A generator folder written by `pretrain` (or a train run's generator/).
+    pub fn load(dir: &Path, device: Device) -> Result<Gan> {
+        let spec_path = dir.join("gan.json");
+        let text = std::fs::read_to_string(&spec_path)
+            .with_context(|| format!("{} not found: give a folder written by `genseg pretrain-generator`", spec_path.display()))?;
+        let spec: GanSpec = serde_json::from_str(&text).with_context(|| format!("{} is not a generator description", spec_path.display()))?;
+        let mut gan = Gan::new(&spec, device)?;
+        gan.load_weights(dir)?;
+        Ok(gan)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PretrainConfig {
+    pub iters: usize,
+    pub batch_size: i64,
+    pub sample_every: usize,
+    pub seed: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PretrainState {
+    iter: usize,
+    rng_word_pos: u128,
+}
+
+/// Trains the GAN on `train` pairs into `out`; resumes from `out/checkpoint` after a kill.
+/// Writes a sample grid (mask | real | generated) every `sample_every` steps.
+pub fn pretrain(spec: &GanSpec, cfg: &PretrainConfig, train: &SegDataset, out: &Path, device: Device) -> Result<Gan> {
+    ensure_writable_dir(out)?;
+    if train.channels as i64 != spec.channels || train.size != spec.size {
+        bail!("generator spec ({}ch, {}px) does not match the data ({}ch, {}px)", spec.channels, spec.size, train.channels, train.size);
+    }
+    tch::manual_seed(cfg.seed as i64);
+    let mut gan = Gan::new(spec, device)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut start = 0;
+    let ckpt = out.join("checkpoint");
+    if let Some(dir) = checkpoint::find_dir(&ckpt) {
+        let state: PretrainState = serde_json::from_str(&std::fs::read_to_string(dir.join("state.json"))?)?;
+        gan.load_weights(&dir)?;
+        gan.load_optimizers(&dir)?;
+        rng.set_word_pos(state.rng_word_pos);
+        start = state.iter;
+        tracing::info!("resuming generator pretraining at step {start}");
+    }
+    write_json(&out.join("pretrain.json"), &(spec, cfg))?;
+    let samples_dir = out.join("samples");
+    std::fs::create_dir_all(&samples_dir)?;
+    let shown: Vec<String> = train.ids.iter().take(4).cloned().collect();
+    let shown = train.select(&shown)?;
+    let bar = crate::viz::progress(cfg.iters as u64, "generator");
+    bar.set_position(start as u64);
+    for iter in start..cfg.iters {
+        tch::manual_seed((cfg.seed as i64) ^ (iter as i64 + 1));
+        let idx: Vec<i64> = (0..cfg.batch_size).map(|_| rng.gen_range(0..train.len() as i64)).collect();
+        let idx = Tensor::from_slice(&idx);
+        let x = train.images.index_select(0, &idx).to_device(device);
+        let m = train.masks.index_select(0, &idx).to_device(device);
+        let losses = gan.step(&x, &m);
+        bar.inc(1);
+        bar.set_message(format!("D {:.3} G {:.3} L1 {:.3}", losses.d, losses.g_adv, losses.l1));
+        let done = iter + 1;
+        if done % cfg.sample_every == 0 || done == cfg.iters {
+            append_jsonl(&out.join("gan_metrics.jsonl"), &serde_json::json!({"iter": done, "d": losses.d, "g_adv": losses.g_adv, "l1": losses.l1}))?;
+            let grid = sample_grid(&gan, &shown, device);
+            crate::viz::save_png(&samples_dir.join(format!("step_{done:06}.png")), &grid)?;
+            checkpoint::save_dir(&ckpt, |dir| {
+                gan.save(dir)?;
+                gan.save_optimizers(dir)?;
+                write_json(&dir.join("state.json"), &PretrainState { iter: done, rng_word_pos: rng.get_word_pos() })
+            })?;
+        }
+    }
+    bar.finish();
+    gan.save(out)?;
+    Ok(gan)
+}
+
+/// Rows of mask | real | generated for the given cases.
+pub fn sample_grid(gan: &Gan, data: &SegDataset, device: Device) -> image::RgbImage {
+    let fake = tch::no_grad(|| gan.synthesize(&data.masks.to_device(device))).to_device(Device::Cpu);
+    let rows: Vec<Vec<Tensor>> =
+        (0..data.len() as i64).map(|i| vec![data.masks.get(i), data.images.get(i), fake.get(i)]).collect();
+    crate::viz::tensor_grid(&rows)
+}

@@ -1,0 +1,228 @@
+//! The architecture hypergradient of GenSeg's multi-level optimisation (DARTS second-order
+//! approximation, one unrolled segmentation step):
+//!
+//! theta' = theta - xi * grad_theta L_train(theta, alpha)
+//! v      = grad_theta L_val(theta')
+//! g_alpha = -xi * [grad_alpha L_train(theta + eps v, alpha) - grad_alpha L_train(theta - eps v, alpha)] / (2 eps),
+//! eps = 0.01 / |v|.
+//!
+//! alpha reaches L_train only through the synthetic images G_alpha(aug(m)), so the path from the
+//! generator to the segmenter must stay differentiable (no detach, no quantisation). Every
+//! perturbation of the segmenter is undone by copying back a snapshot of all its variables
+//! (weights and BatchNorm buffers), so validation data never changes the segmenter.
+use super::gan::Gan;
+use super::loss::{segmentation_loss, RegionLoss};
+use super::optim::gradients;
+use crate::models::unet::UNet;
+use tch::nn::{ModuleT, VarStore};
+use tch::Tensor;
+
+/// One fixed draw of the lower-level batch, reused for every evaluation of L_train so that the
+/// finite differences compare like with like (same masks, same dropout via `seed`).
+pub struct TrainBatch {
+    pub images: Tensor,
+    pub masks: Tensor,
+    pub synthetic_masks: Tensor,
+    pub seed: i64,
+}
+
+/// The segmentation level: segmenter, generator and loss settings.
+pub struct Lower<'a> {
+    pub seg: &'a UNet,
+    pub seg_vs: &'a VarStore,
+    pub gan: &'a Gan,
+    pub region: RegionLoss,
+    pub lambda: f64,
+}
+
+impl Lower<'_> {
+    /// lambda * L_seg(S(G(m~)), m~), differentiable w.r.t. theta, generator weights and alpha.
+    pub fn synthetic_loss(&self, batch: &TrainBatch) -> Tensor {
+        tch::manual_seed(batch.seed);
+        let images = self.gan.synthesize(&batch.synthetic_masks);
+        segmentation_loss(&self.seg.forward_t(&images, true), &batch.synthetic_masks, self.region) * self.lambda
+    }
+
+    pub fn real_loss(&self, batch: &TrainBatch) -> Tensor {
+        segmentation_loss(&self.seg.forward_t(&batch.images, true), &batch.masks, self.region)
+    }
+
+    /// L_train = L_seg(real) + lambda * L_seg(synthetic).
+    pub fn train_loss(&self, batch: &TrainBatch) -> Tensor {
+        self.real_loss(batch) + self.synthetic_loss(batch)
+    }
+
+    pub fn val_loss(&self, images: &Tensor, masks: &Tensor) -> Tensor {
+        segmentation_loss(&self.seg.forward_t(images, true), masks, self.region)
+    }
+
+    /// The hypergradient w.r.t. alpha, given grad_theta L_train at the current theta.
+    pub fn hypergradient(&self, batch: &TrainBatch, val: (&Tensor, &Tensor), train_grads: &[Tensor], xi: f64) -> Tensor {
+        let params = self.seg_vs.trainable_variables();
+        let seg_snapshot = Snapshot::take(self.seg_vs);
+        let gen_snapshot = Snapshot::take(&self.gan.g_vs);
+        shift(&params, train_grads, -xi);
+        let v = gradients(&self.val_loss(val.0, val.1), &params);
+        seg_snapshot.restore();
+        let norm = tch::no_grad(|| v.iter().map(|t| t.square().sum(tch::Kind::Double).double_value(&[])).sum::<f64>().sqrt());
+        let alpha = &self.gan.g.alpha;
+        if norm == 0.0 || !norm.is_finite() {
+            return alpha.zeros_like();
+        }
+        let eps = 0.01 / norm;
+        let alpha_grad_at = |sign: f64| {
+            shift(&params, &v, sign * eps);
+            let g = gradients(&self.synthetic_loss(batch), std::slice::from_ref(alpha)).pop().unwrap();
+            seg_snapshot.restore();
+            g
+        };
+        let plus = alpha_grad_at(1.0);
+        let minus = alpha_grad_at(-1.0);
+        gen_snapshot.restore();
+        (plus - minus) * (-xi / (2.0 * eps))
+    }
+}
+
+/// params += scale * direction, outside autograd.
+fn shift(params: &[Tensor], direction: &[Tensor], scale: f64) {
+    tch::no_grad(|| {
+        for (p, d) in params.iter().zip(direction) {
+            let mut p = p.shallow_clone();
+            let _ = p.g_add_(&(d * scale));
+        }
+    });
+}
+
+/// Copies of every variable of a VarStore (weights and buffers), restorable bit for bit.
+pub struct Snapshot {
+    pairs: Vec<(Tensor, Tensor)>,
+}
+
+impl Snapshot {
+    pub fn take(vs: &VarStore) -> Snapshot {
+        let pairs = tch::no_grad(|| vs.variables().into_values().map(|live| (live.copy(), live)).collect());
+        Snapshot { pairs }
+    }
+
+    pub fn restore(&self) {
+        tch::no_grad(|| {
+            for (saved, live) in &self.pairs {
+                let mut live = live.shallow_clone();
+                live.copy_(saved);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::unet::{UNetConfig, Upsampling};
+    use crate::train::gan::{GanConfig, GanSpec};
+    use tch::{Device, Kind};
+
+    struct Fixture {
+        seg_vs: VarStore,
+        seg: UNet,
+        gan: Gan,
+        batch: TrainBatch,
+        val: (Tensor, Tensor),
+    }
+
+    fn blobs(n: i64, size: i64, seed: i64) -> Tensor {
+        tch::manual_seed(seed);
+        let noise = Tensor::randn([n, 1, size / 4, size / 4], (Kind::Double, Device::Cpu));
+        noise.upsample_bilinear2d([size, size], false, None, None).gt(0.3).to_kind(Kind::Double)
+    }
+
+    /// A tiny segmenter and generator in double precision, so finite differences are exact enough.
+    fn fixture() -> Fixture {
+        tch::manual_seed(7);
+        let mut seg_vs = VarStore::new(Device::Cpu);
+        let cfg = UNetConfig { in_channels: 1, out_channels: 1, width: 3, depth: 2, upsampling: Upsampling::Transposed };
+        let seg = UNet::new(&seg_vs.root(), &cfg);
+        seg_vs.double();
+        let spec = GanSpec { gan: GanConfig { ngf: 3, ndf: 3, ..Default::default() }, size: 16, channels: 1 };
+        let mut gan = Gan::new(&spec, Device::Cpu).unwrap();
+        gan.g_vs.double();
+        gan.arch_vs.double();
+        // Spread alpha so the softmax is not flat (as after some search).
+        tch::no_grad(|| {
+            let mut a = gan.g.alpha.shallow_clone();
+            a.copy_(&Tensor::randn([4, 3], (Kind::Double, Device::Cpu)));
+        });
+        let masks = blobs(2, 16, 1);
+        let images = &masks * 0.6 + Tensor::rand([2, 1, 16, 16], (Kind::Double, Device::Cpu)) * 0.4;
+        let synthetic_masks = blobs(2, 16, 2);
+        let val_masks = blobs(2, 16, 3);
+        let val_images = &val_masks * 0.6 + Tensor::rand([2, 1, 16, 16], (Kind::Double, Device::Cpu)) * 0.4;
+        Fixture { seg_vs, seg, gan, batch: TrainBatch { images, masks, synthetic_masks, seed: 11 }, val: (val_images, val_masks) }
+    }
+
+    fn lower(f: &Fixture) -> Lower<'_> {
+        Lower { seg: &f.seg, seg_vs: &f.seg_vs, gan: &f.gan, region: RegionLoss::Dice, lambda: 1.0 }
+    }
+
+    /// dL_val(theta'(alpha))/dalpha by perturbing each alpha entry and redoing the inner step.
+    fn brute_force(f: &Fixture, xi: f64, h: f64) -> Tensor {
+        let lo = lower(f);
+        let params = f.seg_vs.trainable_variables();
+        let snapshot = Snapshot::take(&f.seg_vs);
+        let alpha = f.gan.g.alpha.shallow_clone();
+        let original = alpha.copy();
+        let val_after_step = |delta: f64, entry: i64| -> f64 {
+            tch::no_grad(|| {
+                let mut a = alpha.shallow_clone();
+                a.copy_(&original);
+                let _ = a.view(-1).get(entry).g_add_scalar_(delta);
+            });
+            let grads = gradients(&lo.train_loss(&f.batch), &params);
+            shift(&params, &grads, -xi);
+            let loss = tch::no_grad(|| lo.val_loss(&f.val.0, &f.val.1).double_value(&[]));
+            snapshot.restore();
+            loss
+        };
+        let out: Vec<f64> = (0..alpha.numel() as i64).map(|k| (val_after_step(h, k) - val_after_step(-h, k)) / (2.0 * h)).collect();
+        tch::no_grad(|| {
+            let mut a = alpha.shallow_clone();
+            a.copy_(&original);
+        });
+        Tensor::from_slice(&out).view([4, 3])
+    }
+
+    #[test]
+    fn finite_difference_hypergradient_matches_brute_force() {
+        let f = fixture();
+        let xi = 0.5;
+        let lo = lower(&f);
+        let params = f.seg_vs.trainable_variables();
+        let grads = gradients(&lo.train_loss(&f.batch), &params);
+        let hyper = lo.hypergradient(&f.batch, (&f.val.0, &f.val.1), &grads, xi);
+        let brute = brute_force(&f, xi, 1e-5);
+        let h = Vec::<f64>::try_from(hyper.view(-1)).unwrap();
+        let b = Vec::<f64>::try_from(brute.view(-1)).unwrap();
+        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!(norm(&h) > 0.0, "hypergradient is zero");
+        for (k, (x, y)) in h.iter().zip(&b).enumerate() {
+            assert_eq!(x.signum(), y.signum(), "entry {k}: finite-difference {x} vs brute force {y}");
+        }
+        let rel = (norm(&h) - norm(&b)).abs() / norm(&b);
+        assert!(rel < 0.2, "norms differ by {rel}: {h:?} vs {b:?}");
+    }
+
+    #[test]
+    fn hypergradient_restores_every_variable_exactly() {
+        let f = fixture();
+        let lo = lower(&f);
+        let params = f.seg_vs.trainable_variables();
+        let grads = gradients(&lo.train_loss(&f.batch), &params);
+        let before = Snapshot::take(&f.seg_vs);
+        let gen_before = Snapshot::take(&f.gan.g_vs);
+        let _ = lo.hypergradient(&f.batch, (&f.val.0, &f.val.1), &grads, 0.5);
+        for snap in [before, gen_before] {
+            for (saved, live) in &snap.pairs {
+                assert!(saved.equal(live), "a variable changed");
+            }
+        }
+    }
+}

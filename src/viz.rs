@@ -1,0 +1,152 @@
+//! Pictures people look at: image grids, prediction overlays, training curves and the
+//! data-efficiency plot, all saved as PNG; plus the progress bar style.
+use crate::runtime::write_atomic_with;
+use anyhow::{anyhow, Result};
+use image::{Rgb, RgbImage};
+use indicatif::{ProgressBar, ProgressStyle};
+use plotters::prelude::*;
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+pub fn progress(len: u64, label: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}")
+            .expect("valid template"),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+pub fn save_png(path: &Path, img: &RgbImage) -> Result<()> {
+    write_atomic_with(path, |tmp| Ok(img.save_with_format(tmp, image::ImageFormat::Png)?))
+}
+
+/// `[C, H, W]` in [0, 1] (C = 1 or 3) to RGB.
+pub fn tensor_to_rgb(t: &Tensor) -> RgbImage {
+    let t = t.to_device(Device::Cpu).to_kind(Kind::Float).clamp(0.0, 1.0);
+    let s = t.size();
+    let data = Vec::<f32>::try_from(t.contiguous().view(-1)).expect("float tensor");
+    crate::data::image_io::chw_to_rgb(&data, s[0] as usize, s[1] as u32, s[2] as u32)
+}
+
+/// Tiles rows of `[C, H, W]` tensors (all the same size) with 2-px white gutters.
+pub fn tensor_grid(rows: &[Vec<Tensor>]) -> RgbImage {
+    let tiles: Vec<Vec<RgbImage>> = rows.iter().map(|r| r.iter().map(tensor_to_rgb).collect()).collect();
+    image_grid(&tiles)
+}
+
+pub fn image_grid(rows: &[Vec<RgbImage>]) -> RgbImage {
+    let gap = 2;
+    let (w, h) = rows.first().and_then(|r| r.first()).map(|i| i.dimensions()).unwrap_or((1, 1));
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(1) as u32;
+    let mut out = RgbImage::from_pixel(cols * (w + gap) + gap, rows.len() as u32 * (h + gap) + gap, Rgb([255, 255, 255]));
+    for (r, row) in rows.iter().enumerate() {
+        for (c, tile) in row.iter().enumerate() {
+            image::imageops::replace(&mut out, tile, (gap + c as u32 * (w + gap)) as i64, (gap + r as u32 * (h + gap)) as i64);
+        }
+    }
+    out
+}
+
+fn boundary(mask: &[bool], w: usize, h: usize, x: usize, y: usize) -> bool {
+    let at = |x: i64, y: i64| x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h && mask[y as usize * w + x as usize];
+    let (xi, yi) = (x as i64, y as i64);
+    at(xi, yi) && !(at(xi - 1, yi) && at(xi + 1, yi) && at(xi, yi - 1) && at(xi, yi + 1))
+}
+
+/// Image with the prediction tinted red and the reference outlined in green (when given).
+pub fn overlay(image: &RgbImage, pred: &[bool], reference: Option<&[bool]>) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let mut out = image.clone();
+    for y in 0..h as usize {
+        for x in 0..w as usize {
+            let i = y * w as usize + x;
+            let p = out.get_pixel_mut(x as u32, y as u32);
+            if pred[i] {
+                p.0 = [((p.0[0] as u32 + 255) / 2) as u8, p.0[1] / 2, p.0[2] / 2];
+            }
+            if let Some(r) = reference {
+                if boundary(r, w as usize, h as usize, x, y) {
+                    p.0 = [0, 255, 0];
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn mask_to_bools(mask: &Tensor) -> Vec<bool> {
+    Vec::<f32>::try_from(mask.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view(-1))
+        .expect("float tensor")
+        .into_iter()
+        .map(|v| v > 0.5)
+        .collect()
+}
+
+static FONT: std::sync::Once = std::sync::Once::new();
+
+/// Plot text needs a font; DejaVu Sans ships in assets/ so no system font is required.
+fn register_font() {
+    FONT.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, include_bytes!("../assets/DejaVuSans.ttf"));
+    });
+}
+
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    /// Optional +- error per point.
+    pub errors: Vec<f64>,
+}
+
+/// Line chart of one or more series, with error bars where given.
+pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], log_x: bool) -> Result<()> {
+    register_font();
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+    let ys = series.iter().flat_map(|s| s.points.iter().enumerate().map(|(i, p)| (p.1, s.errors.get(i).copied().unwrap_or(0.0))));
+    let (y0, y1) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (y, e)| (a.min(y - e), b.max(y + e)));
+    if !x0.is_finite() || !y0.is_finite() {
+        return Err(anyhow!("nothing to plot for {}", path.display()));
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-3);
+    let tmp = path.with_file_name(format!(".tmp-{}-{}", std::process::id(), path.file_name().unwrap().to_string_lossy()));
+    {
+        let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+        let mut builder = ChartBuilder::on(&root);
+        builder.caption(title, ("sans-serif", 22)).margin(12).x_label_area_size(40).y_label_area_size(60);
+        let colors = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
+        macro_rules! draw {
+            ($chart:expr) => {{
+                let mut chart = $chart;
+                chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw().map_err(|e| anyhow!("{e}"))?;
+                for (i, s) in series.iter().enumerate() {
+                    let color = colors[i % colors.len()];
+                    chart
+                        .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))
+                        .map_err(|e| anyhow!("{e}"))?
+                        .label(s.label.clone())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                    chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| anyhow!("{e}"))?;
+                    if !s.errors.is_empty() {
+                        chart
+                            .draw_series(s.points.iter().zip(&s.errors).map(|(&(x, y), &e)| ErrorBar::new_vertical(x, y - e, y, y + e, color, 8)))
+                            .map_err(|e| anyhow!("{e}"))?;
+                    }
+                }
+                chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| anyhow!("{e}"))?;
+            }};
+        }
+        let xr = if x1 > x0 { x0..x1 } else { x0 - 1.0..x1 + 1.0 };
+        if log_x {
+            draw!(builder.build_cartesian_2d(xr.log_scale(), (y0 - pad)..(y1 + pad)).map_err(|e| anyhow!("{e}"))?);
+        } else {
+            draw!(builder.build_cartesian_2d(xr, (y0 - pad)..(y1 + pad)).map_err(|e| anyhow!("{e}"))?);
+        }
+        root.present().map_err(|e| anyhow!("{e}"))?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
