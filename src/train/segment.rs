@@ -103,6 +103,8 @@ pub struct TrainConfig {
     pub arch_every: usize,
     /// Inner step size of the unrolled update; `None` = the segmenter's learning rate.
     pub xi: Option<f64>,
+    /// Finite-difference perturbation norm of the hypergradient (eps = fd_scale / |v|).
+    pub fd_scale: f64,
     pub empty_policy: EmptyPolicy,
 }
 
@@ -255,7 +257,7 @@ impl Trainer<'_> {
                 let grads = gradients(&loss, &params);
                 if let Some((_, vx, vm)) = val_batch {
                     let xi = cfg.xi.unwrap_or(cfg.optim.lr);
-                    let g_alpha = lower.hypergradient(&batch, (&vx, &vm), &grads, xi);
+                    let g_alpha = lower.hypergradient(&batch, (&vx, &vm), &grads, xi, cfg.fd_scale);
                     log.hypergrad_norm = Some(g_alpha.norm().double_value(&[]));
                     self.arch_opt.as_mut().expect("genseg has an architecture optimiser").step(&[g_alpha]);
                 }
