@@ -10,6 +10,7 @@
 //! - [`runtime`]: device, threads, versions and atomic file output.
 pub mod data;
 pub mod eval;
+pub mod infer;
 pub mod models;
 pub mod runtime;
 pub mod study;

@@ -1,1 +1,148 @@
-pub fn placeholder() {}
+//! The low-data study: every (training-set size, seed, method) combination, one generator
+//! pretrained per (size, seed) and shared by `separate` and `genseg`, finished runs skipped on
+//! rerun; results.csv, results.md and data-efficiency plots.
+use crate::eval::metrics::aggregate;
+use crate::runtime::{ensure_writable_dir, write_atomic};
+use crate::train::gan::{pretrain, GanSpec, PretrainConfig};
+use crate::train::segment::{self, load_splits, Method, RunSummary, TrainConfig};
+use anyhow::Result;
+use std::fmt::Write as _;
+use std::path::Path;
+use tch::Device;
+
+#[derive(Debug, Clone)]
+pub struct StudyConfig {
+    /// Template for every run; method, train_n, seed and generator are set per run.
+    pub base: TrainConfig,
+    pub train_ns: Vec<usize>,
+    pub seeds: Vec<u64>,
+    pub methods: Vec<Method>,
+}
+
+pub struct Row {
+    pub n: usize,
+    pub seed: u64,
+    pub summary: RunSummary,
+}
+
+pub fn run(cfg: &StudyConfig, out: &Path, device: Device) -> Result<Vec<Row>> {
+    ensure_writable_dir(out)?;
+    let mut rows = Vec::new();
+    for &n in &cfg.train_ns {
+        for &seed in &cfg.seeds {
+            let mut run_cfg = cfg.base.clone();
+            run_cfg.data.train_n = n;
+            run_cfg.seed = seed;
+            if cfg.methods.iter().any(|m| m.uses_generator()) {
+                let gen_dir = out.join("generators").join(format!("n{n}-s{seed}"));
+                if !gen_dir.join("gan.json").is_file() {
+                    let splits = load_splits(&run_cfg.data, seed)?;
+                    let spec = GanSpec { gan: run_cfg.gan.clone(), size: run_cfg.data.size, channels: splits.train.channels as i64 };
+                    let pcfg = PretrainConfig {
+                        iters: run_cfg.pretrain_iters,
+                        batch_size: run_cfg.batch_size,
+                        sample_every: (run_cfg.pretrain_iters / 5).max(1),
+                        seed,
+                    };
+                    pretrain(&spec, &pcfg, &splits.train, &gen_dir, device)?;
+                }
+                run_cfg.generator = Some(gen_dir);
+            }
+            for &method in &cfg.methods {
+                let mut c = run_cfg.clone();
+                c.method = method;
+                if !method.uses_generator() {
+                    c.generator = None;
+                }
+                let dir = out.join("runs").join(format!("{}-n{n}-s{seed}", method.name()));
+                let summary = segment::run(&c, &dir, device)?;
+                rows.push(Row { n, seed, summary });
+                write_results(out, &rows, &cfg.methods)?;
+            }
+        }
+    }
+    Ok(rows)
+}
+
+fn fmt(mean: f64, sd: f64) -> String {
+    if mean.is_nan() {
+        "-".into()
+    } else {
+        format!("{:.3} ± {:.3}", mean, sd)
+    }
+}
+
+/// results.csv (one line per run), results.md (mean ± sd over seeds) and the plots.
+pub fn write_results(out: &Path, rows: &[Row], methods: &[Method]) -> Result<()> {
+    let mut csv = String::from("method,n,seed,test_dice,test_iou,test_cases,ood_dice,ood_iou,ood_cases,best_iter,seconds_per_iter\n");
+    for r in rows {
+        let s = &r.summary;
+        let (od, oi, on) = s.ood.as_ref().map(|o| (o.dice.mean, o.iou.mean, o.cases)).unwrap_or((f64::NAN, f64::NAN, 0));
+        writeln!(
+            csv,
+            "{},{},{},{:.5},{:.5},{},{:.5},{:.5},{},{},{:.4}",
+            s.method.name(),
+            r.n,
+            r.seed,
+            s.test.dice.mean,
+            s.test.iou.mean,
+            s.test.cases,
+            od,
+            oi,
+            on,
+            s.best_iter,
+            s.seconds_per_iter
+        )?;
+    }
+    write_atomic(&out.join("results.csv"), csv.as_bytes())?;
+
+    let mut ns: Vec<usize> = rows.iter().map(|r| r.n).collect();
+    ns.sort_unstable();
+    ns.dedup();
+    let cell = |m: Method, n: usize, f: &dyn Fn(&RunSummary) -> f64| {
+        let a = aggregate(rows.iter().filter(|r| r.summary.method == m && r.n == n).map(|r| f(&r.summary)));
+        (a, fmt(a.mean, a.sd))
+    };
+    let metrics: [(&str, &dyn Fn(&RunSummary) -> f64); 4] = [
+        ("In-domain test Dice", &|s| s.test.dice.mean),
+        ("In-domain test IoU", &|s| s.test.iou.mean),
+        ("Out-of-domain Dice", &|s| s.ood.as_ref().map(|o| o.dice.mean).unwrap_or(f64::NAN)),
+        ("Out-of-domain IoU", &|s| s.ood.as_ref().map(|o| o.iou.mean).unwrap_or(f64::NAN)),
+    ];
+    let mut md = String::from("Mean ± sd over seeds of each run's mean per-case score (seeds per cell in brackets).\n");
+    for (title, f) in metrics {
+        writeln!(md, "\n### {title}\n")?;
+        writeln!(md, "| N | {} |", methods.iter().map(|m| m.name()).collect::<Vec<_>>().join(" | "))?;
+        writeln!(md, "|---|{}", "---|".repeat(methods.len()))?;
+        for &n in &ns {
+            let cells: Vec<String> = methods.iter().map(|&m| { let (a, s) = cell(m, n, f); format!("{s} [{}]", a.n) }).collect();
+            writeln!(md, "| {n} | {} |", cells.join(" | "))?;
+        }
+    }
+    write_atomic(&out.join("results.md"), md.as_bytes())?;
+
+    for (file, title, f) in [
+        ("efficiency.png", "In-domain test Dice vs training images", metrics[0].1),
+        ("efficiency_ood.png", "Out-of-domain Dice vs training images", metrics[2].1),
+    ] {
+        let series: Vec<crate::viz::Series> = methods
+            .iter()
+            .map(|&m| {
+                let pts: Vec<(f64, f64, f64)> = ns
+                    .iter()
+                    .map(|&n| {
+                        let (a, _) = cell(m, n, f);
+                        (n as f64, a.mean, a.sd)
+                    })
+                    .filter(|p| p.1.is_finite())
+                    .collect();
+                crate::viz::Series { label: m.name().into(), points: pts.iter().map(|p| (p.0, p.1)).collect(), errors: pts.iter().map(|p| p.2).collect() }
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect();
+        if !series.is_empty() {
+            crate::viz::line_chart(&out.join(file), title, "labelled training images (N)", "Dice", &series, ns.len() > 1)?;
+        }
+    }
+    Ok(())
+}

@@ -430,3 +430,35 @@ pub fn load_images(input: &Path, channels: usize, size: u32) -> Result<(Vec<Path
     let t = Tensor::from_slice(&data).view([n, channels as i64, size as i64, size as i64]);
     Ok((files, t, sizes))
 }
+
+/// Pairs two folders of masks (predictions and references) by case id; every unmatched file is
+/// an error naming it, so an evaluation never silently skips a case.
+pub fn pair_mask_folders(pred: &Path, reference: &Path, suffixes: &[String]) -> Result<Vec<(String, PathBuf, PathBuf)>> {
+    let mut problems = Vec::new();
+    for dir in [pred, reference] {
+        if !dir.is_dir() {
+            bail!("{}: not a folder of masks", dir.display());
+        }
+    }
+    let strip = |p: &Path| {
+        let s = stem(p);
+        suffixes.iter().filter_map(|suf| s.strip_suffix(suf.as_str())).min_by_key(|id| id.len()).map(str::to_string).unwrap_or(s)
+    };
+    let preds: BTreeMap<String, PathBuf> = list_files(pred, &mut problems)?.into_iter().map(|p| (strip(&p), p)).collect();
+    let refs: BTreeMap<String, PathBuf> = list_files(reference, &mut problems)?.into_iter().map(|p| (strip(&p), p)).collect();
+    for (id, p) in &preds {
+        if !refs.contains_key(id) {
+            problems.push(Problem { file: p.clone(), message: format!("no reference mask for case '{id}' in {}", reference.display()), fatal: true });
+        }
+    }
+    for (id, r) in &refs {
+        if !preds.contains_key(id) {
+            problems.push(Problem { file: r.clone(), message: format!("no predicted mask for case '{id}' in {}", pred.display()), fatal: true });
+        }
+    }
+    if let Some(p) = problems.iter().find(|p| p.fatal) {
+        let all: Vec<String> = problems.iter().filter(|p| p.fatal).map(|p| p.to_string()).collect();
+        bail!("{} problem(s) pairing masks, first: {p}\n{}", all.len(), all.join("\n"));
+    }
+    Ok(preds.into_iter().map(|(id, p)| { let r = refs[&id].clone(); (id, p, r) }).collect())
+}

@@ -77,8 +77,8 @@ pub fn phantom(size: u32, rng: &mut ChaCha8Rng) -> (RgbImage, GrayImage) {
         for x in 0..size {
             let (u, v) = (x as f64 / s, y as f64 / s);
             let inside = blobs.iter().any(|b| b.contains(u, v));
-            let noise: f64 = rng.gen_range(-0.06..0.06);
-            let (level, hue_shift) = if inside { (0.62 + 0.12 * lesion.at(u, v), 0.18) } else { (0.45 + 0.12 * background.at(u, v), 0.0) };
+            let noise: f64 = rng.gen_range(-0.15..0.15);
+            let (level, hue_shift) = if inside { (0.52 + 0.15 * lesion.at(u, v), 0.06) } else { (0.45 + 0.15 * background.at(u, v), 0.0) };
             let px = |c: usize| {
                 let base = tint[c] + if c == 0 { hue_shift } else { -hue_shift / 2.0 };
                 ((level * base * 2.0 + noise).clamp(0.0, 1.0) * 255.0).round() as u8
