@@ -373,7 +373,18 @@ impl CheckReport {
 pub fn check(root: &Path, opts: &LoadOptions) -> Result<CheckReport> {
     let inv = scan(root, opts)?;
     let pairs = inv.cases.len();
-    let (cases, problems, channels) = if pairs > 0 { read_cases(&inv, opts)? } else { (vec![], inv.problems.clone(), 0) };
+    let (cases, mut problems, channels) = if pairs > 0 { read_cases(&inv, opts)? } else { (vec![], inv.problems.clone(), 0) };
+    let originally_empty = |c: &LoadedCase| c.mask_values == [0];
+    for c in &cases {
+        if !originally_empty(c) && c.mask.iter().all(|&v| v == 0.0) {
+            let files = inv.cases.iter().find(|f| f.id == c.id).expect("decoded cases come from the inventory");
+            problems.push(Problem {
+                file: files.mask.clone(),
+                message: format!("foreground vanishes when resized to {0}x{0}; raise --size", opts.size),
+                fatal: false,
+            });
+        }
+    }
     let mut mask_value_sets = BTreeMap::new();
     for c in &cases {
         *mask_value_sets.entry(format!("{:?}", c.mask_values)).or_insert(0) += 1;
@@ -392,7 +403,7 @@ pub fn check(root: &Path, opts: &LoadOptions) -> Result<CheckReport> {
         width_range: range(|c| c.original_size.0),
         height_range: range(|c| c.original_size.1),
         mask_value_sets,
-        empty_masks: fg.iter().filter(|&&f| f == 0.0).count(),
+        empty_masks: cases.iter().filter(|c| originally_empty(c)).count(),
         mean_foreground_fraction: if fg.is_empty() { 0.0 } else { fg.iter().sum::<f64>() / fg.len() as f64 },
         problems,
     })

@@ -1,0 +1,28 @@
+# Set-up is part of every target: a project-local venv provides libtorch (PyPI torch==2.11.0),
+# which tch links against with LIBTORCH_USE_PYTORCH=1.
+VENV   := .venv
+TORCH  := $(VENV)/.torch-2.11.0
+export LIBTORCH_USE_PYTORCH := 1
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup build demo test bench
+setup: $(TORCH)
+
+$(TORCH):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --progress-bar off torch==2.11.0 numpy
+	touch $@
+
+build: setup
+	cargo build
+
+## Generates phantom data, trains plain and genseg briefly, prints where the pictures are.
+demo: setup
+	cargo run -- demo --out demo-out
+
+test: setup
+	cargo test
+
+## genseg vs PyTorch on the same machine (see bench/README.md).
+bench: setup
+	bash bench/run.sh

@@ -1,0 +1,123 @@
+//! Bad input: a clear error naming the file and the fix, a non-zero exit, nothing half-written.
+mod common;
+use common::*;
+use std::path::Path;
+
+fn dataset(dir: &Path) -> std::path::PathBuf {
+    phantom_dataset(dir, 12)
+}
+
+/// `check` and `train` both refuse the set, name `needle`, and leave no run files behind.
+fn assert_refused(data: &Path, needle: &str, hint: &str) {
+    let o = genseg(&["check", data.to_str().unwrap(), "--size", "32"]);
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!o.status.success(), "check accepted a bad set:\n{text}");
+    assert!(text.contains(needle), "check output does not name {needle}:\n{text}");
+    assert!(text.contains(hint), "check output lacks the fix '{hint}':\n{text}");
+    let out = data.parent().unwrap().join("run");
+    let o = genseg(&["train", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--size", "32", "--train-n", "4", "--val-n", "2", "--iters", "2", "--width", "4", "--depth", "2"]);
+    let text = stderr(&o);
+    assert!(!o.status.success(), "train accepted a bad set");
+    assert!(text.contains(needle), "train error does not name {needle}:\n{text}");
+    let left: Vec<_> = std::fs::read_dir(&out).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "train left files behind: {left:?}");
+}
+
+#[test]
+fn missing_mask() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(d.path());
+    std::fs::remove_file(data.join("masks/phantom_003.png")).unwrap();
+    assert_refused(&data, "phantom_003.png", "add the mask");
+}
+
+#[test]
+fn image_mask_size_mismatch() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(d.path());
+    image::GrayImage::new(20, 30).save(data.join("masks/phantom_004.png")).unwrap();
+    assert_refused(&data, "phantom_004.png", "export the mask at the image's size");
+}
+
+#[test]
+fn corrupt_image() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(d.path());
+    std::fs::write(data.join("images/phantom_005.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    assert_refused(&data, "phantom_005.png", "corrupt");
+}
+
+#[test]
+fn mask_with_more_than_two_values() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(d.path());
+    image::GrayImage::from_fn(64, 64, |x, _| image::Luma([(x * 4) as u8])).save(data.join("masks/phantom_006.png")).unwrap();
+    assert_refused(&data, "phantom_006.png", "--binarize");
+    let o = genseg(&["check", data.to_str().unwrap(), "--size", "32", "--binarize"]);
+    assert!(o.status.success(), "--binarize should accept it: {}", stdout(&o));
+}
+
+#[test]
+fn empty_folder() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("empty");
+    std::fs::create_dir_all(data.join("images")).unwrap();
+    std::fs::create_dir_all(data.join("masks")).unwrap();
+    let o = genseg(&["check", data.to_str().unwrap()]);
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!o.status.success());
+    assert!(text.contains("images") && text.contains("holds no images"), "{text}");
+}
+
+#[test]
+fn unknown_extension() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(d.path());
+    std::fs::write(data.join("images/notes.xyz"), b"hello").unwrap();
+    assert_refused(&data, "notes.xyz", "unknown extension");
+}
+
+#[test]
+fn missing_dataset_layout() {
+    let d = tempfile::tempdir().unwrap();
+    let o = genseg(&["check", d.path().to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("expected images/ and masks/"), "{}", stderr(&o));
+}
+
+#[test]
+fn unwritable_output_folder() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(d.path());
+    // A path below a regular file cannot be created, even by root.
+    let blocker = d.path().join("file");
+    std::fs::write(&blocker, b"").unwrap();
+    let out = blocker.join("run");
+    let o = genseg(&["train", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--size", "32", "--iters", "1"]);
+    assert!(!o.status.success());
+    let text = stderr(&o);
+    assert!(text.contains(out.to_str().unwrap()) && text.contains("writable --out"), "{text}");
+}
+
+#[test]
+fn predict_with_a_folder_that_is_not_a_run() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(d.path());
+    let o = genseg(&["predict", "--run", d.path().to_str().unwrap(), data.join("images").to_str().unwrap(), "--out", d.path().join("p").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("model.json") && stderr(&o).contains("genseg train"), "{}", stderr(&o));
+}
+
+#[test]
+fn evaluate_names_an_unmatched_prediction() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(d.path());
+    let pred = d.path().join("pred");
+    std::fs::create_dir_all(&pred).unwrap();
+    std::fs::copy(data.join("masks/phantom_000.png"), pred.join("phantom_000.png")).unwrap();
+    std::fs::copy(data.join("masks/phantom_001.png"), pred.join("other.png")).unwrap();
+    let o = genseg(&["evaluate", pred.to_str().unwrap(), data.join("masks").to_str().unwrap(), "--out", d.path().join("e").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("other.png"), "{}", stderr(&o));
+    assert!(!d.path().join("e/summary.json").exists());
+}

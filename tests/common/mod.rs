@@ -1,0 +1,76 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+use genseg::data::augment::AugmentConfig;
+use genseg::eval::metrics::EmptyPolicy;
+use genseg::models::unet::Upsampling;
+use genseg::train::gan::GanConfig;
+use genseg::train::loss::RegionLoss;
+use genseg::train::optim::OptimConfig;
+use genseg::train::segment::{DataConfig, Method, TrainConfig};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A real dataset from ../shared/data; tests that need it fail loudly when it is missing.
+pub fn shared(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(name);
+    assert!(p.is_dir(), "{} is missing: the tests read real data from ../shared/data", p.display());
+    p
+}
+
+pub fn genseg(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_genseg")).args(args).env("GENSEG_TEST", "1").output().expect("run genseg")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// A small, fast configuration: 64 px, narrow networks, few iterations.
+pub fn small_config(data: &Path, method: Method, train_n: usize, iters: usize) -> TrainConfig {
+    TrainConfig {
+        data: DataConfig {
+            data: data.to_path_buf(),
+            ood: None,
+            size: 64,
+            channels: None,
+            mask_suffixes: genseg::data::dataset::DEFAULT_MASK_SUFFIXES.iter().map(|s| s.to_string()).collect(),
+            binarize: false,
+            train_n,
+            val_n: 4,
+            train_ids: None,
+            val_ids: None,
+        },
+        method,
+        seed: 1,
+        width: 16,
+        depth: 4,
+        upsampling: Upsampling::Transposed,
+        region_loss: RegionLoss::Dice,
+        optim: OptimConfig::adam(1e-3, 0.9),
+        iters,
+        batch_size: 4,
+        val_every: 25,
+        lambda: 1.0,
+        augment: AugmentConfig::default(),
+        jitter: 0.2,
+        gan: GanConfig { ngf: 16, ndf: 16, ..Default::default() },
+        pretrain_iters: 100,
+        generator: None,
+        arch_lr: 3e-2,
+        arch_every: 1,
+        xi: None,
+        fd_scale: 0.01,
+        empty_policy: EmptyPolicy::Nan,
+    }
+}
+
+/// A small phantom dataset written by the project itself.
+pub fn phantom_dataset(dir: &Path, n: usize) -> PathBuf {
+    let data = dir.join("phantom");
+    genseg::data::phantom::write_dataset(&data, n, 64, 5).unwrap();
+    data
+}

@@ -1,0 +1,128 @@
+//! Loaders on every real 2-D set, and on the mask/image encodings and layouts users bring.
+mod common;
+use common::*;
+use genseg::data::dataset::{self, LoadOptions};
+use image::{DynamicImage, GrayImage, ImageFormat};
+use std::path::Path;
+
+fn opts(size: u32) -> LoadOptions {
+    LoadOptions { size, ..Default::default() }
+}
+
+#[test]
+fn every_shared_2d_set_is_usable() {
+    // (set, pairs, empty masks, colour)
+    for (name, pairs, empty) in [("kvasir_seg", 1000, 0), ("cvc_clinicdb", 612, 0), ("fuseg", 400, 8), ("medetec_foot_ulcer", 160, 0), ("drive", 40, 0)] {
+        let report = dataset::check(&shared(name), &opts(32)).unwrap();
+        let fatal: Vec<String> = report.problems.iter().filter(|p| p.fatal).map(|p| p.to_string()).collect();
+        assert!(report.usable(), "{name}: {fatal:?}");
+        assert_eq!(report.usable_pairs, pairs, "{name}");
+        assert_eq!(report.empty_masks, empty, "{name}");
+        assert_eq!(report.channels, 3, "{name}");
+        assert!(report.mean_foreground_fraction > 0.01 && report.mean_foreground_fraction < 0.6, "{name}");
+    }
+}
+
+#[test]
+fn loaded_tensors_are_binary_masks_and_unit_images() {
+    let d = dataset::load(&shared("medetec_foot_ulcer"), &opts(48)).unwrap();
+    assert_eq!(d.images.size(), vec![160, 3, 48, 48]);
+    assert_eq!(d.masks.size(), vec![160, 1, 48, 48]);
+    assert!(bool::try_from(d.masks.eq(0.0).logical_or(&d.masks.eq(1.0)).all()).unwrap());
+    assert!(f64::try_from(d.images.min()).unwrap() >= 0.0 && f64::try_from(d.images.max()).unwrap() <= 1.0);
+}
+
+fn save(img: &DynamicImage, path: &Path, format: ImageFormat) {
+    img.save_with_format(path, format).unwrap();
+}
+
+/// Re-encodes the phantom set's masks and images in other ways; all must load to the same masks.
+#[test]
+fn mask_and_image_encodings_load_identically() {
+    let d = tempfile::tempdir().unwrap();
+    let data = phantom_dataset(d.path(), 6);
+    let reference = dataset::load(&data, &opts(32)).unwrap();
+    let masks: Vec<GrayImage> = (0..6).map(|i| image::open(data.join(format!("masks/phantom_{i:03}.png"))).unwrap().to_luma8()).collect();
+    let variant = d.path().join("variant");
+    std::fs::create_dir_all(variant.join("images")).unwrap();
+    std::fs::create_dir_all(variant.join("masks")).unwrap();
+    for (i, m) in masks.iter().enumerate() {
+        let id = format!("phantom_{i:03}");
+        let img = image::open(data.join(format!("images/{id}.png"))).unwrap();
+        let m01 = GrayImage::from_fn(m.width(), m.height(), |x, y| image::Luma([(m.get_pixel(x, y).0[0] > 0) as u8]));
+        let two_values = GrayImage::from_fn(m.width(), m.height(), |x, y| image::Luma([if m.get_pixel(x, y).0[0] > 0 { 200 } else { 30 }]));
+        let m16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(m.width(), m.height(), |x, y| image::Luma([if m.get_pixel(x, y).0[0] > 0 { 65535 } else { 0 }]));
+        let mask_dir = variant.join("masks");
+        match i {
+            0 => save(&DynamicImage::ImageLuma8(m01), &mask_dir.join(format!("{id}.png")), ImageFormat::Png),
+            1 => save(&DynamicImage::ImageLuma8(two_values), &mask_dir.join(format!("{id}_mask.bmp")), ImageFormat::Bmp),
+            2 => save(&DynamicImage::ImageLuma16(m16), &mask_dir.join(format!("{id}_segmentation.tif")), ImageFormat::Tiff),
+            3 => save(&DynamicImage::ImageRgba8(DynamicImage::ImageLuma8(m.clone()).to_rgba8()), &mask_dir.join(format!("{id}.gif")), ImageFormat::Gif),
+            4 => save(&DynamicImage::ImageLuma8(m.clone()), &mask_dir.join(format!("{id}_lesion.png")), ImageFormat::Png),
+            _ => save(&DynamicImage::ImageLuma8(m.clone()), &mask_dir.join(format!("{id}_manual1.png")), ImageFormat::Png),
+        }
+        let image_dir = variant.join("images");
+        match i {
+            0 => save(&DynamicImage::ImageRgba8(img.to_rgba8()), &image_dir.join(format!("{id}.png")), ImageFormat::Png),
+            1 => save(&DynamicImage::ImageRgb16(img.to_rgb16()), &image_dir.join(format!("{id}.tif")), ImageFormat::Tiff),
+            2 => save(&DynamicImage::ImageRgb8(img.to_rgb8()), &image_dir.join(format!("{id}.bmp")), ImageFormat::Bmp),
+            _ => save(&img, &image_dir.join(format!("{id}.png")), ImageFormat::Png),
+        }
+    }
+    let loaded = dataset::load(&variant, &opts(32)).unwrap();
+    assert_eq!(loaded.ids, reference.ids);
+    assert!(loaded.masks.equal(&reference.masks), "masks differ after re-encoding");
+    let diff = f64::try_from((&loaded.images - &reference.images).abs().max()).unwrap();
+    assert!(diff < 1.5 / 255.0, "images differ by {diff}");
+}
+
+#[test]
+fn jpeg_masks_are_thresholded_with_a_warning() {
+    let d = tempfile::tempdir().unwrap();
+    let data = phantom_dataset(d.path(), 4);
+    let m = image::open(data.join("masks/phantom_000.png")).unwrap();
+    std::fs::remove_file(data.join("masks/phantom_000.png")).unwrap();
+    save(&m, &data.join("masks/phantom_000.jpg"), ImageFormat::Jpeg);
+    let report = dataset::check(&data, &opts(64)).unwrap();
+    assert!(report.usable());
+    assert!(report.problems.iter().any(|p| !p.fatal && p.file.ends_with("phantom_000.jpg") && p.message.contains("thresholded")));
+    let reference = dataset::load(&phantom_dataset(&d.path().join("ref"), 4), &opts(64)).unwrap();
+    let loaded = dataset::load(&data, &opts(64)).unwrap();
+    let agree = f64::try_from(loaded.masks.get(0).eq_tensor(&reference.masks.get(0)).to_kind(tch::Kind::Float).mean(tch::Kind::Float)).unwrap();
+    assert!(agree > 0.98, "JPEG mask agrees on {agree}");
+}
+
+#[test]
+fn grey_images_give_one_channel() {
+    let d = tempfile::tempdir().unwrap();
+    let data = phantom_dataset(d.path(), 4);
+    for i in 0..4 {
+        let p = data.join(format!("images/phantom_{i:03}.png"));
+        let g = image::open(&p).unwrap().to_luma8();
+        g.save(&p).unwrap();
+    }
+    let loaded = dataset::load(&data, &opts(32)).unwrap();
+    assert_eq!(loaded.channels, 1);
+    assert_eq!(loaded.images.size(), vec![4, 1, 32, 32]);
+}
+
+#[test]
+fn nnunet_raw_layout_matches_the_folder_layout() {
+    let d = tempfile::tempdir().unwrap();
+    let data = phantom_dataset(d.path(), 5);
+    let nn = d.path().join("Dataset001_Phantom");
+    std::fs::create_dir_all(nn.join("imagesTr")).unwrap();
+    std::fs::create_dir_all(nn.join("labelsTr")).unwrap();
+    for i in 0..5 {
+        let id = format!("phantom_{i:03}");
+        std::fs::copy(data.join(format!("images/{id}.png")), nn.join(format!("imagesTr/{id}_0000.png"))).unwrap();
+        let m = image::open(data.join(format!("masks/{id}.png"))).unwrap().to_luma8();
+        let labels = GrayImage::from_fn(m.width(), m.height(), |x, y| image::Luma([(m.get_pixel(x, y).0[0] > 0) as u8]));
+        labels.save(nn.join(format!("labelsTr/{id}.png"))).unwrap();
+    }
+    std::fs::write(nn.join("dataset.json"), r#"{"channel_names": {"0": "rgb"}, "labels": {"background": 0, "lesion": 1}, "numTraining": 5, "file_ending": ".png"}"#).unwrap();
+    let a = dataset::load(&data, &opts(32)).unwrap();
+    let b = dataset::load(&nn, &opts(32)).unwrap();
+    assert_eq!(a.ids, b.ids);
+    assert!(a.masks.equal(&b.masks) && a.images.equal(&b.images));
+}
