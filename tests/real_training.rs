@@ -93,18 +93,19 @@ fn generator_pretraining_lowers_held_out_l1() {
     let untrained = Gan::new(&spec, Device::Cpu).unwrap().l1_on(&splits.test, Device::Cpu);
     let pcfg = PretrainConfig { iters: 150, batch_size: 4, sample_every: 50, seed: 1 };
     let gan = pretrain(&spec, &pcfg, &splits.train, &dir.path().join("gen"), Device::Cpu).unwrap();
+    // Reloading gives the same generator, alpha included.
+    let again = Gan::load(&dir.path().join("gen"), Device::Cpu).unwrap();
+    for (a, b) in [(&gan.g_vs, &again.g_vs), (&gan.arch_vs, &again.arch_vs)] {
+        let (va, vb) = (a.variables(), b.variables());
+        assert_eq!(va.len(), vb.len());
+        for (name, t) in va {
+            assert!(t.equal(&vb[&name]), "{name} differs after reload");
+        }
+    }
     let trained = gan.l1_on(&splits.test, Device::Cpu);
     println!("held-out L1: trained {trained:.4}, untrained {untrained:.4}");
     assert!(trained < 0.75 * untrained, "trained {trained} vs untrained {untrained}");
     assert!(dir.path().join("gen/samples/step_000150.png").is_file());
-    // Reloading gives the same generator.
-    let again = Gan::load(&dir.path().join("gen"), Device::Cpu).unwrap();
-    let m = splits.test.masks.narrow(0, 0, 2);
-    tch::manual_seed(9);
-    let a = tch::no_grad(|| gan.synthesize(&m));
-    tch::manual_seed(9);
-    let b = tch::no_grad(|| again.synthesize(&m));
-    assert!(a.allclose(&b, 1e-5, 1e-5, false));
 }
 
 #[test]
