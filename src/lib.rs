@@ -7,7 +7,9 @@
 //! - [`train`]: optimisers, losses, the supervised loop (plain/augment/separate/genseg), the GAN loop
 //!   and the multi-level hypergradient;
 //! - [`eval`]: metrics and reports; [`viz`]: pictures and plots; [`study`]: the low-data study;
+//! - [`bench`]: training-step benchmarks and FLOP counts;
 //! - [`runtime`]: device, threads, versions and atomic file output.
+pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod infer;

@@ -279,6 +279,24 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Time training steps (ms/step, GFLOP/s); bench/run.sh compares them with PyTorch
+    Bench {
+        /// unet or gan
+        what: String,
+        #[arg(long, default_value_t = 64)]
+        width: i64,
+        #[arg(long, default_value_t = 5)]
+        depth: usize,
+        #[arg(long, default_value_t = 128)]
+        size: i64,
+        #[arg(long, default_value_t = 4)]
+        batch: i64,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// gan: three separate transposed convs per mixed op instead of the fused one
+        #[arg(long)]
+        separate_ops: bool,
+    },
     /// Self-contained demo on generated phantom data: train plain and genseg briefly, evaluate, draw
     Demo {
         #[arg(long, default_value = "demo-out")]
@@ -359,6 +377,18 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo { out, seed } => demo(&out, seed, device),
+        Command::Bench { what, width, depth, size, batch, steps, separate_ops } => {
+            let r = match what.as_str() {
+                "unet" => {
+                    let cfg = genseg::models::unet::UNetConfig { in_channels: 3, out_channels: 1, width, depth, upsampling: Upsampling::Transposed };
+                    genseg::bench::unet_step(&cfg, size, batch, steps, device)?
+                }
+                "gan" => genseg::bench::gan_step(width, size, batch, !separate_ops, steps, device)?,
+                other => bail!("unknown benchmark '{other}': use unet or gan"),
+            };
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
     }
 }
 

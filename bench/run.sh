@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# genseg vs the PyTorch reference, same machine, same command, same thread count.
+# Prints ms/step for both, the ratio genseg/PyTorch (lower is better) and genseg's GFLOP/s
+# against this CPU's fp32 peak (PEAK_GFLOPS, default 157 = 2 cores x AVX2 FMA).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LIBTORCH_USE_PYTORCH=1 PATH="$PWD/.venv/bin:$PATH"
+# The dev profile builds dependencies at opt-level 3 and genseg at 1; the arithmetic runs in
+# libtorch either way, so the shared target dir is reused instead of a second full build.
+cargo build -q
+BIN=target/debug/genseg
+PY=.venv/bin/python
+THREADS=${THREADS:-2}
+PEAK=${PEAK_GFLOPS:-157}
+STEPS=${STEPS:-5}
+run() { # what, args...
+  local what=$1; shift
+  local ours ref
+  ours=$($BIN --device cpu --threads "$THREADS" bench "$what" "$@" --steps "$STEPS")
+  ref=$($PY bench/reference.py "$what" "$@" --steps "$STEPS" --threads "$THREADS")
+  $PY - "$ours" "$ref" "$PEAK" <<'PY'
+import json, sys
+o, r, peak = json.loads(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3])
+print(f"{o['what']:<34} genseg {o['ms_per_step']:8.1f} ms  pytorch {r['ms_per_step']:8.1f} ms  "
+      f"ratio {o['ms_per_step'] / r['ms_per_step']:.2f}  {o['gflops']:6.1f} GFLOP/s = {100 * o['gflops'] / peak:.0f}% of {peak:.0f} "
+      f"({o['gflop_per_step']:.1f} GFLOP/step, {o['params']:,} params)")
+PY
+}
+run unet --width 64 --depth 5 --size 128 --batch 4
+run unet --width 16 --depth 4 --size 64 --batch 4
+run gan --width 64 --size 128 --batch 2
+run gan --width 64 --size 128 --batch 2 --separate-ops
+run gan --width 16 --size 64 --batch 4

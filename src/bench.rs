@@ -1,0 +1,145 @@
+//! Training-step benchmarks (run by bench/run.sh beside the PyTorch reference in bench/reference.py)
+//! and the analytic FLOP counts used to report achieved GFLOP/s.
+use crate::models::unet::{UNet, UNetConfig, Upsampling};
+use crate::train::gan::{Gan, GanConfig, GanSpec};
+use crate::train::loss::{segmentation_loss, RegionLoss};
+use crate::train::optim::{gradients, OptimConfig, Optimizer};
+use anyhow::Result;
+use serde::Serialize;
+use std::time::Instant;
+use tch::nn::{ModuleT, VarStore};
+use tch::{Device, Kind, Tensor};
+
+/// Multiply-adds x 2 of the convolutions of one U-Net forward pass on one image (BN, ReLU and
+/// pooling are ignored: they are memory-bound and < 2 % of the arithmetic).
+pub fn unet_forward_flops(cfg: &UNetConfig, size: i64) -> f64 {
+    let ch = |i: usize| (cfg.width << i) as f64;
+    let px = |i: usize| ((size >> i) * (size >> i)) as f64;
+    let double_conv = |cin: f64, cout: f64, p: f64| 2.0 * 9.0 * p * (cin * cout + cout * cout);
+    let mut f = double_conv(cfg.in_channels as f64, ch(0), px(0));
+    for i in 1..cfg.depth {
+        f += double_conv(ch(i - 1), ch(i), px(i));
+        // up-sampling from level i to i-1, then the double conv on the concatenation
+        f += match cfg.upsampling {
+            Upsampling::Transposed => 2.0 * 4.0 * px(i) * ch(i) * ch(i) / 2.0,
+            Upsampling::Bilinear => 2.0 * px(i - 1) * ch(i) * ch(i) / 2.0,
+        };
+        f += double_conv(ch(i), ch(i - 1), px(i - 1));
+    }
+    f + 2.0 * px(0) * ch(0) * cfg.out_channels as f64
+}
+
+/// FLOPs of one generator forward pass on one mask; `fused` counts one 8x8 kernel per mixed op,
+/// otherwise 4x4 + 6x6 + 8x8.
+pub fn generator_forward_flops(ngf: i64, size: i64, out_channels: i64, fused: bool) -> f64 {
+    let levels = size.trailing_zeros() as usize;
+    let ch = |i: usize| (ngf * (1 << i.min(3))) as f64;
+    let taps = if fused { 64.0 } else { 16.0 + 36.0 + 64.0 };
+    let mut f = 0.0;
+    for i in 0..levels {
+        let cin = if i == 0 { 1.0 } else { ch(i - 1) };
+        let out_px = ((size >> (i + 1)) * (size >> (i + 1))) as f64;
+        f += 2.0 * 16.0 * cin * ch(i) * out_px;
+        let up_in = if i + 1 == levels { ch(i) } else { 2.0 * ch(i) };
+        let up_out = if i == 0 { out_channels as f64 } else { ch(i - 1) };
+        f += 2.0 * taps * up_in * up_out * out_px;
+    }
+    f
+}
+
+/// FLOPs of one PatchGAN forward pass on one (mask, image) pair.
+pub fn patchgan_forward_flops(ndf: i64, size: i64, in_channels: i64) -> f64 {
+    let n = ndf as f64;
+    let layers = [(in_channels as f64, n, 2), (n, 2.0 * n, 2), (2.0 * n, 4.0 * n, 2), (4.0 * n, 8.0 * n, 1), (8.0 * n, 1.0, 1)];
+    let mut side = size as f64;
+    let mut f = 0.0;
+    for (cin, cout, stride) in layers {
+        side = ((side + 2.0 - 4.0) / stride as f64).floor() + 1.0;
+        f += 2.0 * 16.0 * cin * cout * side * side;
+    }
+    f
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchResult {
+    pub what: String,
+    pub ms_per_step: f64,
+    pub gflop_per_step: f64,
+    pub gflops: f64,
+    pub params: i64,
+}
+
+fn time_steps(warmup: usize, steps: usize, mut step: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        step();
+    }
+    let t = Instant::now();
+    for _ in 0..steps {
+        step();
+    }
+    t.elapsed().as_secs_f64() * 1000.0 / steps as f64
+}
+
+/// One U-Net training step (forward, BCE + Dice loss, backward, Adam), as the supervised loop does.
+pub fn unet_step(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, device: Device) -> Result<BenchResult> {
+    tch::manual_seed(0);
+    let vs = VarStore::new(device);
+    let net = UNet::new(&vs.root(), cfg);
+    let mut opt = Optimizer::new(OptimConfig::adam(1e-3, 0.9), vs.trainable_variables());
+    let x = Tensor::rand([batch, cfg.in_channels, size, size], (Kind::Float, device));
+    let y = Tensor::rand([batch, 1, size, size], (Kind::Float, device)).gt(0.7).to_kind(Kind::Float);
+    let ms = time_steps(2, steps, || {
+        let loss = segmentation_loss(&net.forward_t(&x, true), &y, RegionLoss::Dice);
+        let g = gradients(&loss, opt.params());
+        opt.step(&g);
+        if device.is_cuda() {
+            tch::Cuda::synchronize(0);
+        }
+    });
+    let gflop = 3.0 * unet_forward_flops(cfg, size) * batch as f64 / 1e9;
+    Ok(BenchResult { what: format!("unet w{} d{} {size}px b{batch}", cfg.width, cfg.depth), ms_per_step: ms, gflop_per_step: gflop, gflops: gflop / ms * 1000.0, params: crate::models::count(&vs.trainable_variables()) })
+}
+
+/// One Pix2Pix step (D step, then G step), as pretraining and the genseg loop do.
+pub fn gan_step(ngf: i64, size: i64, batch: i64, fused: bool, steps: usize, device: Device) -> Result<BenchResult> {
+    tch::manual_seed(0);
+    let spec = GanSpec { gan: GanConfig { ngf, ndf: ngf, fused, ..Default::default() }, size: size as u32, channels: 3 };
+    let mut gan = Gan::new(&spec, device)?;
+    let x = Tensor::rand([batch, 3, size, size], (Kind::Float, device));
+    let m = Tensor::rand([batch, 1, size, size], (Kind::Float, device)).gt(0.7).to_kind(Kind::Float);
+    let ms = time_steps(2, steps, || {
+        gan.step(&x, &m);
+        if device.is_cuda() {
+            tch::Cuda::synchronize(0);
+        }
+    });
+    // G: forward + backward (2x); D: 3 forwards, D-step backward (2 x 2x), input-gradient pass for G (1x).
+    let gflop = (3.0 * generator_forward_flops(ngf, size, 3, fused) + 8.0 * patchgan_forward_flops(ngf, size, 4)) * batch as f64 / 1e9;
+    let params = crate::models::count(&gan.g_vs.trainable_variables()) + crate::models::count(&gan.d_vs.trainable_variables());
+    Ok(BenchResult { what: format!("gan ngf{ngf} {size}px b{batch} {}", if fused { "fused" } else { "three-conv" }), ms_per_step: ms, gflop_per_step: gflop, gflops: gflop / ms * 1000.0, params })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unet_flops_match_a_hand_count_for_one_level_pair() {
+        // depth 2, width 1, 1->1 channels, 4x4 input:
+        // inc: 2*9*16*(1+1) = 576; down1 (2x2, 1->2): 2*9*4*(2+4) = 432;
+        // up: transposed 2*4*4*2*1 = 64; conv (2->1 at 4x4): 2*9*16*(2+1) = 864; head 2*16 = 32.
+        let cfg = UNetConfig { in_channels: 1, out_channels: 1, width: 1, depth: 2, upsampling: Upsampling::Transposed };
+        assert_eq!(unet_forward_flops(&cfg, 4), 576.0 + 432.0 + 64.0 + 864.0 + 32.0);
+    }
+
+    #[test]
+    fn patchgan_flops_match_a_hand_count_and_the_real_map() {
+        // ndf 1, 2 input channels, 32 px: sides 16, 8, 4, 3, 2.
+        let hand = 2.0 * 16.0 * (2.0 * 1.0 * 256.0 + 1.0 * 2.0 * 64.0 + 2.0 * 4.0 * 16.0 + 4.0 * 8.0 * 9.0 + 8.0 * 1.0 * 4.0);
+        assert_eq!(patchgan_forward_flops(1, 32, 2), hand);
+        let vs = VarStore::new(Device::Cpu);
+        let d = crate::models::discriminator::PatchGan::new(&vs.root(), 2, 1);
+        let y = tch::nn::ModuleT::forward_t(&d, &Tensor::rand([1, 2, 32, 32], (Kind::Float, Device::Cpu)), false);
+        assert_eq!(y.size(), vec![1, 1, 2, 2]);
+    }
+}
