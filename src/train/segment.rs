@@ -388,6 +388,15 @@ pub fn run(cfg: &TrainConfig, out: &Path, device: Device) -> Result<RunSummary> 
     if let Some(dir) = checkpoint::find_dir(&ckpt) {
         state = t.load_checkpoint(&dir)?;
         tracing::info!("resuming {} at iteration {}", out.display(), state.iter);
+        // Lines logged after the checkpoint (kill between log and checkpoint) are replayed.
+        let metrics = out.join("metrics.jsonl");
+        let text = std::fs::read_to_string(&metrics).unwrap_or_default();
+        let kept: String = text
+            .lines()
+            .filter(|l| serde_json::from_str::<MetricsLine>(l).map(|m| m.iter <= state.iter).unwrap_or(false))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        crate::runtime::write_atomic(&metrics, kept.as_bytes())?;
     } else if out.join("metrics.jsonl").exists() {
         std::fs::remove_file(out.join("metrics.jsonl"))?;
     }
