@@ -297,6 +297,17 @@ enum Command {
         #[arg(long)]
         separate_ops: bool,
     },
+    /// Write the built-in phantom dataset (textured blobs on a textured background)
+    Phantom {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 60)]
+        n: usize,
+        #[arg(long, default_value_t = 64)]
+        size: u32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Self-contained demo on generated phantom data: train plain and genseg briefly, evaluate, draw
     Demo {
         #[arg(long, default_value = "demo-out")]
@@ -377,6 +388,11 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo { out, seed } => demo(&out, seed, device),
+        Command::Phantom { out, n, size, seed } => {
+            phantom::write_dataset(&out, n, size, seed)?;
+            println!("{n} phantom pairs in {}", out.display());
+            Ok(())
+        }
         Command::Bench { what, width, depth, size, batch, steps, separate_ops } => {
             let r = match what.as_str() {
                 "unet" => {

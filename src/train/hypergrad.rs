@@ -10,6 +10,7 @@
 //! generator to the segmenter must stay differentiable (no detach, no quantisation). Every
 //! perturbation of the segmenter is undone by copying back a snapshot of all its variables
 //! (weights and BatchNorm buffers), so validation data never changes the segmenter.
+//! The generator is not perturbed, so its synthetic images are computed once per iteration.
 use super::gan::Gan;
 use super::loss::{segmentation_loss, RegionLoss};
 use super::optim::gradients;
@@ -36,11 +37,15 @@ pub struct Lower<'a> {
 }
 
 impl Lower<'_> {
-    /// lambda * L_seg(S(G(m~)), m~), differentiable w.r.t. theta, generator weights and alpha.
-    pub fn synthetic_loss(&self, batch: &TrainBatch) -> Tensor {
+    /// G(m~) in [0, 1] for the batch's augmented masks, with its graph to the generator and alpha.
+    pub fn synthesize(&self, batch: &TrainBatch) -> Tensor {
         tch::manual_seed(batch.seed);
-        let images = self.gan.synthesize(&batch.synthetic_masks);
-        segmentation_loss(&self.seg.forward_t(&images, true), &batch.synthetic_masks, self.region) * self.lambda
+        self.gan.synthesize(&batch.synthetic_masks)
+    }
+
+    /// lambda * L_seg(S(x~), m~) for synthetic images x~.
+    pub fn synthetic_loss(&self, batch: &TrainBatch, synthetic: &Tensor) -> Tensor {
+        segmentation_loss(&self.seg.forward_t(synthetic, true), &batch.synthetic_masks, self.region) * self.lambda
     }
 
     pub fn real_loss(&self, batch: &TrainBatch) -> Tensor {
@@ -48,20 +53,25 @@ impl Lower<'_> {
     }
 
     /// L_train = L_seg(real) + lambda * L_seg(synthetic).
-    pub fn train_loss(&self, batch: &TrainBatch) -> Tensor {
-        self.real_loss(batch) + self.synthetic_loss(batch)
+    pub fn train_loss(&self, batch: &TrainBatch, synthetic: &Tensor) -> Tensor {
+        self.real_loss(batch) + self.synthetic_loss(batch, synthetic)
     }
 
     pub fn val_loss(&self, images: &Tensor, masks: &Tensor) -> Tensor {
         segmentation_loss(&self.seg.forward_t(images, true), masks, self.region)
     }
 
-    /// The hypergradient w.r.t. alpha, given grad_theta L_train at the current theta.
-    /// `fd_scale` sets the perturbation norm (eps = fd_scale / |v|; DARTS uses 0.01).
-    pub fn hypergradient(&self, batch: &TrainBatch, val: (&Tensor, &Tensor), train_grads: &[Tensor], xi: f64, fd_scale: f64) -> Tensor {
+    /// The hypergradient w.r.t. alpha, given grad_theta L_train at the current theta and the
+    /// batch's synthetic images (still attached to the generator's graph).
+    ///
+    /// grad_alpha L_train(theta +- eps v) = J^T dL/dx~(theta +- eps v), with J the Jacobian of
+    /// x~ = G_alpha(m~) w.r.t. alpha, which does not depend on theta. So the two perturbed passes
+    /// only go through the segmenter, and one backward pass through the generator takes their
+    /// difference to alpha. `fd_scale` sets the perturbation norm (eps = fd_scale / |v|; DARTS
+    /// uses 0.01).
+    pub fn hypergradient(&self, batch: &TrainBatch, synthetic: &Tensor, val: (&Tensor, &Tensor), train_grads: &[Tensor], xi: f64, fd_scale: f64) -> Tensor {
         let params = self.seg_vs.trainable_variables();
         let seg_snapshot = Snapshot::take(self.seg_vs);
-        let gen_snapshot = Snapshot::take(&self.gan.g_vs);
         shift(&params, train_grads, -xi);
         let v = gradients(&self.val_loss(val.0, val.1), &params);
         seg_snapshot.restore();
@@ -71,16 +81,17 @@ impl Lower<'_> {
             return alpha.zeros_like();
         }
         let eps = fd_scale / norm;
-        let alpha_grad_at = |sign: f64| {
+        let leaf = synthetic.detach().set_requires_grad(true);
+        let image_grad_at = |sign: f64| {
             shift(&params, &v, sign * eps);
-            let g = gradients(&self.synthetic_loss(batch), std::slice::from_ref(alpha)).pop().unwrap();
+            let g = gradients(&self.synthetic_loss(batch, &leaf), std::slice::from_ref(&leaf)).pop().unwrap();
             seg_snapshot.restore();
             g
         };
-        let plus = alpha_grad_at(1.0);
-        let minus = alpha_grad_at(-1.0);
-        gen_snapshot.restore();
-        (plus - minus) * (-xi / (2.0 * eps))
+        let difference = image_grad_at(1.0) - image_grad_at(-1.0);
+        let through_generator = (synthetic * difference).sum(synthetic.kind());
+        let g = gradients(&through_generator, std::slice::from_ref(alpha)).pop().unwrap();
+        g * (-xi / (2.0 * eps))
     }
 }
 
@@ -178,7 +189,7 @@ mod tests {
                 a.copy_(&original);
                 let _ = a.view(-1).get(entry).g_add_scalar_(delta);
             });
-            let grads = gradients(&lo.train_loss(&f.batch), &params);
+            let grads = gradients(&lo.train_loss(&f.batch, &lo.synthesize(&f.batch)), &params);
             shift(&params, &grads, -xi);
             let loss = tch::no_grad(|| lo.val_loss(&f.val.0, &f.val.1).double_value(&[]));
             snapshot.restore();
@@ -204,8 +215,9 @@ mod tests {
         let xi = 0.5;
         let lo = lower(&f);
         let params = f.seg_vs.trainable_variables();
-        let grads = gradients(&lo.train_loss(&f.batch), &params);
-        let hyper = lo.hypergradient(&f.batch, (&f.val.0, &f.val.1), &grads, xi, FD_SCALE);
+        let synthetic = lo.synthesize(&f.batch);
+        let grads = gradients(&lo.train_loss(&f.batch, &synthetic), &params);
+        let hyper = lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, xi, FD_SCALE);
         let brute = brute_force(&f, xi, 1e-6);
         let h = Vec::<f64>::try_from(hyper.view(-1)).unwrap();
         let b = Vec::<f64>::try_from(brute.view(-1)).unwrap();
@@ -223,10 +235,11 @@ mod tests {
         let f = fixture();
         let lo = lower(&f);
         let params = f.seg_vs.trainable_variables();
-        let grads = gradients(&lo.train_loss(&f.batch), &params);
+        let synthetic = lo.synthesize(&f.batch);
+        let grads = gradients(&lo.train_loss(&f.batch, &synthetic), &params);
         let before = Snapshot::take(&f.seg_vs);
         let gen_before = Snapshot::take(&f.gan.g_vs);
-        let _ = lo.hypergradient(&f.batch, (&f.val.0, &f.val.1), &grads, 0.5, 0.01);
+        let _ = lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, 0.5, 0.01);
         for snap in [before, gen_before] {
             for (saved, live) in &snap.pairs {
                 assert!(saved.equal(live), "a variable changed");

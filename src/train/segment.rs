@@ -243,21 +243,19 @@ impl Trainer<'_> {
                 let val_batch = (cfg.method == Method::Genseg && iter % cfg.arch_every == 0).then(|| self.batch(&splits.val));
                 let gan = self.gan.as_ref().expect("generator methods build a GAN");
                 let lower = Lower { seg: &self.seg, seg_vs: &self.seg_vs, gan, region: cfg.region_loss, lambda: cfg.lambda };
-                let loss = if cfg.method == Method::Separate {
+                let (loss, synthetic) = if cfg.method == Method::Separate {
                     // Frozen generator: synthetic images are plain inputs.
-                    let syn = tch::no_grad(|| {
-                        tch::manual_seed(seed);
-                        gan.synthesize(&batch.synthetic_masks)
-                    });
-                    lower.real_loss(&batch) + segmentation_loss(&self.seg.forward_t(&syn, true), &batch.synthetic_masks, cfg.region_loss) * cfg.lambda
+                    let syn = tch::no_grad(|| lower.synthesize(&batch));
+                    (lower.train_loss(&batch, &syn), None)
                 } else {
-                    lower.train_loss(&batch)
+                    let syn = lower.synthesize(&batch);
+                    (lower.train_loss(&batch, &syn), Some(syn))
                 };
                 log.loss = loss.double_value(&[]);
                 let grads = gradients(&loss, &params);
-                if let Some((_, vx, vm)) = val_batch {
+                if let (Some((_, vx, vm)), Some(syn)) = (val_batch, synthetic) {
                     let xi = cfg.xi.unwrap_or(cfg.optim.lr);
-                    let g_alpha = lower.hypergradient(&batch, (&vx, &vm), &grads, xi, cfg.fd_scale);
+                    let g_alpha = lower.hypergradient(&batch, &syn, (&vx, &vm), &grads, xi, cfg.fd_scale);
                     log.hypergrad_norm = Some(g_alpha.norm().double_value(&[]));
                     self.arch_opt.as_mut().expect("genseg has an architecture optimiser").step(&[g_alpha]);
                 }
