@@ -28,8 +28,8 @@ PY
 }
 run unet --width 64 --depth 5 --size 128 --batch 4
 run unet --width 16 --depth 4 --size 64 --batch 4
-run gan --width 64 --size 128 --batch 2
-run gan --width 64 --size 128 --batch 2 --separate-ops
+run gan --width 32 --size 128 --batch 2
+run gan --width 32 --size 128 --batch 2 --separate-ops
 run gan --width 16 --size 64 --batch 4
 
 # One genseg iteration (GAN step + segmentation step + hypergradient) over one plain step, same

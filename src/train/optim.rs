@@ -57,26 +57,31 @@ impl Optimizer {
     pub fn step(&mut self, grads: &[Tensor]) {
         assert_eq!(grads.len(), self.params.len(), "one gradient per parameter");
         self.steps += 1;
-        let c = &self.config;
+        let c = self.config.clone();
+        let (bias1, bias2) = (1.0 - c.beta1.powi(self.steps as i32), 1.0 - c.beta2.powi(self.steps as i32));
+        // In-place updates with as few passes over the weights as possible: the step is
+        // memory-bound for large models.
         tch::no_grad(|| {
             for (i, p) in self.params.iter_mut().enumerate() {
-                let mut g = grads[i].shallow_clone();
-                if c.weight_decay != 0.0 {
-                    g = g + &*p * c.weight_decay;
-                }
+                let g = if c.weight_decay != 0.0 { &grads[i] + &*p * c.weight_decay } else { grads[i].shallow_clone() };
+                let (m, v) = (&mut self.first[i], &mut self.second[i]);
+                let _ = v.lerp_(&g.square(), 1.0 - c.beta2);
                 match c.kind {
                     OptimKind::Adam => {
-                        let _ = self.first[i].g_mul_scalar_(c.beta1).g_add_(&(&g * (1.0 - c.beta1)));
-                        let _ = self.second[i].g_mul_scalar_(c.beta2).g_add_(&(g.square() * (1.0 - c.beta2)));
-                        let m_hat = &self.first[i] / (1.0 - c.beta1.powi(self.steps as i32));
-                        let v_hat = &self.second[i] / (1.0 - c.beta2.powi(self.steps as i32));
-                        let _ = p.g_sub_(&(m_hat / (v_hat.sqrt() + EPS) * c.lr));
+                        let _ = m.lerp_(&g, 1.0 - c.beta1);
+                        // p += m / d with d = -(sqrt(v / bias2) + eps) * bias1 / lr
+                        let mut d = v.sqrt();
+                        let _ = d.g_mul_scalar_(1.0 / bias2.sqrt());
+                        let _ = d.g_add_scalar_(EPS);
+                        let _ = d.g_mul_scalar_(-bias1 / c.lr);
+                        let _ = p.addcdiv_(m, &d);
                     }
                     OptimKind::Rmsprop => {
-                        let _ = self.second[i].g_mul_scalar_(c.beta2).g_add_(&(g.square() * (1.0 - c.beta2)));
-                        let scaled = g / (self.second[i].sqrt() + EPS);
-                        let _ = self.first[i].g_mul_scalar_(c.beta1).g_add_(&scaled);
-                        let _ = p.g_sub_(&(&self.first[i] * c.lr));
+                        let mut d = v.sqrt();
+                        let _ = d.g_add_scalar_(EPS);
+                        let _ = m.g_mul_scalar_(c.beta1);
+                        let _ = m.addcdiv_(&g, &d);
+                        let _ = p.g_add_(&(&*m * -c.lr));
                     }
                 }
             }
