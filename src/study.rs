@@ -28,8 +28,9 @@ pub struct Row {
 pub fn run(cfg: &StudyConfig, out: &Path, device: Device) -> Result<Vec<Row>> {
     ensure_writable_dir(out)?;
     let mut rows = Vec::new();
-    for &n in &cfg.train_ns {
-        for &seed in &cfg.seeds {
+    // Seeds outermost: an interrupted study still has whole data-efficiency curves.
+    for &seed in &cfg.seeds {
+        for &n in &cfg.train_ns {
             let mut run_cfg = cfg.base.clone();
             run_cfg.data.train_n = n;
             run_cfg.seed = seed;
