@@ -26,6 +26,7 @@ print(f"{o['what']:<34} genseg {o['ms_per_step']:8.1f} ms  pytorch {r['ms_per_st
       f"({o['gflop_per_step']:.1f} GFLOP/step, {o['params']:,} params)")
 PY
 }
+$BIN --threads "$THREADS" bench metrics
 run unet --width 64 --depth 5 --size 128 --batch 4
 run unet --width 16 --depth 4 --size 64 --batch 4
 run gan --width 32 --size 128 --batch 2

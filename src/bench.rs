@@ -119,6 +119,38 @@ pub fn gan_step(ngf: i64, size: i64, batch: i64, fused: bool, steps: usize, devi
     Ok(BenchResult { what: format!("gan ngf{ngf} {size}px b{batch} {}", if fused { "fused" } else { "three-conv" }), ms_per_step: ms, gflop_per_step: gflop, gflops: gflop / ms * 1000.0, params })
 }
 
+fn disc(shape: &[usize], centre: &[f64], radius: f64) -> Vec<bool> {
+    let n: usize = shape.iter().product();
+    let strides: Vec<usize> = (0..shape.len()).map(|k| shape[k + 1..].iter().product()).collect();
+    (0..n)
+        .map(|i| (0..shape.len()).map(|k| (((i / strides[k]) % shape[k]) as f64 - centre[k]).powi(2)).sum::<f64>() <= radius * radius)
+        .collect()
+}
+
+/// Seconds for every metric (overlap and surface) of `pairs` 512x512 mask pairs, and for the
+/// surface metrics of one 256^3 pair (spheres of radius 80 and 84, centres 3 voxels apart).
+pub fn metrics_speed(pairs: usize) -> (f64, f64) {
+    use crate::eval::metrics::{CaseMetrics, EmptyPolicy, MetricOptions};
+    use rayon::prelude::*;
+    let opts = MetricOptions { empty: EmptyPolicy::Nan, spacing: vec![0.8, 0.8], nsd_tolerance: 2.0 };
+    let masks: Vec<(Vec<bool>, Vec<bool>)> = (0..pairs)
+        .map(|i| {
+            let c = 150.0 + (i % 200) as f64;
+            (disc(&[512, 512], &[c, 256.0], 60.0 + (i % 50) as f64), disc(&[512, 512], &[c + 5.0, 250.0], 64.0))
+        })
+        .collect();
+    let t = Instant::now();
+    let cases: Vec<CaseMetrics> = masks.par_iter().enumerate().map(|(i, (a, b))| CaseMetrics::compute(&i.to_string(), a, b, &[512, 512], &opts)).collect();
+    let two_d = t.elapsed().as_secs_f64();
+    assert_eq!(cases.len(), pairs);
+    let (a, b) = (disc(&[256, 256, 256], &[128.0, 128.0, 128.0], 80.0), disc(&[256, 256, 256], &[131.0, 128.0, 128.0], 84.0));
+    let t = Instant::now();
+    let m = crate::eval::distance::surface_metrics(&a, &b, &[256, 256, 256], &[1.0, 1.0, 1.0], 1.0, None);
+    let three_d = t.elapsed().as_secs_f64();
+    assert!(m.hd95.is_finite());
+    (two_d, three_d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

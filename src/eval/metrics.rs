@@ -3,7 +3,11 @@
 //! Dice = 2TP/(2TP+FP+FN), IoU = TP/(TP+FP+FN), sensitivity = TP/(TP+FN), precision =
 //! TP/(TP+FP). When both masks are empty these are undefined: `EmptyPolicy::Nan` (nnU-Net,
 //! MONAI `ignore_empty=True`) reports NaN and the aggregate skips the case; `EmptyPolicy::One`
-//! (MONAI `ignore_empty=False`) scores it 1.
+//! (MONAI `ignore_empty=False`) scores it 1. Surface distances (HD, HD95, ASSD, MASD, NSD; see
+//! [`super::distance`]) are infinite (NSD 0) when exactly one mask is empty, and NaN (or perfect
+//! under `One`) when both are.
+use super::distance::{surface_metrics, SurfaceMetrics};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -12,6 +16,22 @@ use tch::{Kind, Tensor};
 pub enum EmptyPolicy {
     Nan,
     One,
+}
+
+/// How cases are scored: empty-mask policy, voxel spacing (mm, one per axis) and the NSD
+/// tolerance (mm).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MetricOptions {
+    pub empty: EmptyPolicy,
+    pub spacing: Vec<f64>,
+    pub nsd_tolerance: f64,
+}
+
+impl MetricOptions {
+    /// Pixel units at the working resolution (what training reports).
+    pub fn pixels(empty: EmptyPolicy) -> MetricOptions {
+        MetricOptions { empty, spacing: vec![1.0, 1.0], nsd_tolerance: 1.0 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +47,8 @@ pub struct CaseMetrics {
     pub fn_: u64,
     pub n_pred: u64,
     pub n_ref: u64,
+    #[serde(flatten)]
+    pub surface: SurfaceMetrics,
 }
 
 fn ratio(num: f64, den: f64, empty: f64) -> f64 {
@@ -38,11 +60,22 @@ fn ratio(num: f64, den: f64, empty: f64) -> f64 {
 }
 
 impl CaseMetrics {
-    pub fn from_counts(id: &str, tp: u64, fp: u64, fn_: u64, policy: EmptyPolicy) -> CaseMetrics {
-        let both_empty = match policy {
+    /// All metrics of one case from binary masks of `shape` (row-major).
+    pub fn compute(id: &str, pred: &[bool], reference: &[bool], shape: &[usize], opts: &MetricOptions) -> CaseMetrics {
+        let (mut tp, mut fp, mut fn_) = (0u64, 0u64, 0u64);
+        for (&p, &r) in pred.iter().zip(reference) {
+            match (p, r) {
+                (true, true) => tp += 1,
+                (true, false) => fp += 1,
+                (false, true) => fn_ += 1,
+                _ => {}
+            }
+        }
+        let both_empty = match opts.empty {
             EmptyPolicy::Nan => f64::NAN,
             EmptyPolicy::One => 1.0,
         };
+        let perfect = (opts.empty == EmptyPolicy::One).then_some(SurfaceMetrics { hd: 0.0, hd95: 0.0, assd: 0.0, masd: 0.0, nsd: 1.0 });
         let (t, p, n) = (tp as f64, fp as f64, fn_ as f64);
         CaseMetrics {
             id: id.to_string(),
@@ -56,20 +89,25 @@ impl CaseMetrics {
             fn_,
             n_pred: tp + fp,
             n_ref: tp + fn_,
+            surface: surface_metrics(pred, reference, shape, &opts.spacing, opts.nsd_tolerance, perfect),
         }
     }
 }
 
-/// Per-case metrics for binary batches `[B, 1, H, W]` (any values; > 0.5 is foreground).
-pub fn batch_metrics(ids: &[String], pred: &Tensor, reference: &Tensor, policy: EmptyPolicy) -> Vec<CaseMetrics> {
-    let b = pred.size()[0];
-    let p = pred.gt(0.5).view([b, -1]).to_kind(Kind::Int64);
-    let r = reference.gt(0.5).view([b, -1]).to_kind(Kind::Int64);
-    let tp = Vec::<i64>::try_from((&p * &r).sum_dim_intlist(1, false, Kind::Int64).to_device(tch::Device::Cpu)).unwrap();
-    let np = Vec::<i64>::try_from(p.sum_dim_intlist(1, false, Kind::Int64).to_device(tch::Device::Cpu)).unwrap();
-    let nr = Vec::<i64>::try_from(r.sum_dim_intlist(1, false, Kind::Int64).to_device(tch::Device::Cpu)).unwrap();
-    (0..b as usize)
-        .map(|i| CaseMetrics::from_counts(&ids[i], tp[i] as u64, (np[i] - tp[i]) as u64, (nr[i] - tp[i]) as u64, policy))
+/// Per-case metrics for binary batches `[B, 1, H, W]` (> 0.5 is foreground).
+pub fn batch_metrics(ids: &[String], pred: &Tensor, reference: &Tensor, opts: &MetricOptions) -> Vec<CaseMetrics> {
+    let s = pred.size();
+    let shape = [s[2] as usize, s[3] as usize];
+    let to_bools = |t: &Tensor| Vec::<u8>::try_from(t.gt(0.5).to_kind(Kind::Uint8).to_device(tch::Device::Cpu).contiguous().view(-1)).unwrap();
+    let (p, r) = (to_bools(pred), to_bools(reference));
+    let hw = shape[0] * shape[1];
+    (0..s[0] as usize)
+        .into_par_iter()
+        .map(|i| {
+            let pb: Vec<bool> = p[i * hw..(i + 1) * hw].iter().map(|&v| v != 0).collect();
+            let rb: Vec<bool> = r[i * hw..(i + 1) * hw].iter().map(|&v| v != 0).collect();
+            CaseMetrics::compute(&ids[i], &pb, &rb, &shape, opts)
+        })
         .collect()
 }
 
@@ -80,6 +118,9 @@ pub struct Aggregate {
     pub sd: f64,
     pub n: usize,
     pub n_nan: usize,
+    /// Infinite values (distances with one empty mask) counted in n; they make the mean infinite.
+    #[serde(default)]
+    pub n_inf: usize,
 }
 
 pub fn aggregate(values: impl IntoIterator<Item = f64>) -> Aggregate {
@@ -87,8 +128,8 @@ pub fn aggregate(values: impl IntoIterator<Item = f64>) -> Aggregate {
     let v: Vec<f64> = all.iter().copied().filter(|x| !x.is_nan()).collect();
     let n = v.len();
     let mean = if n == 0 { f64::NAN } else { v.iter().sum::<f64>() / n as f64 };
-    let sd = if n < 2 { 0.0 } else { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() };
-    Aggregate { mean, sd, n, n_nan: all.len() - n }
+    let sd = if n < 2 || mean.is_infinite() { 0.0 } else { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() };
+    Aggregate { mean, sd, n, n_nan: all.len() - n, n_inf: v.iter().filter(|x| x.is_infinite()).count() }
 }
 
 #[cfg(test)]
@@ -103,7 +144,7 @@ mod tests {
     fn monai_meandice_case_1() {
         // MONAI test_compute_meandice C1: pred [[1,0],[0,1]], gt [[1,0],[1,1]] -> Dice 0.8;
         // test_compute_meaniou C1 on the same inputs -> IoU 0.6667.
-        let m = batch_metrics(&["c".into()], &t(&[1., 0., 0., 1.], 2, 2), &t(&[1., 0., 1., 1.], 2, 2), EmptyPolicy::Nan);
+        let m = batch_metrics(&["c".into()], &t(&[1., 0., 0., 1.], 2, 2), &t(&[1., 0., 1., 1.], 2, 2), &MetricOptions::pixels(EmptyPolicy::Nan));
         assert!((m[0].dice - 0.8).abs() < 1e-12);
         assert!((m[0].iou - 2.0 / 3.0).abs() < 1e-12);
         assert!((m[0].sensitivity - 2.0 / 3.0).abs() < 1e-12);
@@ -114,13 +155,18 @@ mod tests {
     fn empty_mask_policies() {
         let z = t(&[0.; 4], 2, 2);
         let o = t(&[1.; 4], 2, 2);
-        let nan = batch_metrics(&["c".into()], &z, &z, EmptyPolicy::Nan);
+        let nan_opts = MetricOptions::pixels(EmptyPolicy::Nan);
+        let one_opts = MetricOptions::pixels(EmptyPolicy::One);
+        let nan = batch_metrics(&["c".into()], &z, &z, &nan_opts);
         assert!(nan[0].dice.is_nan() && nan[0].iou.is_nan());
-        let one = batch_metrics(&["c".into()], &z, &z, EmptyPolicy::One);
-        assert_eq!((one[0].dice, one[0].iou), (1.0, 1.0));
+        let one = batch_metrics(&["c".into()], &z, &z, &one_opts);
+        assert_eq!((one[0].dice, one[0].iou, one[0].surface.hd95, one[0].surface.nsd), (1.0, 1.0, 0.0, 1.0));
+        assert!(nan[0].surface.hd95.is_nan());
         // MONAI C12: GT empty, prediction all ones -> 0 under both policies.
-        assert_eq!(batch_metrics(&["c".into()], &o, &z, EmptyPolicy::One)[0].dice, 0.0);
-        assert_eq!(batch_metrics(&["c".into()], &z, &o, EmptyPolicy::Nan)[0].dice, 0.0);
+        assert_eq!(batch_metrics(&["c".into()], &o, &z, &one_opts)[0].dice, 0.0);
+        let missed = batch_metrics(&["c".into()], &z, &o, &nan_opts);
+        assert_eq!(missed[0].dice, 0.0);
+        assert!(missed[0].surface.hd.is_infinite() && missed[0].surface.nsd == 0.0);
     }
 
     #[test]

@@ -11,6 +11,12 @@ pub struct Summary {
     pub iou: Aggregate,
     pub sensitivity: Aggregate,
     pub precision: Aggregate,
+    #[serde(default)]
+    pub hd95: Option<Aggregate>,
+    #[serde(default)]
+    pub assd: Option<Aggregate>,
+    #[serde(default)]
+    pub nsd: Option<Aggregate>,
     pub cases: usize,
 }
 
@@ -20,16 +26,20 @@ pub fn summarize(cases: &[CaseMetrics]) -> Summary {
         iou: aggregate(cases.iter().map(|c| c.iou)),
         sensitivity: aggregate(cases.iter().map(|c| c.sensitivity)),
         precision: aggregate(cases.iter().map(|c| c.precision)),
+        hd95: Some(aggregate(cases.iter().map(|c| c.surface.hd95))),
+        assd: Some(aggregate(cases.iter().map(|c| c.surface.assd))),
+        nsd: Some(aggregate(cases.iter().map(|c| c.surface.nsd))),
         cases: cases.len(),
     }
 }
 
 pub fn write_cases_csv(path: &Path, cases: &[CaseMetrics]) -> Result<()> {
-    let mut text = String::from("id,dice,iou,sensitivity,precision,tp,fp,fn,n_pred,n_ref\n");
+    let mut text = String::from("id,dice,iou,sensitivity,precision,hd,hd95,assd,masd,nsd,tp,fp,fn,n_pred,n_ref\n");
     for c in cases {
+        let s = &c.surface;
         text.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{}\n",
-            c.id, c.dice, c.iou, c.sensitivity, c.precision, c.tp, c.fp, c.fn_, c.n_pred, c.n_ref
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            c.id, c.dice, c.iou, c.sensitivity, c.precision, s.hd, s.hd95, s.assd, s.masd, s.nsd, c.tp, c.fp, c.fn_, c.n_pred, c.n_ref
         ));
     }
     write_atomic(path, text.as_bytes())

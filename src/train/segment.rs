@@ -17,7 +17,7 @@ use super::optim::{gradients, OptimConfig, Optimizer};
 use crate::data::augment::{augment_masks, augment_pairs, AugmentConfig};
 use crate::data::dataset::{self, LoadOptions, SegDataset};
 use crate::data::split::{self, Split};
-use crate::eval::metrics::{batch_metrics, CaseMetrics, EmptyPolicy};
+use crate::eval::metrics::{batch_metrics, CaseMetrics, EmptyPolicy, MetricOptions};
 use crate::eval::report::{summarize, write_cases_csv, Summary};
 use crate::models::unet::{UNet, UNetConfig, Upsampling};
 use crate::runtime::{append_jsonl, ensure_writable_dir, versions, write_json, Versions};
@@ -192,7 +192,7 @@ pub fn predict_probs(seg: &UNet, images: &Tensor, device: Device) -> Tensor {
 
 pub fn evaluate(seg: &UNet, data: &SegDataset, device: Device, policy: EmptyPolicy) -> (Vec<CaseMetrics>, Tensor) {
     let probs = predict_probs(seg, &data.images, device);
-    (batch_metrics(&data.ids, &probs, &data.masks, policy), probs)
+    (batch_metrics(&data.ids, &probs, &data.masks, &MetricOptions::pixels(policy)), probs)
 }
 
 struct Trainer<'a> {
