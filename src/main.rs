@@ -229,6 +229,9 @@ enum Command {
         /// Normalised surface Dice tolerance in mm
         #[arg(long, default_value_t = 1.0)]
         nsd_tolerance: f64,
+        /// Labels to score in NIfTI label maps (each as its own binary mask)
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        labels: Vec<u32>,
     },
     /// Pretrain the mask-to-image generator (Pix2Pix with mixed ops) on training pairs
     PretrainGenerator {
@@ -351,7 +354,19 @@ fn run(cli: Cli) -> Result<()> {
             println!("{} masks in {} (overlays in {})", written.len(), out.display(), out.join("overlays").display());
             Ok(())
         }
-        Command::Evaluate { pred, reference, out, empty_policy, mask_suffix, spacing, nsd_tolerance } => {
+        Command::Evaluate { pred, reference, out, empty_policy, mask_suffix, spacing, nsd_tolerance, labels } => {
+            let is_nifti_folder = std::fs::read_dir(&reference)
+                .map(|d| d.flatten().any(|e| genseg::data::nifti_io::is_nifti(&e.path())))
+                .unwrap_or(false);
+            if is_nifti_folder {
+                let opts = genseg::eval::metrics::MetricOptions { empty: empty_policy, spacing, nsd_tolerance };
+                for (l, s) in genseg::eval::evaluate_nifti_folders(&pred, &reference, &labels, &opts, &out)? {
+                    let h = s.hd95.as_ref().map(|h| h.mean).unwrap_or(f64::NAN);
+                    println!("label {l}: Dice {:.4} ± {:.4} (n={}), IoU {:.4}, HD95 {h:.3} mm", s.dice.mean, s.dice.sd, s.dice.n, s.iou.mean);
+                }
+                println!("per-case: {}", out.join("cases.csv").display());
+                return Ok(());
+            }
             if spacing.len() != 2 {
                 bail!("--spacing takes two values (rows,columns) for 2-D masks");
             }

@@ -35,3 +35,58 @@ pub fn evaluate_folders(pred: &Path, reference: &Path, suffixes: &[String], opts
     write_json(&out.join("summary.json"), &serde_json::json!({"options": opts, "summary": &summary}))?;
     Ok(summary)
 }
+
+/// Compares NIfTI label maps per label (`labels`, e.g. 1,2), with each reference's own voxel
+/// spacing; writes OUT/cases.csv (id = case/label) and OUT/summary.json (one summary per label).
+pub fn evaluate_nifti_folders(pred: &Path, reference: &Path, labels: &[u32], opts: &MetricOptions, out: &Path) -> Result<Vec<(u32, report::Summary)>> {
+    use crate::data::nifti_io::{is_nifti, read_labels, stem};
+    let list = |dir: &Path| -> Result<std::collections::BTreeMap<String, std::path::PathBuf>> {
+        let mut files = std::collections::BTreeMap::new();
+        for e in std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("cannot list {}: {e}", dir.display()))? {
+            let p = e?.path();
+            if is_nifti(&p) {
+                files.insert(stem(&p), p);
+            }
+        }
+        Ok(files)
+    };
+    let (preds, refs) = (list(pred)?, list(reference)?);
+    for (id, p) in &preds {
+        if !refs.contains_key(id) {
+            bail!("{}: no reference volume for case '{id}' in {}", p.display(), reference.display());
+        }
+    }
+    for (id, r) in &refs {
+        if !preds.contains_key(id) {
+            bail!("{}: no predicted volume for case '{id}' in {}", r.display(), pred.display());
+        }
+    }
+    ensure_writable_dir(out)?;
+    let cases: Vec<Result<Vec<(u32, CaseMetrics)>>> = preds
+        .par_iter()
+        .map(|(id, p)| {
+            let (pv, rv) = (read_labels(p)?, read_labels(&refs[id])?);
+            if pv.shape != rv.shape {
+                bail!("{}: prediction shape {:?} differs from the reference's {:?}; predict in the reference geometry", p.display(), pv.shape, rv.shape);
+            }
+            let case_opts = MetricOptions { spacing: rv.spacing.clone(), ..opts.clone() };
+            Ok(labels
+                .iter()
+                .map(|&l| {
+                    let a: Vec<bool> = pv.labels.iter().map(|&v| v == l).collect();
+                    let b: Vec<bool> = rv.labels.iter().map(|&v| v == l).collect();
+                    (l, CaseMetrics::compute(&format!("{id}/label{l}"), &a, &b, &rv.shape, &case_opts))
+                })
+                .collect())
+        })
+        .collect();
+    let cases: Vec<(u32, CaseMetrics)> = cases.into_iter().collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
+    report::write_cases_csv(&out.join("cases.csv"), &cases.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>())?;
+    let per_label: Vec<(u32, report::Summary)> = labels
+        .iter()
+        .map(|&l| (l, report::summarize(&cases.iter().filter(|(k, _)| *k == l).map(|(_, c)| c.clone()).collect::<Vec<_>>())))
+        .collect();
+    let json: serde_json::Map<String, serde_json::Value> = per_label.iter().map(|(l, s)| (l.to_string(), serde_json::to_value(s).unwrap())).collect();
+    write_json(&out.join("summary.json"), &serde_json::json!({"options": opts, "spacing": "from each reference header", "labels": json}))?;
+    Ok(per_label)
+}
