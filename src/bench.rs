@@ -119,6 +119,44 @@ pub fn gan_step(ngf: i64, size: i64, batch: i64, fused: bool, steps: usize, devi
     Ok(BenchResult { what: format!("gan ngf{ngf} {size}px b{batch} {}", if fused { "fused" } else { "three-conv" }), ms_per_step: ms, gflop_per_step: gflop, gflops: gflop / ms * 1000.0, params })
 }
 
+/// How close the finite-difference hypergradient is to the exact (double-backward) one on real
+/// batches: (fd_scale, mean cosine similarity, mean norm ratio fd/exact) per perturbation scale.
+pub fn hypergrad_accuracy(data: &crate::data::SegDataset, gan: &Gan, cfg: &UNetConfig, batch: i64, batches: usize, scales: &[f64], device: Device) -> Vec<(f64, f64, f64)> {
+    use crate::train::hypergrad::{HypergradMode, Lower, TrainBatch};
+    use rand::SeedableRng;
+    tch::manual_seed(0);
+    let vs = VarStore::new(device);
+    let seg = UNet::new(&vs.root(), cfg);
+    let lower = Lower { seg: &seg, seg_vs: &vs, gan, region: RegionLoss::Dice, lambda: 1.0 };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let n = data.len() as i64;
+    let mut acc = vec![(0.0, 0.0); scales.len()];
+    for b in 0..batches as i64 {
+        let pick = |o: i64| Tensor::from_slice(&(0..batch).map(|i| (b * 2 * batch + o + i) % n).collect::<Vec<_>>());
+        let (ti, vi) = (pick(0), pick(batch));
+        let masks = data.masks.index_select(0, &ti).to_device(device);
+        let train = TrainBatch {
+            images: data.images.index_select(0, &ti).to_device(device),
+            synthetic_masks: crate::data::augment::augment_masks(&masks, &Default::default(), &mut rng),
+            masks,
+            seed: b,
+        };
+        let val = (data.images.index_select(0, &vi).to_device(device), data.masks.index_select(0, &vi).to_device(device));
+        let syn = lower.synthesize(&train);
+        let params = vs.trainable_variables();
+        let grads = gradients(&lower.train_loss(&train, &syn), &params);
+        let exact = lower.hypergradient(&train, &syn, (&val.0, &val.1), &grads, 1e-3, HypergradMode::Exact, 0.0);
+        for (k, &scale) in scales.iter().enumerate() {
+            let fd = lower.hypergradient(&train, &syn, (&val.0, &val.1), &grads, 1e-3, HypergradMode::Fd, scale);
+            let dot = f64::try_from((&fd * &exact).sum(Kind::Double)).unwrap();
+            let (nf, ne) = (f64::try_from(fd.norm()).unwrap(), f64::try_from(exact.norm()).unwrap());
+            acc[k].0 += dot / (nf * ne) / batches as f64;
+            acc[k].1 += nf / ne / batches as f64;
+        }
+    }
+    scales.iter().zip(acc).map(|(&s, (c, r))| (s, c, r)).collect()
+}
+
 fn disc(shape: &[usize], centre: &[f64], radius: f64) -> Vec<bool> {
     let n: usize = shape.iter().product();
     let strides: Vec<usize> = (0..shape.len()).map(|k| shape[k + 1..].iter().product()).collect();

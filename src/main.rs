@@ -8,6 +8,7 @@ use genseg::eval::metrics::EmptyPolicy;
 use genseg::models::unet::Upsampling;
 use genseg::runtime::{ensure_writable_dir, parse_device, set_threads, versions, write_json};
 use genseg::train::gan::{pretrain, Gan, GanConfig, GanSpec, PretrainConfig};
+use genseg::train::hypergrad::HypergradMode;
 use genseg::train::loss::RegionLoss;
 use genseg::train::optim::{OptimConfig, OptimKind};
 use genseg::train::segment::{self, DataConfig, Method, TrainConfig};
@@ -142,6 +143,9 @@ struct TrainArgs {
     /// Hypergradient finite-difference perturbation norm (eps = scale / |v|)
     #[arg(long, default_value_t = 0.01)]
     fd_scale: f64,
+    /// fd: DARTS finite difference; exact: double backward (for comparison)
+    #[arg(long, value_enum, default_value_t = HypergradMode::Fd)]
+    hypergrad: HypergradMode,
     /// Score of a case whose prediction and reference are both empty
     #[arg(long, value_enum, default_value_t = EmptyPolicy::Nan)]
     empty_policy: EmptyPolicy,
@@ -186,6 +190,7 @@ impl TrainArgs {
             arch_every: self.arch_every.max(1),
             xi: self.xi,
             fd_scale: self.fd_scale,
+            hypergrad: self.hypergrad,
             empty_policy: self.empty_policy,
         }
     }
@@ -305,6 +310,12 @@ enum Command {
         /// gan: three separate transposed convs per mixed op instead of the fused one
         #[arg(long)]
         separate_ops: bool,
+        /// hypergrad: dataset whose cases feed the batches
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// hypergrad: pretrained generator folder
+        #[arg(long)]
+        generator: Option<PathBuf>,
     },
     /// Write the built-in phantom dataset (textured blobs on a textured background)
     Phantom {
@@ -421,13 +432,23 @@ fn run(cli: Cli) -> Result<()> {
             println!("{n} phantom pairs in {}", out.display());
             Ok(())
         }
-        Command::Bench { what, width, depth, size, batch, steps, separate_ops } => {
+        Command::Bench { what, width, depth, size, batch, steps, separate_ops, data, generator } => {
             let r = match what.as_str() {
                 "unet" => {
                     let cfg = genseg::models::unet::UNetConfig { in_channels: 3, out_channels: 1, width, depth, upsampling: Upsampling::Transposed };
                     genseg::bench::unet_step(&cfg, size, batch, steps, device)?
                 }
                 "gan" => genseg::bench::gan_step(width, size, batch, !separate_ops, steps, device)?,
+                "hypergrad" => {
+                    let (Some(data), Some(generator)) = (data, generator) else { bail!("bench hypergrad needs --data and --generator") };
+                    let gan = Gan::load(&generator, device)?;
+                    let set = dataset::load(&data, &LoadOptions { size: gan.spec.size, ..Default::default() })?;
+                    let cfg = genseg::models::unet::UNetConfig { in_channels: set.channels as i64, out_channels: 1, width, depth, upsampling: Upsampling::Transposed };
+                    for (scale, cosine, ratio) in genseg::bench::hypergrad_accuracy(&set, &gan, &cfg, batch, steps, &[0.01, 1e-3, 1e-4], device) {
+                        println!("fd_scale {scale:e}: cosine to exact {cosine:.3}, norm ratio fd/exact {ratio:.2} (mean of {steps} batches)");
+                    }
+                    return Ok(());
+                }
                 "metrics" => {
                     let (two_d, three_d) = genseg::bench::metrics_speed(1000);
                     println!("metrics: 1000 pairs of 512x512 masks (all metrics) {two_d:.2} s; surface metrics of one 256^3 pair {three_d:.2} s");

@@ -107,6 +107,23 @@ mod tests {
     use super::*;
     use tch::{Device, Kind};
 
+    /// The fused op is a compute-time rewrite: the three candidate kernels stay separate
+    /// parameters. The reference (272,357,513 with RGB output) gives each of the outermost
+    /// layer's three candidates its own bias; the mixture of three biases is just one vector, so
+    /// we keep a single bias there: 2 x 3 = 6 parameters fewer. alpha (8x3 logits) lives in its
+    /// own store and is not counted, as in the reference.
+    #[test]
+    fn parameter_count_matches_the_reference_at_256_px() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let arch = nn::VarStore::new(Device::Cpu);
+        let cfg = GeneratorConfig::for_size(256, 3, 64).unwrap();
+        let _g = Generator::new(&vs.root(), &arch.root(), &cfg);
+        let n = crate::models::count(&vs.trainable_variables());
+        println!("generator parameters (ngf 64, 256 px, RGB): {n}");
+        assert_eq!(n, 272_357_513 - 6);
+        assert_eq!(crate::models::count(&arch.trainable_variables()), 24);
+    }
+
     #[test]
     fn shapes_and_range() {
         let vs = nn::VarStore::new(Device::Cpu);

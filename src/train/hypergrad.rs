@@ -18,6 +18,17 @@ use crate::models::unet::UNet;
 use tch::nn::{ModuleT, VarStore};
 use tch::Tensor;
 
+/// How the mixed second derivative (d/dalpha of grad_theta L_train . v) is taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum HypergradMode {
+    /// Central difference of two first-order gradients (DARTS); first-order autodiff only.
+    #[default]
+    Fd,
+    /// Double backward through the segmenter (exact Hessian-vector product), for comparison.
+    Exact,
+}
+
 /// One fixed draw of the lower-level batch, reused for every evaluation of L_train so that the
 /// finite differences compare like with like (same masks, same dropout via `seed`).
 pub struct TrainBatch {
@@ -68,8 +79,18 @@ impl Lower<'_> {
     /// x~ = G_alpha(m~) w.r.t. alpha, which does not depend on theta. So the two perturbed passes
     /// only go through the segmenter, and one backward pass through the generator takes their
     /// difference to alpha. `fd_scale` sets the perturbation norm (eps = fd_scale / |v|; DARTS
-    /// uses 0.01).
-    pub fn hypergradient(&self, batch: &TrainBatch, synthetic: &Tensor, val: (&Tensor, &Tensor), train_grads: &[Tensor], xi: f64, fd_scale: f64) -> Tensor {
+    /// uses 0.01). `Exact` replaces the difference by a double backward.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hypergradient(
+        &self,
+        batch: &TrainBatch,
+        synthetic: &Tensor,
+        val: (&Tensor, &Tensor),
+        train_grads: &[Tensor],
+        xi: f64,
+        mode: HypergradMode,
+        fd_scale: f64,
+    ) -> Tensor {
         let params = self.seg_vs.trainable_variables();
         let seg_snapshot = Snapshot::take(self.seg_vs);
         shift(&params, train_grads, -xi);
@@ -80,18 +101,30 @@ impl Lower<'_> {
         if norm == 0.0 || !norm.is_finite() {
             return alpha.zeros_like();
         }
-        let eps = fd_scale / norm;
         let leaf = synthetic.detach().set_requires_grad(true);
-        let image_grad_at = |sign: f64| {
-            shift(&params, &v, sign * eps);
-            let g = gradients(&self.synthetic_loss(batch, &leaf), std::slice::from_ref(&leaf)).pop().unwrap();
-            seg_snapshot.restore();
-            g
+        // d/dx~ (grad_theta L_syn . v), the image-space mixed derivative.
+        let mixed = match mode {
+            HypergradMode::Fd => {
+                let eps = fd_scale / norm;
+                let image_grad_at = |sign: f64| {
+                    shift(&params, &v, sign * eps);
+                    let g = gradients(&self.synthetic_loss(batch, &leaf), std::slice::from_ref(&leaf)).pop().unwrap();
+                    seg_snapshot.restore();
+                    g
+                };
+                (image_grad_at(1.0) - image_grad_at(-1.0)) / (2.0 * eps)
+            }
+            HypergradMode::Exact => {
+                let g = Tensor::run_backward(&[self.synthetic_loss(batch, &leaf)], &params, true, true);
+                let dot = g.iter().zip(&v).filter(|(g, _)| g.defined()).map(|(g, v)| (g * v).sum(g.kind())).reduce(|a, b| a + b).unwrap();
+                let d = gradients(&dot, std::slice::from_ref(&leaf)).pop().unwrap();
+                seg_snapshot.restore();
+                d
+            }
         };
-        let difference = image_grad_at(1.0) - image_grad_at(-1.0);
-        let through_generator = (synthetic * difference).sum(synthetic.kind());
-        let g = gradients(&through_generator, std::slice::from_ref(alpha)).pop().unwrap();
-        g * (-xi / (2.0 * eps))
+        let through_generator = (synthetic * mixed).sum(synthetic.kind());
+        // The generator's graph is kept: the caller owns `synthetic` and may reuse it.
+        Tensor::run_backward(&[through_generator], std::slice::from_ref(alpha), true, false).pop().unwrap() * -xi
     }
 }
 
@@ -217,7 +250,8 @@ mod tests {
         let params = f.seg_vs.trainable_variables();
         let synthetic = lo.synthesize(&f.batch);
         let grads = gradients(&lo.train_loss(&f.batch, &synthetic), &params);
-        let hyper = lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, xi, FD_SCALE);
+        let hyper = lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, xi, HypergradMode::Fd, FD_SCALE);
+        let exact = lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, xi, HypergradMode::Exact, FD_SCALE);
         let brute = brute_force(&f, xi, 1e-6);
         let h = Vec::<f64>::try_from(hyper.view(-1)).unwrap();
         let b = Vec::<f64>::try_from(brute.view(-1)).unwrap();
@@ -228,6 +262,10 @@ mod tests {
         }
         let rel = (norm(&h) - norm(&b)).abs() / norm(&b);
         assert!(rel < 0.2, "norms differ by {rel}: {h:?} vs {b:?}");
+        // The double-backward mode computes the same quantity without a perturbation.
+        let e = Vec::<f64>::try_from(exact.view(-1)).unwrap();
+        let err = e.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt() / norm(&b);
+        assert!(err < 1e-3, "exact mode differs from brute force by {err}");
     }
 
     #[test]
@@ -239,7 +277,9 @@ mod tests {
         let grads = gradients(&lo.train_loss(&f.batch, &synthetic), &params);
         let before = Snapshot::take(&f.seg_vs);
         let gen_before = Snapshot::take(&f.gan.g_vs);
-        let _ = lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, 0.5, 0.01);
+        for mode in [HypergradMode::Fd, HypergradMode::Exact] {
+            let _ = lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, 0.5, mode, 0.01);
+        }
         for snap in [before, gen_before] {
             for (saved, live) in &snap.pairs {
                 assert!(saved.equal(live), "a variable changed");

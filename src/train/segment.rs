@@ -11,7 +11,7 @@
 //! killed midway resumes from its checkpoint.
 use super::checkpoint::{self, load_tensors, load_vars, save_tensors, save_vars};
 use super::gan::{pretrain, Gan, GanConfig, GanLosses, GanSpec, PretrainConfig};
-use super::hypergrad::{Lower, TrainBatch};
+use super::hypergrad::{HypergradMode, Lower, TrainBatch};
 use super::loss::{segmentation_loss, RegionLoss};
 use super::optim::{gradients, OptimConfig, Optimizer};
 use crate::data::augment::{augment_masks, augment_pairs, AugmentConfig};
@@ -105,6 +105,9 @@ pub struct TrainConfig {
     pub xi: Option<f64>,
     /// Finite-difference perturbation norm of the hypergradient (eps = fd_scale / |v|).
     pub fd_scale: f64,
+    /// How the mixed second derivative of the hypergradient is taken.
+    #[serde(default)]
+    pub hypergrad: HypergradMode,
     pub empty_policy: EmptyPolicy,
 }
 
@@ -255,7 +258,7 @@ impl Trainer<'_> {
                 let grads = gradients(&loss, &params);
                 if let (Some((_, vx, vm)), Some(syn)) = (val_batch, synthetic) {
                     let xi = cfg.xi.unwrap_or(cfg.optim.lr);
-                    let g_alpha = lower.hypergradient(&batch, &syn, (&vx, &vm), &grads, xi, cfg.fd_scale);
+                    let g_alpha = lower.hypergradient(&batch, &syn, (&vx, &vm), &grads, xi, cfg.hypergrad, cfg.fd_scale);
                     log.hypergrad_norm = Some(g_alpha.norm().double_value(&[]));
                     self.arch_opt.as_mut().expect("genseg has an architecture optimiser").step(&[g_alpha]);
                 }
@@ -328,7 +331,9 @@ pub fn run(cfg: &TrainConfig, out: &Path, device: Device) -> Result<RunSummary> 
     if config_path.is_file() {
         let text = std::fs::read_to_string(&config_path)?;
         let previous: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is corrupt", config_path.display()))?;
-        if previous["config"] != serde_json::to_value(cfg)? {
+        // Compared as structs, so options added later (serde defaults) keep old runs resumable.
+        let same = serde_json::from_value::<TrainConfig>(previous["config"].clone()).map(|p| p == *cfg).unwrap_or(false);
+        if !same {
             bail!("{} holds a run with a different configuration; choose another --out or delete that folder", out.display());
         }
         if let Ok(text) = std::fs::read_to_string(out.join("summary.json")) {

@@ -64,6 +64,7 @@ pub fn small_config(data: &Path, method: Method, train_n: usize, iters: usize) -
         arch_every: 1,
         xi: None,
         fd_scale: 0.01,
+        hypergrad: genseg::train::hypergrad::HypergradMode::Fd,
         empty_policy: EmptyPolicy::Nan,
     }
 }
