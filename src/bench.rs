@@ -142,12 +142,12 @@ pub fn hypergrad_accuracy(data: &crate::data::SegDataset, gan: &Gan, cfg: &UNetC
             seed: b,
         };
         let val = (data.images.index_select(0, &vi).to_device(device), data.masks.index_select(0, &vi).to_device(device));
-        let syn = lower.synthesize(&train);
         let params = vs.trainable_variables();
-        let grads = gradients(&lower.train_loss(&train, &syn), &params);
-        let exact = lower.hypergradient(&train, &syn, (&val.0, &val.1), &grads, 1e-3, HypergradMode::Exact, 0.0);
+        let grads = gradients(&lower.train_loss(&train, &lower.synthesize(&train)), &params);
+        // Each call gets its own synthetic images (same seed, so the same values and dropout).
+        let exact = lower.hypergradient(&train, &lower.synthesize(&train), (&val.0, &val.1), &grads, 1e-3, HypergradMode::Exact, 0.0);
         for (k, &scale) in scales.iter().enumerate() {
-            let fd = lower.hypergradient(&train, &syn, (&val.0, &val.1), &grads, 1e-3, HypergradMode::Fd, scale);
+            let fd = lower.hypergradient(&train, &lower.synthesize(&train), (&val.0, &val.1), &grads, 1e-3, HypergradMode::Fd, scale);
             let dot = f64::try_from((&fd * &exact).sum(Kind::Double)).unwrap();
             let (nf, ne) = (f64::try_from(fd.norm()).unwrap(), f64::try_from(exact.norm()).unwrap());
             acc[k].0 += dot / (nf * ne) / batches as f64;

@@ -444,7 +444,7 @@ fn run(cli: Cli) -> Result<()> {
                     let gan = Gan::load(&generator, device)?;
                     let set = dataset::load(&data, &LoadOptions { size: gan.spec.size, ..Default::default() })?;
                     let cfg = genseg::models::unet::UNetConfig { in_channels: set.channels as i64, out_channels: 1, width, depth, upsampling: Upsampling::Transposed };
-                    for (scale, cosine, ratio) in genseg::bench::hypergrad_accuracy(&set, &gan, &cfg, batch, steps, &[0.01, 1e-3, 1e-4], device) {
+                    for (scale, cosine, ratio) in genseg::bench::hypergrad_accuracy(&set, &gan, &cfg, batch, steps, &[1.0, 0.1, 0.01, 1e-3], device) {
                         println!("fd_scale {scale:e}: cosine to exact {cosine:.3}, norm ratio fd/exact {ratio:.2} (mean of {steps} batches)");
                     }
                     return Ok(());
