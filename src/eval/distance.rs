@@ -342,6 +342,22 @@ mod tests {
         assert_eq!((m.assd, m.nsd), (2.0, 0.0));
     }
 
+    /// MONAI tests/metrics/test_surface_dice.py, 10x10 toy: prediction a vertical 3-pixel line
+    /// (column 1, rows 1-3), reference one at column 6, rows 5-7; both classes (background as
+    /// the complement, 84 = 36 x 2 + 8 + 4 boundary pixels) at three tolerances (Euclidean).
+    #[test]
+    fn monai_surface_dice_toy() {
+        let shape = [10, 10];
+        let pred: Vec<bool> = (0..100).map(|i| i % 10 == 1 && (1..=3).contains(&(i / 10))).collect();
+        let gt: Vec<bool> = (0..100).map(|i| i % 10 == 6 && (5..=7).contains(&(i / 10))).collect();
+        let not = |v: &[bool]| v.iter().map(|x| !x).collect::<Vec<bool>>();
+        for (tau_bg, tau_fg, bg, fg) in [(0.0, 0.0, 1.0 - 12.0 / 84.0, 0.0), (2.8, 5.5, 1.0 - 3.0 / 84.0, 1.0 - 4.0 / 6.0), (3.0, 6.0, 1.0 - 1.0 / 84.0, 1.0 - 2.0 / 6.0)] {
+            let b = surface_metrics(&not(&pred), &not(&gt), &shape, &[1.0, 1.0], tau_bg, None).nsd;
+            let f = surface_metrics(&pred, &gt, &shape, &[1.0, 1.0], tau_fg, None).nsd;
+            assert!((b - bg).abs() < 1e-12 && (f - fg).abs() < 1e-12, "tau {tau_bg}/{tau_fg}: {b} {f} vs {bg} {fg}");
+        }
+    }
+
     #[test]
     fn empty_masks_follow_the_stated_conventions() {
         let z = vec![false; 16];
