@@ -1,4 +1,5 @@
-//! `genseg evaluate` on NIfTI label maps (MSD hippocampus), per label, with header spacing.
+//! NIfTI on the MSD hippocampus set: geometry-preserving round trip, and `genseg evaluate` on
+//! label maps per label with header spacing.
 mod common;
 use common::*;
 use nifti::{IntoNdArray, NiftiObject, ReaderOptions};
@@ -47,4 +48,26 @@ fn hippocampus_label_maps_per_label() {
     }
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["labels"]["2"]["dice"]["n"].as_u64(), Some(2));
+}
+
+#[test]
+fn nifti_round_trip_keeps_voxels_affine_and_spacing() {
+    use genseg::data::volume::{read_volume, write_volume, CropPad};
+    let d = tempfile::tempdir().unwrap();
+    let src = shared("msd_hippocampus").join("images/hippocampus_001.nii.gz");
+    let v = read_volume(&src).unwrap();
+    // Through the fixed training shape and back.
+    let cp = CropPad::centered(v.shape, [48, 64, 48]);
+    let restored = cp.invert(&cp.apply(&v.data));
+    assert_eq!(restored, v.data, "pad/unpad changed voxels");
+    let out = d.path().join("copy.nii.gz");
+    write_volume(&out, &restored, v.shape, &v.header).unwrap();
+    let w = read_volume(&out).unwrap();
+    assert_eq!(w.shape, v.shape);
+    assert_eq!(w.data, v.data);
+    assert_eq!(w.spacing(), v.spacing());
+    assert_eq!((w.header.srow_x, w.header.srow_y, w.header.srow_z), (v.header.srow_x, v.header.srow_y, v.header.srow_z));
+    assert_eq!((w.header.sform_code, w.header.qform_code), (v.header.sform_code, v.header.qform_code));
+    assert_eq!((w.header.quatern_b, w.header.quatern_c, w.header.quatern_d), (v.header.quatern_b, v.header.quatern_c, v.header.quatern_d));
+    assert_eq!((w.header.quatern_x, w.header.quatern_y, w.header.quatern_z), (v.header.quatern_x, v.header.quatern_y, v.header.quatern_z));
 }
