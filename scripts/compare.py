@@ -1,0 +1,27 @@
+"""Paired differences between methods in a study's results.csv (same N, same seed).
+
+Usage: python3 scripts/compare.py STUDY/results.csv
+Prints, per metric and N, mean +- sd over seeds of (genseg - X) for X in plain, augment,
+separate, and the pooled difference over all N and seeds.
+"""
+import csv, statistics, sys
+from collections import defaultdict
+
+rows = list(csv.DictReader(open(sys.argv[1])))
+val = defaultdict(dict)
+for r in rows:
+    val[(int(r["n"]), int(r["seed"]))][r["method"]] = r
+for metric in ("test_dice", "ood_dice"):
+    print(f"{metric}: genseg minus ... (mean ± sd over seeds, [seeds])")
+    for other in ("plain", "augment", "separate"):
+        pooled = []
+        cells = []
+        for n in sorted({k[0] for k in val}):
+            d = [float(v["genseg"][metric]) - float(v[other][metric]) for (nn, _), v in val.items() if nn == n and "genseg" in v and other in v]
+            pooled += d
+            if d:
+                sd = statistics.stdev(d) if len(d) > 1 else 0.0
+                cells.append(f"N={n}: {statistics.mean(d):+.3f} ± {sd:.3f} [{len(d)}]")
+        if pooled:
+            sd = statistics.stdev(pooled) if len(pooled) > 1 else 0.0
+            print(f"  vs {other:<8} " + "; ".join(cells) + f"; all: {statistics.mean(pooled):+.3f} ± {sd:.3f} [{len(pooled)}]")
