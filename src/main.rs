@@ -367,7 +367,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Evaluate { pred, reference, out, empty_policy, mask_suffix, spacing, nsd_tolerance, labels } => {
             let is_nifti_folder = std::fs::read_dir(&reference)
-                .map(|d| d.flatten().any(|e| genseg::data::nifti_io::is_nifti(&e.path())))
+                .map(|d| d.flatten().any(|e| genseg::data::volume::is_nifti(&e.path())))
                 .unwrap_or(false);
             if is_nifti_folder {
                 let opts = genseg::eval::metrics::MetricOptions { empty: empty_policy, spacing, nsd_tolerance };

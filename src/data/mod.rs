@@ -3,7 +3,6 @@
 pub mod augment;
 pub mod dataset;
 pub mod image_io;
-pub mod nifti_io;
 pub mod phantom;
 pub mod split;
 pub mod volume;

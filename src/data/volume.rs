@@ -32,6 +32,33 @@ pub fn read_volume(path: &Path) -> Result<Volume> {
     Ok(Volume { data: array.iter().copied().collect(), shape: [s[0], s[1], s[2]], header })
 }
 
+pub fn is_nifti(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    name.ends_with(".nii") || name.ends_with(".nii.gz")
+}
+
+/// Case id of a NIfTI file: the name without .nii or .nii.gz.
+pub fn stem(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    name.strip_suffix(".gz").unwrap_or(&name).strip_suffix(".nii").unwrap_or(&name).to_string()
+}
+
+/// A label map: voxel values must be non-negative integers.
+pub fn read_labels(path: &Path) -> Result<(Vec<u32>, Volume)> {
+    let v = read_volume(path)?;
+    let labels = v
+        .data
+        .iter()
+        .map(|&x| {
+            if x < 0.0 || x.fract() != 0.0 {
+                bail!("{}: voxel value {x} is not a label (non-negative integer); give a label map", path.display());
+            }
+            Ok(x as u32)
+        })
+        .collect::<Result<Vec<u32>>>()?;
+    Ok((labels, v))
+}
+
 /// Writes `data` (logical order of `shape`) with `reference`'s geometry, through a temp file.
 pub fn write_volume(path: &Path, data: &[f32], shape: [usize; 3], reference: &NiftiHeader) -> Result<()> {
     let array = ndarray::Array::from_shape_vec(ndarray::IxDyn(&shape), data.to_vec())?;

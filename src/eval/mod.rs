@@ -39,7 +39,7 @@ pub fn evaluate_folders(pred: &Path, reference: &Path, suffixes: &[String], opts
 /// Compares NIfTI label maps per label (`labels`, e.g. 1,2), with each reference's own voxel
 /// spacing; writes OUT/cases.csv (id = case/label) and OUT/summary.json (one summary per label).
 pub fn evaluate_nifti_folders(pred: &Path, reference: &Path, labels: &[u32], opts: &MetricOptions, out: &Path) -> Result<Vec<(u32, report::Summary)>> {
-    use crate::data::nifti_io::{is_nifti, read_labels, stem};
+    use crate::data::volume::{is_nifti, read_labels, stem};
     let list = |dir: &Path| -> Result<std::collections::BTreeMap<String, std::path::PathBuf>> {
         let mut files = std::collections::BTreeMap::new();
         for e in std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("cannot list {}: {e}", dir.display()))? {
@@ -65,16 +65,16 @@ pub fn evaluate_nifti_folders(pred: &Path, reference: &Path, labels: &[u32], opt
     let cases: Vec<Result<Vec<(u32, CaseMetrics)>>> = preds
         .par_iter()
         .map(|(id, p)| {
-            let (pv, rv) = (read_labels(p)?, read_labels(&refs[id])?);
+            let ((pl, pv), (rl, rv)) = (read_labels(p)?, read_labels(&refs[id])?);
             if pv.shape != rv.shape {
                 bail!("{}: prediction shape {:?} differs from the reference's {:?}; predict in the reference geometry", p.display(), pv.shape, rv.shape);
             }
-            let case_opts = MetricOptions { spacing: rv.spacing.clone(), ..opts.clone() };
+            let case_opts = MetricOptions { spacing: rv.spacing().to_vec(), ..opts.clone() };
             Ok(labels
                 .iter()
                 .map(|&l| {
-                    let a: Vec<bool> = pv.labels.iter().map(|&v| v == l).collect();
-                    let b: Vec<bool> = rv.labels.iter().map(|&v| v == l).collect();
+                    let a: Vec<bool> = pl.iter().map(|&v| v == l).collect();
+                    let b: Vec<bool> = rl.iter().map(|&v| v == l).collect();
                     (l, CaseMetrics::compute(&format!("{id}/label{l}"), &a, &b, &rv.shape, &case_opts))
                 })
                 .collect())
