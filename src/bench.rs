@@ -103,7 +103,7 @@ pub fn unet_step(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, device: 
 /// One Pix2Pix step (D step, then G step), as pretraining and the genseg loop do.
 pub fn gan_step(ngf: i64, size: i64, batch: i64, fused: bool, steps: usize, device: Device) -> Result<BenchResult> {
     tch::manual_seed(0);
-    let spec = GanSpec { gan: GanConfig { ngf, ndf: ngf, fused, ..Default::default() }, size: size as u32, channels: 3 };
+    let spec = GanSpec { gan: GanConfig { ngf, ndf: ngf, fused, ..Default::default() }, shape: vec![size, size], channels: 3, mask_channels: 1 };
     let mut gan = Gan::new(&spec, device)?;
     let x = Tensor::rand([batch, 3, size, size], (Kind::Float, device));
     let m = Tensor::rand([batch, 1, size, size], (Kind::Float, device)).gt(0.7).to_kind(Kind::Float);
@@ -198,7 +198,7 @@ mod tests {
         // depth 2, width 1, 1->1 channels, 4x4 input:
         // inc: 2*9*16*(1+1) = 576; down1 (2x2, 1->2): 2*9*4*(2+4) = 432;
         // up: transposed 2*4*4*2*1 = 64; conv (2->1 at 4x4): 2*9*16*(2+1) = 864; head 2*16 = 32.
-        let cfg = UNetConfig { in_channels: 1, out_channels: 1, width: 1, depth: 2, upsampling: Upsampling::Transposed };
+        let cfg = UNetConfig { in_channels: 1, out_channels: 1, width: 1, depth: 2, upsampling: Upsampling::Transposed, dims: 2 };
         assert_eq!(unet_forward_flops(&cfg, 4), 576.0 + 432.0 + 64.0 + 864.0 + 32.0);
     }
 
@@ -208,7 +208,7 @@ mod tests {
         let hand = 2.0 * 16.0 * (2.0 * 1.0 * 256.0 + 1.0 * 2.0 * 64.0 + 2.0 * 4.0 * 16.0 + 4.0 * 8.0 * 9.0 + 8.0 * 1.0 * 4.0);
         assert_eq!(patchgan_forward_flops(1, 32, 2), hand);
         let vs = VarStore::new(Device::Cpu);
-        let d = crate::models::discriminator::PatchGan::new(&vs.root(), 2, 1);
+        let d = crate::models::discriminator::PatchGan::new(&vs.root(), 2, 2, 1);
         let y = tch::nn::ModuleT::forward_t(&d, &Tensor::rand([1, 2, 32, 32], (Kind::Float, Device::Cpu)), false);
         assert_eq!(y.size(), vec![1, 1, 2, 2]);
     }

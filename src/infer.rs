@@ -1,14 +1,17 @@
-//! Prediction with a trained run: masks at each input's original size plus overlay pictures.
+//! Prediction with a trained run: masks at each input's original size (2-D PNG) or label maps in
+//! each input volume's own geometry (NIfTI), plus overlay pictures.
 use crate::data::dataset::load_images;
+use crate::data::volume::{is_nifti, normalize_intensity, read_volume, stem, write_volume, CropPad};
+use crate::viz::{foreground, overlay, picture, save_png, tensor_to_rgb};
 use crate::models::unet::UNet;
 use crate::runtime::ensure_writable_dir;
 use crate::train::checkpoint::load_vars;
 use crate::train::segment::{predict_probs, ModelSpec};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use image::GrayImage;
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 
 /// Loads the best model of a run folder.
 pub fn load_model(run: &Path, device: Device) -> Result<(VarStore, UNet, ModelSpec)> {
@@ -22,12 +25,16 @@ pub fn load_model(run: &Path, device: Device) -> Result<(VarStore, UNet, ModelSp
     Ok((vs, unet, spec))
 }
 
-/// Writes OUT/{stem}.png (0/255 masks at the original size) and OUT/overlays/{stem}.png.
+/// Writes OUT/{stem}.png (0/255 masks at the original size) or OUT/{stem}.nii.gz (label maps)
+/// and OUT/overlays/{stem}.png.
 pub fn predict(run: &Path, input: &Path, out: &Path, device: Device) -> Result<Vec<PathBuf>> {
     let (_vs, unet, spec) = load_model(run, device)?;
     ensure_writable_dir(out)?;
     let overlays = out.join("overlays");
     ensure_writable_dir(&overlays)?;
+    if let Some(shape) = spec.volume_shape {
+        return predict_volumes(&unet, &spec, shape, input, out, device);
+    }
     let (files, images, sizes) = load_images(input, spec.channels, spec.size)?;
     let probs = predict_probs(&unet, &images, device);
     let mut written = Vec::new();
@@ -42,6 +49,45 @@ pub fn predict(run: &Path, input: &Path, out: &Path, device: Device) -> Result<V
         crate::runtime::write_atomic_with(&path, |tmp| Ok(mask.save_with_format(tmp, image::ImageFormat::Png)?))?;
         let original = crate::data::image_io::decode(file)?.to_rgb8();
         crate::viz::save_png(&overlays.join(format!("{stem}.png")), &crate::viz::overlay(&original, &bits, None))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+fn volume_files(input: &Path) -> Result<Vec<PathBuf>> {
+    if input.is_file() {
+        return Ok(vec![input.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(input).with_context(|| format!("{}: no such file or folder; give a NIfTI volume or a folder of them", input.display()))?;
+    let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| is_nifti(p)).collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("{}: holds no .nii/.nii.gz volumes; this model segments 3-D volumes", input.display());
+    }
+    Ok(files)
+}
+
+/// Each volume: normalised and cropped/padded as in training, segmented, then put back into its
+/// own grid (the crop undone) and written with its own header, so affine and spacing match the
+/// input. A voxel gets the label of its most probable channel when that probability passes 0.5.
+fn predict_volumes(unet: &UNet, spec: &ModelSpec, shape: [usize; 3], input: &Path, out: &Path, device: Device) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for file in volume_files(input)? {
+        let volume = read_volume(&file)?;
+        let crop = CropPad::centered(volume.shape, shape);
+        let image = crop.apply(&normalize_intensity(&volume.data));
+        let [d, h, w] = shape.map(|s| s as i64);
+        let x = Tensor::from_slice(&image).view([1, 1, d, h, w]);
+        let probs = predict_probs(unet, &x, device).get(0);
+        let (best, channel) = probs.max_dim(0, false);
+        let label_of = Tensor::from_slice(&spec.labels.iter().map(|&l| l as f32).collect::<Vec<_>>());
+        let labels = label_of.index_select(0, &channel.view(-1)).view([d, h, w]) * best.gt(0.5).to_kind(Kind::Float);
+        let labels = Vec::<f32>::try_from(labels.contiguous().view(-1))?;
+        let id = stem(&file);
+        let path = out.join(format!("{id}.nii.gz"));
+        write_volume(&path, &crop.invert(&labels), volume.shape, &volume.header)?;
+        let overlay = overlay(&tensor_to_rgb(&picture(&x.get(0))), &foreground(&probs), None);
+        save_png(&out.join("overlays").join(format!("{id}.png")), &overlay)?;
         written.push(path);
     }
     Ok(written)

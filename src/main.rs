@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use genseg::data::dataset::{self, LoadOptions, DEFAULT_MASK_SUFFIXES};
-use genseg::data::{augment::AugmentConfig, phantom};
+use genseg::data::{augment::AugmentConfig, phantom, volume::VolumeOptions};
 use genseg::eval::metrics::EmptyPolicy;
 use genseg::models::unet::Upsampling;
 use genseg::runtime::{ensure_writable_dir, parse_device, set_threads, versions, write_json};
@@ -40,9 +40,21 @@ struct DataArgs {
     /// Extra mask file suffix to strip when pairing (repeatable; _mask, _segmentation, _lesion, _manual1 are built in)
     #[arg(long = "mask-suffix")]
     mask_suffix: Vec<String>,
-    /// Threshold masks with more than two values at half their range instead of refusing them
+    /// Threshold masks with more than two values at half their range instead of refusing them;
+    /// for NIfTI label maps: merge every foreground label into one
     #[arg(long)]
     binarize: bool,
+    /// NIfTI volumes: shape every volume is centre-cropped/padded to (axis order of the files)
+    #[arg(long, value_parser = parse_shape, default_value = "32,48,32")]
+    shape: [usize; 3],
+    /// NIfTI volumes: labels to segment, one output channel each (default: every label found)
+    #[arg(long, value_delimiter = ',')]
+    labels: Option<Vec<u32>>,
+}
+
+fn parse_shape(text: &str) -> std::result::Result<[usize; 3], String> {
+    let sides: Vec<usize> = text.split(',').map(|v| v.trim().parse::<usize>()).collect::<std::result::Result<_, _>>().map_err(|e| format!("{e}"))?;
+    <[usize; 3]>::try_from(sides).map_err(|_| format!("'{text}' is not three sides; write e.g. 32,48,32"))
 }
 
 impl DataArgs {
@@ -50,8 +62,28 @@ impl DataArgs {
         DEFAULT_MASK_SUFFIXES.iter().map(|s| s.to_string()).chain(self.mask_suffix.iter().cloned()).collect()
     }
 
+    fn volume(&self) -> VolumeOptions {
+        VolumeOptions { shape: self.shape, labels: self.labels.clone(), binarize: self.binarize }
+    }
+
+    fn config(&self, train_n: usize, val_n: usize) -> DataConfig {
+        DataConfig {
+            data: self.data.clone(),
+            ood: None,
+            size: self.size,
+            channels: self.channels,
+            mask_suffixes: self.suffixes(),
+            binarize: self.binarize,
+            train_n,
+            val_n,
+            train_ids: None,
+            val_ids: None,
+            volume: self.volume(),
+        }
+    }
+
     fn options(&self) -> LoadOptions {
-        LoadOptions { size: self.size, channels: self.channels, mask_suffixes: self.suffixes(), binarize: self.binarize }
+        self.config(0, 0).load_options()
     }
 }
 
@@ -159,16 +191,10 @@ impl TrainArgs {
         };
         TrainConfig {
             data: DataConfig {
-                data: self.data.data.clone(),
                 ood: self.ood.clone(),
-                size: self.data.size,
-                channels: self.data.channels,
-                mask_suffixes: self.data.suffixes(),
-                binarize: self.data.binarize,
-                train_n: self.train_n,
-                val_n: self.val_n,
                 train_ids: self.train_ids.clone(),
                 val_ids: self.val_ids.clone(),
+                ..self.data.config(self.train_n, self.val_n)
             },
             method: self.method,
             seed: self.seed,
@@ -392,20 +418,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::PretrainGenerator { data, train_n, val_n, seed, iters, batch_size, sample_every, gan, out } => {
-            let dcfg = DataConfig {
-                data: data.data.clone(),
-                ood: None,
-                size: data.size,
-                channels: data.channels,
-                mask_suffixes: data.suffixes(),
-                binarize: data.binarize,
-                train_n,
-                val_n,
-                train_ids: None,
-                val_ids: None,
-            };
-            let splits = segment::load_splits(&dcfg, seed)?;
-            let spec = GanSpec { gan: gan.config(), size: data.size, channels: splits.train.channels as i64 };
+            let splits = segment::load_splits(&data.config(train_n, val_n), seed)?;
+            let spec = GanSpec::for_data(gan.config(), &splits.train);
             let cfg = PretrainConfig { iters, batch_size, sample_every, seed };
             let trained = pretrain(&spec, &cfg, &splits.train, &out, device)?;
             write_json(&out.join("train_data.json"), &serde_json::json!({"data": data.data, "train_ids": splits.split.train, "versions": versions(device)}))?;
@@ -435,15 +449,22 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench { what, width, depth, size, batch, steps, separate_ops, data, generator } => {
             let r = match what.as_str() {
                 "unet" => {
-                    let cfg = genseg::models::unet::UNetConfig { in_channels: 3, out_channels: 1, width, depth, upsampling: Upsampling::Transposed };
+                    let cfg = genseg::models::unet::UNetConfig { in_channels: 3, out_channels: 1, width, depth, upsampling: Upsampling::Transposed, dims: 2 };
                     genseg::bench::unet_step(&cfg, size, batch, steps, device)?
                 }
                 "gan" => genseg::bench::gan_step(width, size, batch, !separate_ops, steps, device)?,
                 "hypergrad" => {
                     let (Some(data), Some(generator)) = (data, generator) else { bail!("bench hypergrad needs --data and --generator") };
                     let gan = Gan::load(&generator, device)?;
-                    let set = dataset::load(&data, &LoadOptions { size: gan.spec.size, ..Default::default() })?;
-                    let cfg = genseg::models::unet::UNetConfig { in_channels: set.channels as i64, out_channels: 1, width, depth, upsampling: Upsampling::Transposed };
+                    let set = dataset::load(&data, &LoadOptions { size: gan.spec.shape[0] as u32, ..Default::default() })?;
+                    let cfg = genseg::models::unet::UNetConfig {
+                        in_channels: set.channels as i64,
+                        out_channels: set.labels.len() as i64,
+                        width,
+                        depth,
+                        upsampling: Upsampling::Transposed,
+                        dims: set.dims(),
+                    };
                     for (scale, cosine, ratio) in genseg::bench::hypergrad_accuracy(&set, &gan, &cfg, batch, steps, &[1.0, 0.1, 0.01, 1e-3], device) {
                         println!("fd_scale {scale:e}: cosine to exact {cosine:.3}, norm ratio fd/exact {ratio:.2} (mean of {steps} batches)");
                     }
@@ -483,7 +504,10 @@ fn check(data: &DataArgs) -> Result<()> {
 fn synth(run: &Path, masks: Option<&Path>, from_train: bool, n: usize, seed: u64, out: &Path, device: tch::Device) -> Result<()> {
     use rand::SeedableRng;
     let gan = Gan::load(run, device)?;
-    let size = gan.spec.size;
+    if gan.spec.shape.len() != 2 {
+        bail!("{}: synth writes 2-D image/mask pairs and this generator makes 3-D volumes; its samples.png shows middle slices", run.display());
+    }
+    let size = gan.spec.shape[0] as u32;
     let source = match (masks, from_train) {
         (Some(dir), _) => dir.to_path_buf(),
         (None, true) => {

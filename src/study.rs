@@ -38,7 +38,7 @@ pub fn run(cfg: &StudyConfig, out: &Path, device: Device) -> Result<Vec<Row>> {
                 let gen_dir = out.join("generators").join(format!("n{n}-s{seed}"));
                 if !gen_dir.join("gan.json").is_file() {
                     let splits = load_splits(&run_cfg.data, seed)?;
-                    let spec = GanSpec { gan: run_cfg.gan.clone(), size: run_cfg.data.size, channels: splits.train.channels as i64 };
+                    let spec = GanSpec::for_data(run_cfg.gan.clone(), &splits.train);
                     let pcfg = PretrainConfig {
                         iters: run_cfg.pretrain_iters,
                         batch_size: run_cfg.batch_size,

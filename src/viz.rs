@@ -30,6 +30,29 @@ pub fn tensor_to_rgb(t: &Tensor) -> RgbImage {
     crate::data::image_io::chw_to_rgb(&data, s[0] as usize, s[1] as u32, s[2] as u32)
 }
 
+/// One case `[C, spatial...]` as a picture `[C, H, W]`: a volume shows its middle slice across
+/// the first axis.
+pub fn picture(t: &Tensor) -> Tensor {
+    if t.dim() == 4 {
+        t.select(1, t.size()[1] / 2)
+    } else {
+        t.shallow_clone()
+    }
+}
+
+/// Label channels `[L, spatial...]` as one grey picture `[1, H, W]`: label c at brightness (c+1)/L.
+pub fn mask_picture(mask: &Tensor) -> Tensor {
+    let m = picture(mask).to_device(Device::Cpu).to_kind(Kind::Float);
+    let l = m.size()[0];
+    let weights = (Tensor::arange(l, (Kind::Float, Device::Cpu)) + 1.0).view([l, 1, 1]) / l as f64;
+    (m * weights).sum_dim_intlist(0, true, Kind::Float)
+}
+
+/// Foreground of any label in the picture of `[L, spatial...]`.
+pub fn foreground(mask: &Tensor) -> Vec<bool> {
+    mask_to_bools(&picture(mask).amax(0, false))
+}
+
 /// Tiles rows of `[C, H, W]` tensors (all the same size) with 2-px white gutters.
 pub fn tensor_grid(rows: &[Vec<Tensor>]) -> RgbImage {
     let tiles: Vec<Vec<RgbImage>> = rows.iter().map(|r| r.iter().map(tensor_to_rgb).collect()).collect();

@@ -98,7 +98,7 @@ fn generator_pretraining_lowers_held_out_l1() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = small_config(&shared("kvasir_seg"), Method::Separate, 16, 0);
     let splits = load_splits(&cfg.data, 1).unwrap();
-    let spec = GanSpec { gan: GanConfig { ngf: 16, ndf: 16, ..Default::default() }, size: 64, channels: 3 };
+    let spec = GanSpec { gan: GanConfig { ngf: 16, ndf: 16, ..Default::default() }, shape: vec![64, 64], channels: 3, mask_channels: 1 };
     tch::manual_seed(0);
     let untrained = Gan::new(&spec, Device::Cpu).unwrap().l1_on(&splits.test, Device::Cpu);
     let pcfg = PretrainConfig { iters: 150, batch_size: 4, sample_every: 50, seed: 1 };

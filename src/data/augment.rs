@@ -37,15 +37,23 @@ impl AugmentConfig {
     }
 }
 
-/// One drawn set of parameters (angles in degrees, fractions of the side).
+/// One drawn set of parameters (angles in degrees, fractions of the side). Axes are
+/// (x, y, z) = (width, height, depth) of the tensor; 2-D draws leave z at the identity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AffineDraw {
+    /// Spatial axes: 2 or 3.
+    pub dims: usize,
+    /// Mirror along x in 2-D (horizontal flip) and along z in 3-D (the volume's first axis,
+    /// left-right in RAS-ordered MRI). Only one axis flips, so labels that name an anterior and a
+    /// posterior part keep their meaning.
     pub flip: bool,
-    /// left, right, top, bottom
-    pub pad: [f64; 4],
-    pub scale: (f64, f64),
-    pub translate: (f64, f64),
-    pub rotate_deg: f64,
+    /// Per axis: (low side, high side) padding (positive) or cropping (negative).
+    pub pad: [(f64, f64); 3],
+    pub scale: [f64; 3],
+    pub translate: [f64; 3],
+    /// Rotation about z (the only one in 2-D), then y, then x.
+    pub rotate_deg: [f64; 3],
+    /// x sheared along y.
     pub shear_deg: f64,
     /// Order in which the six ops are applied.
     pub order: [usize; 6],
@@ -59,78 +67,156 @@ fn uniform<R: Rng>(rng: &mut R, lo: f64, hi: f64) -> f64 {
     }
 }
 
-pub fn draw<R: Rng>(cfg: &AugmentConfig, rng: &mut R) -> AffineDraw {
+/// Draws in a fixed order; 2-D draws consume the generator exactly as they always have.
+pub fn draw<R: Rng>(cfg: &AugmentConfig, dims: usize, rng: &mut R) -> AffineDraw {
     let mut order = [0, 1, 2, 3, 4, 5];
     order.shuffle(rng);
     let p = cfg.pad_crop;
-    AffineDraw {
-        flip: rng.gen_bool(cfg.flip_p.clamp(0.0, 1.0)),
-        pad: [uniform(rng, -p, p), uniform(rng, -p, p), uniform(rng, -p, p), uniform(rng, -p, p)],
-        scale: (uniform(rng, cfg.scale.0, cfg.scale.1), uniform(rng, cfg.scale.0, cfg.scale.1)),
-        translate: (uniform(rng, -cfg.translate, cfg.translate), uniform(rng, -cfg.translate, cfg.translate)),
-        rotate_deg: uniform(rng, -cfg.rotate_deg, cfg.rotate_deg),
-        shear_deg: uniform(rng, -cfg.shear_deg, cfg.shear_deg),
-        order,
+    let flip = rng.gen_bool(cfg.flip_p.clamp(0.0, 1.0));
+    let mut pad = [(0.0, 0.0); 3];
+    for side in pad.iter_mut().take(2) {
+        *side = (uniform(rng, -p, p), uniform(rng, -p, p));
     }
+    let mut scale = [1.0; 3];
+    for s in scale.iter_mut().take(2) {
+        *s = uniform(rng, cfg.scale.0, cfg.scale.1);
+    }
+    let mut translate = [0.0; 3];
+    for t in translate.iter_mut().take(2) {
+        *t = uniform(rng, -cfg.translate, cfg.translate);
+    }
+    let mut rotate_deg = [uniform(rng, -cfg.rotate_deg, cfg.rotate_deg), 0.0, 0.0];
+    let shear_deg = uniform(rng, -cfg.shear_deg, cfg.shear_deg);
+    if dims == 3 {
+        pad[2] = (uniform(rng, -p, p), uniform(rng, -p, p));
+        scale[2] = uniform(rng, cfg.scale.0, cfg.scale.1);
+        translate[2] = uniform(rng, -cfg.translate, cfg.translate);
+        rotate_deg[1] = uniform(rng, -cfg.rotate_deg, cfg.rotate_deg);
+        rotate_deg[2] = uniform(rng, -cfg.rotate_deg, cfg.rotate_deg);
+    }
+    AffineDraw { dims, flip, pad, scale, translate, rotate_deg, shear_deg, order }
 }
 
-type Mat3 = [[f64; 3]; 3];
+/// Homogeneous 3-D affine map of normalised coordinates (x, y, z, 1).
+type Mat4 = [[f64; 4]; 4];
 
-fn mul(a: &Mat3, b: &Mat3) -> Mat3 {
-    let mut c = [[0.0; 3]; 3];
-    for i in 0..3 {
-        for j in 0..3 {
-            c[i][j] = (0..3).map(|k| a[i][k] * b[k][j]).sum();
+fn identity() -> Mat4 {
+    let mut m = [[0.0; 4]; 4];
+    for (i, row) in m.iter_mut().enumerate() {
+        row[i] = 1.0;
+    }
+    m
+}
+
+fn mul(a: &Mat4, b: &Mat4) -> Mat4 {
+    let mut c = [[0.0; 4]; 4];
+    for i in 0..4 {
+        for j in 0..4 {
+            c[i][j] = (0..4).map(|k| a[i][k] * b[k][j]).sum();
         }
     }
     c
 }
 
-fn affine(a: f64, b: f64, c: f64, d: f64, tx: f64, ty: f64) -> Mat3 {
-    [[a, b, tx], [c, d, ty], [0.0, 0.0, 1.0]]
+fn diagonal(d: [f64; 3], t: [f64; 3]) -> Mat4 {
+    let mut m = identity();
+    for a in 0..3 {
+        m[a][a] = d[a];
+        m[a][3] = t[a];
+    }
+    m
+}
+
+/// Rotation by `deg` in the plane of axes (a, b).
+fn rotation(a: usize, b: usize, deg: f64) -> Mat4 {
+    let (s, c) = deg.to_radians().sin_cos();
+    let mut m = identity();
+    m[a][a] = c;
+    m[a][b] = -s;
+    m[b][a] = s;
+    m[b][b] = c;
+    m
+}
+
+/// Inverse of an affine map (linear part by Gauss-Jordan elimination with partial pivoting).
+fn invert(m: &Mat4) -> Mat4 {
+    let mut a = *m;
+    let mut inv = identity();
+    for col in 0..4 {
+        let pivot = (col..4).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs())).unwrap();
+        a.swap(col, pivot);
+        inv.swap(col, pivot);
+        let d = a[col][col];
+        for j in 0..4 {
+            a[col][j] /= d;
+            inv[col][j] /= d;
+        }
+        for i in 0..4 {
+            if i != col {
+                let f = a[i][col];
+                for j in 0..4 {
+                    a[i][j] -= f * a[col][j];
+                    inv[i][j] -= f * inv[col][j];
+                }
+            }
+        }
+    }
+    inv
 }
 
 impl AffineDraw {
     /// Forward map from input to output normalised coordinates ([-1, 1], x right, y down).
-    pub fn forward(&self) -> Mat3 {
-        let [l, r, t, b] = self.pad;
-        let ops: [Mat3; 6] = [
-            if self.flip { affine(-1.0, 0.0, 0.0, 1.0, 0.0, 0.0) } else { affine(1.0, 0.0, 0.0, 1.0, 0.0, 0.0) },
-            // Canvas grows to [-1-2l, 1+2r] and is squeezed back into [-1, 1].
-            affine(1.0 / (1.0 + l + r), 0.0, 0.0, 1.0 / (1.0 + t + b), (l - r) / (1.0 + l + r), (t - b) / (1.0 + t + b)),
-            affine(self.scale.0, 0.0, 0.0, self.scale.1, 0.0, 0.0),
-            affine(1.0, 0.0, 0.0, 1.0, 2.0 * self.translate.0, 2.0 * self.translate.1),
-            {
-                let (s, c) = self.rotate_deg.to_radians().sin_cos();
-                affine(c, -s, s, c, 0.0, 0.0)
-            },
-            affine(1.0, self.shear_deg.to_radians().tan(), 0.0, 1.0, 0.0, 0.0),
+    pub fn forward(&self) -> Mat4 {
+        let flip_axis = if self.dims == 3 { 2 } else { 0 };
+        let mut mirror = [1.0; 3];
+        if self.flip {
+            mirror[flip_axis] = -1.0;
+        }
+        // Canvas grows to [-1-2lo, 1+2hi] per axis and is squeezed back into [-1, 1].
+        let squeeze = self.pad.map(|(lo, hi)| 1.0 / (1.0 + lo + hi));
+        let shift = self.pad.map(|(lo, hi)| (lo - hi) / (1.0 + lo + hi));
+        let mut shear = identity();
+        shear[0][1] = self.shear_deg.to_radians().tan();
+        let r = self.rotate_deg;
+        let ops: [Mat4; 6] = [
+            diagonal(mirror, [0.0; 3]),
+            diagonal(squeeze, shift),
+            diagonal(self.scale, [0.0; 3]),
+            diagonal([1.0; 3], self.translate.map(|t| 2.0 * t)),
+            mul(&rotation(1, 2, r[2]), &mul(&rotation(0, 2, r[1]), &rotation(0, 1, r[0]))),
+            shear,
         ];
-        self.order.iter().fold(affine(1.0, 0.0, 0.0, 1.0, 0.0, 0.0), |acc, &i| mul(&ops[i], &acc))
+        self.order.iter().fold(identity(), |acc, &i| mul(&ops[i], &acc))
     }
 
-    /// The 2x3 matrix grid sampling needs: output coordinates -> input coordinates.
-    pub fn sampling_theta(&self) -> [f64; 6] {
-        let m = self.forward();
-        let det = m[0][0] * m[1][1] - m[0][1] * m[1][0];
-        let (a, b, c, d) = (m[1][1] / det, -m[0][1] / det, -m[1][0] / det, m[0][0] / det);
-        let tx = -(a * m[0][2] + b * m[1][2]);
-        let ty = -(c * m[0][2] + d * m[1][2]);
-        [a, b, tx, c, d, ty]
+    /// The `dims x (dims + 1)` matrix grid sampling needs: output coordinates -> input
+    /// coordinates, row-major.
+    pub fn sampling_theta(&self) -> Vec<f64> {
+        let inv = invert(&self.forward());
+        let n = self.dims;
+        (0..n).flat_map(|i| (0..n).map(move |j| inv[i][j]).chain(std::iter::once(inv[i][3]))).collect()
     }
 }
 
 fn warp(x: &Tensor, draws: &[AffineDraw]) -> Tensor {
+    let n = (x.dim() - 2) as i64;
     let theta: Vec<f64> = draws.iter().flat_map(|d| d.sampling_theta()).collect();
-    let theta = Tensor::from_slice(&theta).view([draws.len() as i64, 2, 3]).to_kind(x.kind()).to_device(x.device());
+    let theta = Tensor::from_slice(&theta).view([draws.len() as i64, n, n + 1]).to_kind(x.kind()).to_device(x.device());
     let grid = Tensor::affine_grid_generator(&theta, x.size(), false);
-    // bilinear, zero padding
+    // (bi/tri)linear, zero padding
     x.grid_sampler(&grid, 0, 0, false)
 }
 
-/// Augments a batch of binary masks `[B, 1, H, W]` and re-binarises them.
+fn draws<R: Rng>(x: &Tensor, cfg: &AugmentConfig, rng: &mut R) -> Vec<AffineDraw> {
+    let dims = x.dim() - 2;
+    (0..x.size()[0]).map(|_| draw(cfg, dims, rng)).collect()
+}
+
+/// Augments a batch of binary masks `[B, labels, spatial...]` and re-binarises them. One-hot
+/// label channels stay disjoint: interpolated indicators sum to at most 1, so at most one
+/// channel passes 0.5.
 pub fn augment_masks<R: Rng>(masks: &Tensor, cfg: &AugmentConfig, rng: &mut R) -> Tensor {
-    let draws: Vec<AffineDraw> = (0..masks.size()[0]).map(|_| draw(cfg, rng)).collect();
+    let draws = draws(masks, cfg, rng);
     warp(masks, &draws).gt(0.5).to_kind(masks.kind())
 }
 
@@ -138,16 +224,18 @@ pub fn augment_masks<R: Rng>(masks: &Tensor, cfg: &AugmentConfig, rng: &mut R) -
 /// brightness and contrast jitter (up to +-`jitter`) on the image.
 pub fn augment_pairs<R: Rng>(images: &Tensor, masks: &Tensor, cfg: &AugmentConfig, jitter: f64, rng: &mut R) -> (Tensor, Tensor) {
     let b = images.size()[0];
-    let draws: Vec<AffineDraw> = (0..b).map(|_| draw(cfg, rng)).collect();
+    let draws = draws(images, cfg, rng);
     let warped = warp(images, &draws);
     let masks = warp(masks, &draws).gt(0.5).to_kind(masks.kind());
+    let mut per_case = vec![b];
+    per_case.extend(std::iter::repeat_n(1, images.dim() - 1));
     let factors = |rng: &mut R| -> Tensor {
         let v: Vec<f32> = (0..b).map(|_| uniform(rng, -jitter, jitter) as f32).collect();
-        Tensor::from_slice(&v).view([b, 1, 1, 1]).to_device(images.device())
+        Tensor::from_slice(&v).view(per_case.as_slice()).to_device(images.device())
     };
     let brightness = factors(rng);
     let contrast = factors(rng) + 1.0;
-    let mean = warped.mean_dim(&[1i64, 2, 3][..], true, Kind::Float);
+    let mean = warped.mean_dim(crate::models::spatial::case_axes(&warped).as_slice(), true, Kind::Float);
     let images = ((warped - &mean) * contrast + mean + brightness).clamp(0.0, 1.0);
     (images, masks)
 }
@@ -192,18 +280,18 @@ mod tests {
     fn drawn_parameters_match_configured_ranges() {
         let cfg = AugmentConfig::default();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let draws: Vec<AffineDraw> = (0..20000).map(|_| draw(&cfg, &mut rng)).collect();
+        let draws: Vec<AffineDraw> = (0..20000).map(|_| draw(&cfg, 2, &mut rng)).collect();
         let n = draws.len() as f64;
         let mean = |f: &dyn Fn(&AffineDraw) -> f64| draws.iter().map(f).sum::<f64>() / n;
         let var = |f: &dyn Fn(&AffineDraw) -> f64, m: f64| draws.iter().map(|d| (f(d) - m).powi(2)).sum::<f64>() / n;
         assert!((mean(&|d| d.flip as u8 as f64) - 0.5).abs() < 0.02);
         // U(a, b): mean (a+b)/2, variance (b-a)^2/12
         let checks: [(&dyn Fn(&AffineDraw) -> f64, f64, f64); 5] = [
-            (&|d| d.scale.0, 0.8, 1.2),
-            (&|d| d.translate.1, -0.1, 0.1),
-            (&|d| d.rotate_deg, -15.0, 15.0),
+            (&|d| d.scale[0], 0.8, 1.2),
+            (&|d| d.translate[1], -0.1, 0.1),
+            (&|d| d.rotate_deg[0], -15.0, 15.0),
             (&|d| d.shear_deg, -8.0, 8.0),
-            (&|d| d.pad[2], -0.1, 0.1),
+            (&|d| d.pad[1].0, -0.1, 0.1),
         ];
         for (f, a, b) in checks {
             let m = mean(f);
@@ -221,12 +309,39 @@ mod tests {
 
     #[test]
     fn sampling_theta_inverts_the_forward_map() {
-        let d = draw(&AugmentConfig::default(), &mut ChaCha8Rng::seed_from_u64(4));
-        let m = d.forward();
-        let t = d.sampling_theta();
-        let (x, y) = (0.3, -0.2);
-        let (ox, oy) = (m[0][0] * x + m[0][1] * y + m[0][2], m[1][0] * x + m[1][1] * y + m[1][2]);
-        let (bx, by) = (t[0] * ox + t[1] * oy + t[2], t[3] * ox + t[4] * oy + t[5]);
-        assert!((bx - x).abs() < 1e-12 && (by - y).abs() < 1e-12);
+        for dims in [2, 3] {
+            let d = draw(&AugmentConfig::default(), dims, &mut ChaCha8Rng::seed_from_u64(4));
+            let m = d.forward();
+            let t = d.sampling_theta();
+            let p = [0.3, -0.2, 0.1];
+            let q: Vec<f64> = (0..dims).map(|i| (0..dims).map(|j| m[i][j] * p[j]).sum::<f64>() + m[i][3]).collect();
+            for i in 0..dims {
+                let back = (0..dims).map(|j| t[i * (dims + 1) + j] * q[j]).sum::<f64>() + t[i * (dims + 1) + dims];
+                assert!((back - p[i]).abs() < 1e-12, "{dims}-D axis {i}: {back} vs {}", p[i]);
+            }
+        }
+    }
+
+    /// 2-D draws leave the third axis alone; 3-D draws move it and keep label channels disjoint.
+    #[test]
+    fn three_d_masks_stay_binary_and_disjoint() {
+        let d = draw(&AugmentConfig::default(), 2, &mut ChaCha8Rng::seed_from_u64(5));
+        assert_eq!((d.scale[2], d.translate[2], d.pad[2], d.rotate_deg[1]), (1.0, 0.0, (0.0, 0.0), 0.0));
+        let size = 16;
+        let r = Tensor::arange(size, (Kind::Float, tch::Device::Cpu));
+        let z = r.view([size, 1, 1]);
+        let y = r.view([1, size, 1]);
+        let x = r.view([1, 1, size]);
+        let ball = ((x - 8.0).square() + (y - 8.0).square() + (z - 8.0).square()).lt(25.0).to_kind(Kind::Float);
+        let front = ball.shallow_clone() * r.view([size, 1, 1]).lt(8.0).to_kind(Kind::Float);
+        let back = &ball - &front;
+        let masks = Tensor::stack(&[front, back], 0).unsqueeze(0).repeat([4, 1, 1, 1, 1]);
+        let out = augment_masks(&masks, &AugmentConfig::default(), &mut ChaCha8Rng::seed_from_u64(6));
+        assert_eq!(out.size(), vec![4, 2, 16, 16, 16]);
+        assert!(bool::try_from(out.eq(0.0).logical_or(&out.eq(1.0)).all()).unwrap());
+        assert_eq!(f64::try_from(out.sum_dim_intlist(1, false, Kind::Float).max()).unwrap(), 1.0);
+        assert!(f64::try_from((&out - &masks).abs().sum(Kind::Float)).unwrap() > 0.0);
+        let identity = augment_masks(&masks, &AugmentConfig::identity(), &mut ChaCha8Rng::seed_from_u64(7));
+        assert_eq!(f64::try_from((identity - masks).abs().max()).unwrap(), 0.0);
     }
 }

@@ -23,6 +23,8 @@ pub struct LoadOptions {
     pub mask_suffixes: Vec<String>,
     /// Threshold masks with more than two values instead of refusing them.
     pub binarize: bool,
+    /// How NIfTI volumes are brought to a training shape.
+    pub volume: super::volume::VolumeOptions,
 }
 
 impl Default for LoadOptions {
@@ -32,6 +34,7 @@ impl Default for LoadOptions {
             channels: None,
             mask_suffixes: DEFAULT_MASK_SUFFIXES.iter().map(|s| s.to_string()).collect(),
             binarize: false,
+            volume: Default::default(),
         }
     }
 }
@@ -278,14 +281,17 @@ pub fn read_cases(inv: &Inventory, opts: &LoadOptions) -> Result<(Vec<LoadedCase
     Ok((cases, problems, channels))
 }
 
-/// A loaded 2-D dataset: images `[N, C, S, S]` in [0, 1] and masks `[N, 1, S, S]` in {0, 1}.
+/// A loaded dataset: images `[N, C, spatial...]` in [0, 1] and masks `[N, L, spatial...]` in
+/// {0, 1}, one channel per foreground label (2-D: one, `[N, 1, S, S]`; 3-D: `[N, L, D, H, W]`).
 pub struct SegDataset {
     pub ids: Vec<String>,
     pub images: Tensor,
     pub masks: Tensor,
-    pub original_sizes: Vec<(u32, u32)>,
     pub channels: usize,
-    pub size: u32,
+    /// Spatial shape at the working resolution: `[S, S]` or `[D, H, W]`.
+    pub shape: Vec<i64>,
+    /// The label value each mask channel stands for.
+    pub labels: Vec<u32>,
 }
 
 impl SegDataset {
@@ -297,19 +303,28 @@ impl SegDataset {
         self.ids.is_empty()
     }
 
+    /// From stacked tensors; shape, channels and labels are read off them.
+    pub fn new(ids: Vec<String>, images: Tensor, masks: Tensor, labels: Vec<u32>) -> SegDataset {
+        let size = images.size();
+        SegDataset { ids, channels: size[1] as usize, shape: size[2..].to_vec(), labels, images, masks }
+    }
+
     pub fn from_cases(cases: Vec<LoadedCase>, channels: usize, size: u32) -> SegDataset {
         let s = size as i64;
         let n = cases.len() as i64;
         let image_data: Vec<f32> = cases.iter().flat_map(|c| c.image.iter().copied()).collect();
         let mask_data: Vec<f32> = cases.iter().flat_map(|c| c.mask.iter().copied()).collect();
-        SegDataset {
-            ids: cases.iter().map(|c| c.id.clone()).collect(),
-            images: Tensor::from_slice(&image_data).view([n, channels as i64, s, s]),
-            masks: Tensor::from_slice(&mask_data).view([n, 1, s, s]),
-            original_sizes: cases.iter().map(|c| c.original_size).collect(),
-            channels,
-            size,
-        }
+        SegDataset::new(
+            cases.iter().map(|c| c.id.clone()).collect(),
+            Tensor::from_slice(&image_data).view([n, channels as i64, s, s]),
+            Tensor::from_slice(&mask_data).view([n, 1, s, s]),
+            vec![1],
+        )
+    }
+
+    /// Spatial axes: 2 or 3.
+    pub fn dims(&self) -> usize {
+        self.shape.len()
     }
 
     /// The cases with the given ids, in that order.
@@ -321,19 +336,16 @@ impl SegDataset {
             })
             .collect::<Result<_>>()?;
         let idx = Tensor::from_slice(&index);
-        Ok(SegDataset {
-            ids: ids.to_vec(),
-            images: self.images.index_select(0, &idx),
-            masks: self.masks.index_select(0, &idx),
-            original_sizes: index.iter().map(|&i| self.original_sizes[i as usize]).collect(),
-            channels: self.channels,
-            size: self.size,
-        })
+        Ok(SegDataset::new(ids.to_vec(), self.images.index_select(0, &idx), self.masks.index_select(0, &idx), self.labels.clone()))
     }
 }
 
-/// Scans, decodes and stacks a dataset; any fatal problem aborts with the full list.
+/// Scans, decodes and stacks a dataset; any fatal problem aborts with the full list. A folder
+/// of NIfTI volumes is loaded as a 3-D set ([`super::volume::load_dataset`]).
 pub fn load(root: &Path, opts: &LoadOptions) -> Result<SegDataset> {
+    if super::volume::is_volume_dataset(root) {
+        return super::volume::load_dataset(root, &opts.volume);
+    }
     let inv = scan(root, opts)?;
     let fatal: Vec<String> = inv.problems.iter().filter(|p| p.fatal).map(|p| p.to_string()).collect();
     if !fatal.is_empty() {

@@ -28,9 +28,9 @@ pub struct MetricOptions {
 }
 
 impl MetricOptions {
-    /// Pixel units at the working resolution (what training reports).
-    pub fn pixels(empty: EmptyPolicy) -> MetricOptions {
-        MetricOptions { empty, spacing: vec![1.0, 1.0], nsd_tolerance: 1.0 }
+    /// Pixel (voxel) units at the working resolution of `dims` axes (what training reports).
+    pub fn pixels(empty: EmptyPolicy, dims: usize) -> MetricOptions {
+        MetricOptions { empty, spacing: vec![1.0; dims], nsd_tolerance: 1.0 }
     }
 }
 
@@ -94,19 +94,23 @@ impl CaseMetrics {
     }
 }
 
-/// Per-case metrics for binary batches `[B, 1, H, W]` (> 0.5 is foreground).
-pub fn batch_metrics(ids: &[String], pred: &Tensor, reference: &Tensor, opts: &MetricOptions) -> Vec<CaseMetrics> {
+/// Per-case metrics for binary batches `[B, L, spatial...]` (> 0.5 is foreground). With one
+/// channel the case id is kept; with several, channel c is scored as `{id}/{labels[c]}`.
+pub fn batch_metrics(ids: &[String], pred: &Tensor, reference: &Tensor, labels: &[u32], opts: &MetricOptions) -> Vec<CaseMetrics> {
     let s = pred.size();
-    let shape = [s[2] as usize, s[3] as usize];
+    let shape: Vec<usize> = s[2..].iter().map(|&v| v as usize).collect();
     let to_bools = |t: &Tensor| Vec::<u8>::try_from(t.gt(0.5).to_kind(Kind::Uint8).to_device(tch::Device::Cpu).contiguous().view(-1)).unwrap();
     let (p, r) = (to_bools(pred), to_bools(reference));
-    let hw = shape[0] * shape[1];
-    (0..s[0] as usize)
+    let voxels: usize = shape.iter().product();
+    let channels = s[1] as usize;
+    (0..s[0] as usize * channels)
         .into_par_iter()
-        .map(|i| {
-            let pb: Vec<bool> = p[i * hw..(i + 1) * hw].iter().map(|&v| v != 0).collect();
-            let rb: Vec<bool> = r[i * hw..(i + 1) * hw].iter().map(|&v| v != 0).collect();
-            CaseMetrics::compute(&ids[i], &pb, &rb, &shape, opts)
+        .map(|k| {
+            let (i, c) = (k / channels, k % channels);
+            let pb: Vec<bool> = p[k * voxels..(k + 1) * voxels].iter().map(|&v| v != 0).collect();
+            let rb: Vec<bool> = r[k * voxels..(k + 1) * voxels].iter().map(|&v| v != 0).collect();
+            let id = if channels == 1 { ids[i].clone() } else { format!("{}/{}", ids[i], labels[c]) };
+            CaseMetrics::compute(&id, &pb, &rb, &shape, opts)
         })
         .collect()
 }
@@ -144,7 +148,7 @@ mod tests {
     fn monai_meandice_case_1() {
         // MONAI test_compute_meandice C1: pred [[1,0],[0,1]], gt [[1,0],[1,1]] -> Dice 0.8;
         // test_compute_meaniou C1 on the same inputs -> IoU 0.6667.
-        let m = batch_metrics(&["c".into()], &t(&[1., 0., 0., 1.], 2, 2), &t(&[1., 0., 1., 1.], 2, 2), &MetricOptions::pixels(EmptyPolicy::Nan));
+        let m = batch_metrics(&["c".into()], &t(&[1., 0., 0., 1.], 2, 2), &t(&[1., 0., 1., 1.], 2, 2), &[1], &MetricOptions::pixels(EmptyPolicy::Nan, 2));
         assert!((m[0].dice - 0.8).abs() < 1e-12);
         assert!((m[0].iou - 2.0 / 3.0).abs() < 1e-12);
         assert!((m[0].sensitivity - 2.0 / 3.0).abs() < 1e-12);
@@ -155,16 +159,16 @@ mod tests {
     fn empty_mask_policies() {
         let z = t(&[0.; 4], 2, 2);
         let o = t(&[1.; 4], 2, 2);
-        let nan_opts = MetricOptions::pixels(EmptyPolicy::Nan);
-        let one_opts = MetricOptions::pixels(EmptyPolicy::One);
-        let nan = batch_metrics(&["c".into()], &z, &z, &nan_opts);
+        let nan_opts = MetricOptions::pixels(EmptyPolicy::Nan, 2);
+        let one_opts = MetricOptions::pixels(EmptyPolicy::One, 2);
+        let nan = batch_metrics(&["c".into()], &z, &z, &[1], &nan_opts);
         assert!(nan[0].dice.is_nan() && nan[0].iou.is_nan());
-        let one = batch_metrics(&["c".into()], &z, &z, &one_opts);
+        let one = batch_metrics(&["c".into()], &z, &z, &[1], &one_opts);
         assert_eq!((one[0].dice, one[0].iou, one[0].surface.hd95, one[0].surface.nsd), (1.0, 1.0, 0.0, 1.0));
         assert!(nan[0].surface.hd95.is_nan());
         // MONAI C12: GT empty, prediction all ones -> 0 under both policies.
-        assert_eq!(batch_metrics(&["c".into()], &o, &z, &one_opts)[0].dice, 0.0);
-        let missed = batch_metrics(&["c".into()], &z, &o, &nan_opts);
+        assert_eq!(batch_metrics(&["c".into()], &o, &z, &[1], &one_opts)[0].dice, 0.0);
+        let missed = batch_metrics(&["c".into()], &z, &o, &[1], &nan_opts);
         assert_eq!(missed[0].dice, 0.0);
         assert!(missed[0].surface.hd.is_infinite() && missed[0].surface.nsd == 0.0);
     }

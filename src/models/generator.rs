@@ -1,11 +1,15 @@
-//! Pix2Pix U-Net generator (mask -> image) whose decoder up-sampling layers are mixed ops.
+//! Pix2Pix U-Net generator (mask -> image) whose up-sampling layers (and, optionally, its
+//! down-sampling layers) are mixed ops. One struct serves images and volumes (`dims` 2 or 3).
 //!
-//! Levels are numbered from the outermost (0, full resolution) inwards; `levels = log2(size)`
-//! takes a square image down to 1x1 (8 levels at 256 px). Architecture logits `alpha` (one row
-//! of three candidates per level) live in their own VarStore so that the generator's optimiser
-//! never touches them: they are trained only by the hypergradient.
-use super::mixed_op::MixedUpConv;
-use super::{gan_batch_norm, leaky_relu, GAN_INIT};
+//! Levels are numbered from the outermost (0, full resolution) inwards; each level halves every
+//! side, so a square 2^n image goes down to 1x1 in n levels (8 at 256 px); a volume goes down as
+//! far as its sides stay whole (32x48x32: 4 levels to 2x3x2). Architecture logits `alpha` (one
+//! row of three candidates per mixed op: decoder levels first, then encoder levels) live in their
+//! own VarStore so that the generator's optimiser never touches them: they are trained only by
+//! the hypergradient.
+use super::mixed_op::MixedConv;
+use super::spatial::{batch_norm, convolve};
+use super::{leaky_relu, GAN_INIT};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn;
@@ -13,6 +17,7 @@ use tch::Tensor;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GeneratorConfig {
+    /// Mask channels (one per foreground label).
     pub in_channels: i64,
     pub out_channels: i64,
     /// Width of the outermost level (Pix2Pix's ngf); inner levels use up to 8x.
@@ -20,16 +25,29 @@ pub struct GeneratorConfig {
     pub levels: usize,
     /// Dropout 0.5 in the inner decoder blocks (Pix2Pix's noise source).
     pub dropout: bool,
-    /// One fused 8x8 transposed conv per mixed op instead of three convs (same output).
+    /// One fused 8-wide conv per mixed op instead of three convs (same output).
     pub fused: bool,
+    /// Spatial axes: 2 or 3.
+    #[serde(default = "two")]
+    pub dims: usize,
+    /// Mixed ops in the encoder too (the reference's 3-D generator searches its down-convs).
+    #[serde(default)]
+    pub mixed_encoder: bool,
+}
+
+fn two() -> usize {
+    2
 }
 
 impl GeneratorConfig {
-    pub fn for_size(size: u32, out_channels: i64, ngf: i64) -> Result<GeneratorConfig> {
-        if !size.is_power_of_two() || size < 16 {
-            bail!("the generator needs a power-of-two image size of at least 16 (got {size}); change --size");
+    /// As many levels as every side of `shape` can be halved (at least 3); 3-D mixes the encoder.
+    pub fn for_shape(shape: &[i64], in_channels: i64, out_channels: i64, ngf: i64) -> Result<GeneratorConfig> {
+        let levels = shape.iter().map(|s| s.trailing_zeros() as usize).min().unwrap_or(0);
+        if levels < 3 || shape.iter().any(|&s| s < 8) {
+            bail!("the generator halves every side at least 3 times: shape {shape:?} must be divisible by 8 on every axis; change --size/--shape");
         }
-        Ok(GeneratorConfig { in_channels: 1, out_channels, ngf, levels: size.trailing_zeros() as usize, dropout: true, fused: true })
+        let dims = shape.len();
+        Ok(GeneratorConfig { in_channels, out_channels, ngf, levels, dropout: true, fused: true, dims, mixed_encoder: dims == 3 })
     }
 
     fn channels(&self, level: usize) -> i64 {
@@ -39,49 +57,76 @@ impl GeneratorConfig {
     fn has_dropout(&self, level: usize) -> bool {
         self.dropout && level >= 4 && level + 1 < self.levels
     }
+
+    /// Rows of alpha: one per mixed op.
+    pub fn alpha_rows(&self) -> usize {
+        if self.mixed_encoder {
+            2 * self.levels
+        } else {
+            self.levels
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Down {
+    /// Pix2Pix's 4-wide stride-2 conv (no bias).
+    Plain(Tensor),
+    Mixed(MixedConv),
 }
 
 #[derive(Debug)]
 pub struct Generator {
     pub config: GeneratorConfig,
-    down: Vec<(Tensor, Option<nn::BatchNorm>)>,
-    up: Vec<(MixedUpConv, Option<nn::BatchNorm>)>,
-    /// `[levels, 3]` architecture logits.
+    down: Vec<(Down, Option<nn::BatchNorm>)>,
+    up: Vec<(MixedConv, Option<nn::BatchNorm>)>,
+    /// `[alpha_rows, 3]` architecture logits.
     pub alpha: Tensor,
 }
 
 impl Generator {
     /// Weights go to `p`, the architecture logits to `arch` (init 1e-3 N(0, 1) as the reference).
     pub fn new(p: &nn::Path, arch: &nn::Path, config: &GeneratorConfig) -> Generator {
-        let l = config.levels;
+        let (l, dims) = (config.levels, config.dims);
         let down = (0..l)
             .map(|i| {
                 let cin = if i == 0 { config.in_channels } else { config.channels(i - 1) };
-                let w = p.var(&format!("down{i}"), &[config.channels(i), cin, 4, 4], GAN_INIT);
-                let bn = (i > 0 && i + 1 < l).then(|| gan_batch_norm(p / format!("down{i}_bn"), config.channels(i)));
-                (w, bn)
+                let cout = config.channels(i);
+                let op = if config.mixed_encoder {
+                    Down::Mixed(MixedConv::down(p / format!("down{i}"), dims, cin, cout, false, config.fused))
+                } else {
+                    let mut shape = vec![cout, cin];
+                    shape.extend(std::iter::repeat_n(4, dims));
+                    Down::Plain(p.var(&format!("down{i}"), &shape, GAN_INIT))
+                };
+                let bn = (i > 0 && i + 1 < l).then(|| batch_norm(p / format!("down{i}_bn"), dims, cout, true));
+                (op, bn)
             })
             .collect();
         let up = (0..l)
             .map(|i| {
                 let cin = if i + 1 == l { config.channels(i) } else { 2 * config.channels(i) };
                 let cout = if i == 0 { config.out_channels } else { config.channels(i - 1) };
-                let op = MixedUpConv::new(p / format!("up{i}"), cin, cout, i == 0, config.fused);
-                let bn = (i > 0).then(|| gan_batch_norm(p / format!("up{i}_bn"), cout));
+                let op = MixedConv::up(p / format!("up{i}"), dims, cin, cout, i == 0, config.fused);
+                let bn = (i > 0).then(|| batch_norm(p / format!("up{i}_bn"), dims, cout, true));
                 (op, bn)
             })
             .collect();
-        let alpha = arch.var("alpha", &[l as i64, 3], nn::Init::Randn { mean: 0.0, stdev: 1e-3 });
+        let alpha = arch.var("alpha", &[config.alpha_rows() as i64, 3], nn::Init::Randn { mean: 0.0, stdev: 1e-3 });
         Generator { config: config.clone(), down, up, alpha }
     }
 
-    /// Mask `[B, 1, H, W]` in {0, 1} -> image `[B, C, H, W]` in [-1, 1].
+    /// Mask `[B, labels, spatial...]` in {0, 1} -> image `[B, C, spatial...]` in [-1, 1].
     pub fn forward_t(&self, mask: &Tensor, train: bool) -> Tensor {
         let weights = self.alpha.softmax(1, self.alpha.kind());
+        let l = self.config.levels as i64;
         let mut encoded: Vec<Tensor> = Vec::with_capacity(self.down.len());
-        for (i, (w, bn)) in self.down.iter().enumerate() {
+        for (i, (op, bn)) in self.down.iter().enumerate() {
             let x = if i == 0 { mask.shallow_clone() } else { leaky_relu(&encoded[i - 1]) };
-            let mut h = x.conv2d(w, None::<&Tensor>, [2, 2], [1, 1], [1, 1], 1);
+            let mut h = match op {
+                Down::Plain(w) => convolve(&x, w, None, self.config.dims, 2, 1, false),
+                Down::Mixed(m) => m.forward(&x, &weights.get(l + i as i64)),
+            };
             if let Some(bn) = bn {
                 h = h.apply_t(bn, train);
             }
@@ -116,7 +161,7 @@ mod tests {
     fn parameter_count_matches_the_reference_at_256_px() {
         let vs = nn::VarStore::new(Device::Cpu);
         let arch = nn::VarStore::new(Device::Cpu);
-        let cfg = GeneratorConfig::for_size(256, 3, 64).unwrap();
+        let cfg = GeneratorConfig::for_shape(&[256, 256], 1, 3, 64).unwrap();
         let _g = Generator::new(&vs.root(), &arch.root(), &cfg);
         let n = crate::models::count(&vs.trainable_variables());
         println!("generator parameters (ngf 64, 256 px, RGB): {n}");
@@ -128,7 +173,7 @@ mod tests {
     fn shapes_and_range() {
         let vs = nn::VarStore::new(Device::Cpu);
         let arch = nn::VarStore::new(Device::Cpu);
-        let cfg = GeneratorConfig::for_size(64, 3, 8).unwrap();
+        let cfg = GeneratorConfig::for_shape(&[64, 64], 1, 3, 8).unwrap();
         assert_eq!(cfg.levels, 6);
         let g = Generator::new(&vs.root(), &arch.root(), &cfg);
         let m = Tensor::rand([2, 1, 64, 64], (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);
@@ -136,5 +181,25 @@ mod tests {
         assert_eq!(y.size(), vec![2, 3, 64, 64]);
         assert!(f64::try_from(y.abs().max()).unwrap() <= 1.0);
         assert_eq!(g.alpha.size(), vec![6, 3]);
+    }
+
+    /// The 3-D generator mixes encoder and decoder: 2 x levels alpha rows, every one of which
+    /// moves the output; a non-cubic volume comes back at its own shape.
+    #[test]
+    fn three_d_generator_mixes_encoder_and_decoder() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let arch = nn::VarStore::new(Device::Cpu);
+        let cfg = GeneratorConfig::for_shape(&[16, 24, 16], 2, 1, 4).unwrap();
+        assert_eq!((cfg.levels, cfg.dims, cfg.mixed_encoder), (3, 3, true));
+        let g = Generator::new(&vs.root(), &arch.root(), &cfg);
+        assert_eq!(g.alpha.size(), vec![6, 3]);
+        let m = Tensor::rand([2, 2, 16, 24, 16], (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);
+        tch::manual_seed(3);
+        let y = g.forward_t(&m, true);
+        assert_eq!(y.size(), vec![2, 1, 16, 24, 16]);
+        let grad = Tensor::run_backward(&[y.square().sum(Kind::Float)], &[&g.alpha], false, false).pop().unwrap();
+        let rows = Vec::<f64>::try_from(grad.abs().sum_dim_intlist(1, false, Kind::Double)).unwrap();
+        assert!(rows.iter().all(|&r| r > 0.0), "every mixed op reaches the output: {rows:?}");
+        assert!(GeneratorConfig::for_shape(&[20, 24, 16], 1, 1, 4).is_err());
     }
 }

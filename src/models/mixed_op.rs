@@ -1,10 +1,13 @@
-//! DARTS-style mixed up-sampling: softmax(alpha)-weighted transposed convolutions with
-//! (kernel, stride, padding) = (4,2,1), (6,2,2), (8,2,3).
+//! DARTS-style mixed ops: softmax(alpha)-weighted stride-2 convolutions with
+//! (kernel, padding) = (4,1), (6,2), (8,3): transposed (the generator's decoder, doubling the
+//! size) or plain (its encoder, halving it; the reference's 3-D variant searches those too).
 //!
-//! All three double the size and are centre-aligned, so their weighted sum equals ONE 8x8,
-//! stride-2, padding-3 transposed conv whose kernel is the weighted sum of the zero-padded,
-//! centred candidate kernels. The fused form costs one 8x8 conv instead of 4x4 + 6x6 + 8x8
-//! (64 vs 116 taps), and its gradient w.r.t. alpha flows through the kernel mixture.
+//! The three candidates of one direction map to the same output size and are centre-aligned, so
+//! their weighted sum equals ONE 8-wide, stride-2, padding-3 convolution whose kernel is the
+//! weighted sum of the zero-padded, centred candidate kernels. The fused form costs one 8^d
+//! kernel instead of 4^d + 6^d + 8^d taps, and its gradient w.r.t. alpha flows through the
+//! kernel mixture. The same code serves 2-D and 3-D (`dims`).
+use super::spatial::convolve;
 use tch::nn;
 use tch::Tensor;
 
@@ -12,20 +15,36 @@ use tch::Tensor;
 pub const CANDIDATES: [(i64, i64); 3] = [(4, 1), (6, 2), (8, 3)];
 
 #[derive(Debug)]
-pub struct MixedUpConv {
+pub struct MixedConv {
     pub kernels: Vec<Tensor>,
     pub bias: Option<Tensor>,
     pub fused: bool,
+    pub transposed: bool,
+    dims: usize,
 }
 
-impl MixedUpConv {
-    pub fn new(p: nn::Path, cin: i64, cout: i64, bias: bool, fused: bool) -> MixedUpConv {
+impl MixedConv {
+    /// Decoder op: transposed convs, kernels `[cin, cout, k...]`.
+    pub fn up(p: nn::Path, dims: usize, cin: i64, cout: i64, bias: bool, fused: bool) -> MixedConv {
+        Self::new(p, dims, [cin, cout], cout, bias, fused, true)
+    }
+
+    /// Encoder op: plain convs, kernels `[cout, cin, k...]`.
+    pub fn down(p: nn::Path, dims: usize, cin: i64, cout: i64, bias: bool, fused: bool) -> MixedConv {
+        Self::new(p, dims, [cout, cin], cout, bias, fused, false)
+    }
+
+    fn new(p: nn::Path, dims: usize, lead: [i64; 2], cout: i64, bias: bool, fused: bool, transposed: bool) -> MixedConv {
         let kernels = CANDIDATES
             .iter()
-            .map(|&(k, _)| p.var(&format!("k{k}"), &[cin, cout, k, k], super::GAN_INIT))
+            .map(|&(k, _)| {
+                let mut shape = lead.to_vec();
+                shape.extend(std::iter::repeat_n(k, dims));
+                p.var(&format!("k{k}"), &shape, super::GAN_INIT)
+            })
             .collect();
         let bias = bias.then(|| p.zeros("bias", &[cout]));
-        MixedUpConv { kernels, bias, fused }
+        MixedConv { kernels, bias, fused, transposed, dims }
     }
 
     /// `weights` is softmax(alpha row), shape `[3]`.
@@ -44,27 +63,29 @@ impl MixedUpConv {
             .enumerate()
             .map(|(i, k)| {
                 let pad = (8 - CANDIDATES[i].0) / 2;
-                k.constant_pad_nd([pad, pad, pad, pad]) * weights.get(i as i64)
+                k.constant_pad_nd(vec![pad; 2 * self.dims]) * weights.get(i as i64)
             })
             .reduce(|a, b| a + b)
             .unwrap();
-        x.conv_transpose2d(&kernel, self.bias.as_ref(), [2, 2], [3, 3], [0, 0], 1, [1, 1])
+        convolve(x, &kernel, self.bias.as_ref(), self.dims, 2, 3, self.transposed)
     }
 
-    /// The reference's form: three transposed convs, outputs mixed.
+    /// The reference's form: three convs, outputs mixed.
     pub fn forward_separate(&self, x: &Tensor, weights: &Tensor) -> Tensor {
         let mixed = self
             .kernels
             .iter()
             .zip(CANDIDATES)
             .enumerate()
-            .map(|(i, (k, (_, pad)))| {
-                x.conv_transpose2d(k, None::<&Tensor>, [2, 2], [pad, pad], [0, 0], 1, [1, 1]) * weights.get(i as i64)
-            })
+            .map(|(i, (k, (_, pad)))| convolve(x, k, None, self.dims, 2, pad, self.transposed) * weights.get(i as i64))
             .reduce(|a, b| a + b)
             .unwrap();
         match &self.bias {
-            Some(b) => mixed + b.view([1, -1, 1, 1]),
+            Some(b) => {
+                let mut shape = vec![1, -1];
+                shape.extend(std::iter::repeat_n(1, self.dims));
+                mixed + b.view(shape.as_slice())
+            }
             None => mixed,
         }
     }
@@ -75,10 +96,10 @@ mod tests {
     use super::*;
     use tch::{Device, Kind};
 
-    fn setup(kind: Kind) -> (nn::VarStore, MixedUpConv, Tensor, Tensor) {
+    fn setup(kind: Kind) -> (nn::VarStore, MixedConv, Tensor, Tensor) {
         tch::manual_seed(0);
         let mut vs = nn::VarStore::new(Device::Cpu);
-        let op = MixedUpConv::new(vs.root() / "op", 3, 2, true, true);
+        let op = MixedConv::up(vs.root() / "op", 2, 3, 2, true, true);
         vs.set_kind(kind);
         let x = Tensor::randn([2, 3, 5, 5], (kind, Device::Cpu));
         let alpha = Tensor::from_slice(&[0.3, -0.5, 0.8]).to_kind(kind).set_requires_grad(true);
@@ -94,6 +115,25 @@ mod tests {
         assert_eq!(fused.size(), vec![2, 2, 10, 10]);
         let err = f64::try_from((fused - separate).abs().max()).unwrap();
         assert!(err < 1e-5, "max error {err}");
+    }
+
+    /// The fusion holds for the encoder's strided convs and in 3-D: both forms agree and halve
+    /// (or double) every side of a non-cubic volume.
+    #[test]
+    fn fused_equals_three_conv_mixture_down_and_in_3d() {
+        tch::manual_seed(1);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let w = Tensor::from_slice(&[0.2f32, 0.5, 0.3]);
+        let x = Tensor::randn([2, 3, 8, 6, 4], (Kind::Float, Device::Cpu));
+        for (op, out) in [
+            (MixedConv::down(vs.root() / "down", 3, 3, 2, true, true), vec![2, 2, 4, 3, 2]),
+            (MixedConv::up(vs.root() / "up", 3, 3, 2, true, true), vec![2, 2, 16, 12, 8]),
+        ] {
+            let fused = op.forward_fused(&x, &w);
+            assert_eq!(fused.size(), out);
+            let err = f64::try_from((fused - op.forward_separate(&x, &w)).abs().max()).unwrap();
+            assert!(err < 1e-5, "max error {err}");
+        }
     }
 
     #[test]

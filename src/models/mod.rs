@@ -1,8 +1,10 @@
-//! Networks: the U-Net segmenter, the Pix2Pix generator with searchable mixed up-sampling, and
-//! the PatchGAN discriminator. Each model is a plain struct over a `tch::nn::Path`.
+//! Networks: the U-Net segmenter, the Pix2Pix generator with searchable mixed ops, and the
+//! PatchGAN discriminator. Each model is a plain struct over a `tch::nn::Path`, built for 2-D or
+//! 3-D from the layers in [`spatial`].
 pub mod discriminator;
 pub mod generator;
 pub mod mixed_op;
+pub mod spatial;
 pub mod unet;
 
 /// Number of scalars in a set of tensors (parameter counts).
@@ -12,12 +14,6 @@ pub fn count(tensors: &[tch::Tensor]) -> i64 {
 
 /// Pix2Pix's initialisation: conv weights N(0, 0.02).
 pub(crate) const GAN_INIT: tch::nn::Init = tch::nn::Init::Randn { mean: 0.0, stdev: 0.02 };
-
-/// BatchNorm with Pix2Pix's initialisation: gamma N(1, 0.02), beta 0.
-pub(crate) fn gan_batch_norm(p: tch::nn::Path, channels: i64) -> tch::nn::BatchNorm {
-    let cfg = tch::nn::BatchNormConfig { ws_init: tch::nn::Init::Randn { mean: 1.0, stdev: 0.02 }, ..Default::default() };
-    tch::nn::batch_norm2d(p, channels, cfg)
-}
 
 /// LeakyReLU with Pix2Pix's slope 0.2 (tch's `leaky_relu` has a fixed 0.01 slope).
 pub(crate) fn leaky_relu(x: &tch::Tensor) -> tch::Tensor {

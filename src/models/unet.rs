@@ -1,5 +1,7 @@
 //! U-Net (Ronneberger et al.) as in the reference's milesial implementation: double 3x3 conv
 //! blocks with BatchNorm, max-pool down, transposed-conv (or bilinear) up, skip concatenation.
+//! The same struct is the 3-D U-Net (3x3x3 convs, 2x2x2 pooling) when `dims` is 3.
+use super::spatial::{batch_norm, max_pool2, upsample_like, Conv, ConvSpec};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
@@ -9,6 +11,7 @@ use tch::Tensor;
 #[serde(rename_all = "lowercase")]
 pub enum Upsampling {
     Transposed,
+    /// Bilinear (trilinear in 3-D) x2 followed by a 1x1 conv halving the channels.
     Bilinear,
 }
 
@@ -21,14 +24,21 @@ pub struct UNetConfig {
     /// Number of resolution levels (5 = four poolings).
     pub depth: usize,
     pub upsampling: Upsampling,
+    /// Spatial axes: 2 (images) or 3 (volumes).
+    #[serde(default = "two")]
+    pub dims: usize,
+}
+
+fn two() -> usize {
+    2
 }
 
 impl UNetConfig {
-    /// Image sides must survive `depth - 1` halvings exactly.
-    pub fn validate(&self, size: u32) -> Result<()> {
-        let factor = 1u32 << (self.depth - 1);
-        if self.depth < 2 || size % factor != 0 {
-            bail!("image size {size} must be divisible by 2^(depth-1) = {factor} (depth {}); change --size or --depth", self.depth);
+    /// Every side must survive `depth - 1` halvings exactly.
+    pub fn validate(&self, shape: &[i64]) -> Result<()> {
+        let factor = 1i64 << (self.depth - 1);
+        if self.depth < 2 || shape.iter().any(|s| s % factor != 0) {
+            bail!("input shape {shape:?} must be divisible by 2^(depth-1) = {factor} on every axis (depth {}); change --size/--shape or --depth", self.depth);
         }
         Ok(())
     }
@@ -36,36 +46,36 @@ impl UNetConfig {
 
 #[derive(Debug)]
 struct DoubleConv {
-    c1: nn::Conv2D,
+    c1: Conv,
     b1: nn::BatchNorm,
-    c2: nn::Conv2D,
+    c2: Conv,
     b2: nn::BatchNorm,
 }
 
 impl DoubleConv {
-    fn new(p: nn::Path, cin: i64, cout: i64) -> DoubleConv {
-        let cfg = nn::ConvConfig { padding: 1, bias: false, ..Default::default() };
+    fn new(p: nn::Path, dims: usize, cin: i64, cout: i64) -> DoubleConv {
+        let spec = ConvSpec::new(3, 1, 1).no_bias();
         DoubleConv {
-            c1: nn::conv2d(&p / "c1", cin, cout, 3, cfg),
-            b1: nn::batch_norm2d(&p / "b1", cout, Default::default()),
-            c2: nn::conv2d(&p / "c2", cout, cout, 3, cfg),
-            b2: nn::batch_norm2d(&p / "b2", cout, Default::default()),
+            c1: Conv::new(&p / "c1", dims, cin, cout, spec),
+            b1: batch_norm(&p / "b1", dims, cout, false),
+            c2: Conv::new(&p / "c2", dims, cout, cout, spec),
+            b2: batch_norm(&p / "b2", dims, cout, false),
         }
     }
 }
 
 impl ModuleT for DoubleConv {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let x = x.apply(&self.c1).apply_t(&self.b1, train).relu();
-        x.apply(&self.c2).apply_t(&self.b2, train).relu()
+        let x = self.c1.forward(x).apply_t(&self.b1, train).relu();
+        self.c2.forward(&x).apply_t(&self.b2, train).relu()
     }
 }
 
 #[derive(Debug)]
 enum UpSample {
-    Transposed(nn::ConvTranspose2D),
-    /// Bilinear x2 followed by a 1x1 conv halving the channels.
-    Bilinear(nn::Conv2D),
+    Transposed(Conv),
+    /// Linear resize followed by a 1x1 conv halving the channels.
+    Linear(Conv),
 }
 
 #[derive(Debug)]
@@ -74,57 +84,49 @@ pub struct UNet {
     inc: DoubleConv,
     downs: Vec<DoubleConv>,
     ups: Vec<(UpSample, DoubleConv)>,
-    head: nn::Conv2D,
+    head: Conv,
 }
 
 impl UNet {
     pub fn new(p: &nn::Path, config: &UNetConfig) -> UNet {
         let ch = |i: usize| config.width << i;
-        let inc = DoubleConv::new(p / "inc", config.in_channels, ch(0));
-        let downs = (1..config.depth).map(|i| DoubleConv::new(p / format!("down{i}"), ch(i - 1), ch(i))).collect();
+        let dims = config.dims;
+        let inc = DoubleConv::new(p / "inc", dims, config.in_channels, ch(0));
+        let downs = (1..config.depth).map(|i| DoubleConv::new(p / format!("down{i}"), dims, ch(i - 1), ch(i))).collect();
         let ups = (1..config.depth)
             .rev()
             .map(|i| {
                 let q = p / format!("up{i}");
                 let up = match config.upsampling {
-                    Upsampling::Transposed => UpSample::Transposed(nn::conv_transpose2d(
-                        &q / "up",
-                        ch(i),
-                        ch(i) / 2,
-                        2,
-                        nn::ConvTransposeConfig { stride: 2, ..Default::default() },
-                    )),
-                    Upsampling::Bilinear => UpSample::Bilinear(nn::conv2d(&q / "reduce", ch(i), ch(i) / 2, 1, Default::default())),
+                    Upsampling::Transposed => UpSample::Transposed(Conv::transposed(&q / "up", dims, ch(i), ch(i) / 2, ConvSpec::new(2, 2, 0))),
+                    Upsampling::Bilinear => UpSample::Linear(Conv::new(&q / "reduce", dims, ch(i), ch(i) / 2, ConvSpec::new(1, 1, 0))),
                 };
-                (up, DoubleConv::new(&q / "conv", ch(i), ch(i - 1)))
+                (up, DoubleConv::new(&q / "conv", dims, ch(i), ch(i - 1)))
             })
             .collect();
-        let head = nn::conv2d(p / "head", ch(0), config.out_channels, 1, Default::default());
+        let head = Conv::new(p / "head", dims, ch(0), config.out_channels, ConvSpec::new(1, 1, 0));
         UNet { config: config.clone(), inc, downs, ups, head }
     }
 }
 
 impl ModuleT for UNet {
-    /// Logits `[B, out, H, W]`.
+    /// Logits `[B, out, spatial...]`.
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut skips = vec![self.inc.forward_t(x, train)];
         for down in &self.downs {
-            let h = skips.last().unwrap().max_pool2d_default(2);
+            let h = max_pool2(skips.last().unwrap());
             skips.push(down.forward_t(&h, train));
         }
         let mut h = skips.pop().unwrap();
         for (up, conv) in &self.ups {
             let skip = skips.pop().unwrap();
             let u = match up {
-                UpSample::Transposed(t) => h.apply(t),
-                UpSample::Bilinear(c) => {
-                    let s = skip.size();
-                    h.upsample_bilinear2d([s[2], s[3]], false, None, None).apply(c)
-                }
+                UpSample::Transposed(t) => t.forward(&h),
+                UpSample::Linear(c) => c.forward(&upsample_like(&h, &skip)),
             };
             h = conv.forward_t(&Tensor::cat(&[skip, u], 1), train);
         }
-        h.apply(&self.head)
+        self.head.forward(&h)
     }
 }
 
@@ -136,7 +138,7 @@ mod tests {
     #[test]
     fn parameter_count_matches_the_reference_unet() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let cfg = UNetConfig { in_channels: 3, out_channels: 1, width: 64, depth: 5, upsampling: Upsampling::Transposed };
+        let cfg = UNetConfig { in_channels: 3, out_channels: 1, width: 64, depth: 5, upsampling: Upsampling::Transposed, dims: 2 };
         let _net = UNet::new(&vs.root(), &cfg);
         assert_eq!(crate::models::count(&vs.trainable_variables()), 31_037_633);
     }
@@ -145,10 +147,31 @@ mod tests {
     fn output_shape_follows_input() {
         for up in [Upsampling::Transposed, Upsampling::Bilinear] {
             let vs = nn::VarStore::new(Device::Cpu);
-            let cfg = UNetConfig { in_channels: 1, out_channels: 2, width: 4, depth: 3, upsampling: up };
+            let cfg = UNetConfig { in_channels: 1, out_channels: 2, width: 4, depth: 3, upsampling: up, dims: 2 };
             let net = UNet::new(&vs.root(), &cfg);
             let y = net.forward_t(&Tensor::rand([2, 1, 32, 32], (Kind::Float, Device::Cpu)), true);
             assert_eq!(y.size(), vec![2, 2, 32, 32]);
+        }
+    }
+
+    /// The 3-D U-Net: 3x3x3 double convs, so a level holds 27/9 times the 2-D weights; checked
+    /// against the closed form, and non-cubic volumes keep their shape.
+    #[test]
+    fn three_d_parameter_count_and_shape() {
+        for up in [Upsampling::Transposed, Upsampling::Bilinear] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let cfg = UNetConfig { in_channels: 1, out_channels: 2, width: 4, depth: 3, upsampling: up, dims: 3 };
+            let net = UNet::new(&vs.root(), &cfg);
+            let y = net.forward_t(&Tensor::rand([2, 1, 8, 12, 16], (Kind::Float, Device::Cpu)), true);
+            assert_eq!(y.size(), vec![2, 2, 8, 12, 16]);
+            // double conv (cin->cout, cout->cout, 3^3, no bias) + two BatchNorms (2 x 2 x cout)
+            let block = |cin: i64, cout: i64| 27 * cin * cout + 27 * cout * cout + 4 * cout;
+            let up_params = |c: i64| match up {
+                Upsampling::Transposed => 8 * c * (c / 2) + c / 2,
+                Upsampling::Bilinear => c * (c / 2) + c / 2,
+            };
+            let expected = block(1, 4) + block(4, 8) + block(8, 16) + up_params(16) + block(16, 8) + up_params(8) + block(8, 4) + 4 * 2 + 2;
+            assert_eq!(crate::models::count(&vs.trainable_variables()), expected);
         }
     }
 }

@@ -35,8 +35,19 @@ impl Default for GanConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GanSpec {
     pub gan: GanConfig,
-    pub size: u32,
+    /// Spatial shape: `[S, S]` or `[D, H, W]`.
+    pub shape: Vec<i64>,
+    /// Image channels (generated).
     pub channels: i64,
+    /// Mask channels (the generator's input, one per label).
+    pub mask_channels: i64,
+}
+
+impl GanSpec {
+    /// The GAN for a dataset's shape, image channels and labels.
+    pub fn for_data(gan: GanConfig, data: &SegDataset) -> GanSpec {
+        GanSpec { gan, shape: data.shape.clone(), channels: data.channels as i64, mask_channels: data.labels.len() as i64 }
+    }
 }
 
 pub struct Gan {
@@ -63,13 +74,16 @@ fn bce_to(logits: &Tensor, target: f64) -> Tensor {
 
 impl Gan {
     pub fn new(spec: &GanSpec, device: Device) -> Result<Gan> {
+        if spec.shape.len() == 3 && device == Device::Cpu {
+            crate::runtime::disable_onednn();
+        }
         let g_vs = VarStore::new(device);
         let d_vs = VarStore::new(device);
         let arch_vs = VarStore::new(device);
-        let mut gcfg = GeneratorConfig::for_size(spec.size, spec.channels, spec.gan.ngf)?;
+        let mut gcfg = GeneratorConfig::for_shape(&spec.shape, spec.mask_channels, spec.channels, spec.gan.ngf)?;
         gcfg.fused = spec.gan.fused;
         let g = Generator::new(&g_vs.root(), &arch_vs.root(), &gcfg);
-        let d = PatchGan::new(&d_vs.root(), 1 + spec.channels, spec.gan.ndf);
+        let d = PatchGan::new(&d_vs.root(), spec.shape.len(), spec.mask_channels + spec.channels, spec.gan.ndf);
         let opt = OptimConfig::adam(spec.gan.lr, spec.gan.beta1);
         let g_opt = Optimizer::new(opt.clone(), g_vs.trainable_variables());
         let d_opt = Optimizer::new(opt, d_vs.trainable_variables());
@@ -167,8 +181,11 @@ struct PretrainState {
 /// Writes a sample grid (mask | real | generated) every `sample_every` steps.
 pub fn pretrain(spec: &GanSpec, cfg: &PretrainConfig, train: &SegDataset, out: &Path, device: Device) -> Result<Gan> {
     ensure_writable_dir(out)?;
-    if train.channels as i64 != spec.channels || train.size != spec.size {
-        bail!("generator spec ({}ch, {}px) does not match the data ({}ch, {}px)", spec.channels, spec.size, train.channels, train.size);
+    if *spec != GanSpec::for_data(spec.gan.clone(), train) {
+        bail!(
+            "generator spec ({} channels, shape {:?}, {} labels) does not match the data ({}, {:?}, {})",
+            spec.channels, spec.shape, spec.mask_channels, train.channels, train.shape, train.labels.len()
+        );
     }
     tch::manual_seed(cfg.seed as i64);
     let mut gan = Gan::new(spec, device)?;
@@ -216,10 +233,12 @@ pub fn pretrain(spec: &GanSpec, cfg: &PretrainConfig, train: &SegDataset, out: &
     Ok(gan)
 }
 
-/// Rows of mask | real | generated for the given cases.
+/// Rows of mask | real | generated for the given cases (volumes: their middle slices).
 pub fn sample_grid(gan: &Gan, data: &SegDataset, device: Device) -> image::RgbImage {
+    use crate::viz::{mask_picture, picture};
     let fake = tch::no_grad(|| gan.synthesize(&data.masks.to_device(device))).to_device(Device::Cpu);
-    let rows: Vec<Vec<Tensor>> =
-        (0..data.len() as i64).map(|i| vec![data.masks.get(i), data.images.get(i), fake.get(i)]).collect();
+    let rows: Vec<Vec<Tensor>> = (0..data.len() as i64)
+        .map(|i| vec![mask_picture(&data.masks.get(i)), picture(&data.images.get(i)), picture(&fake.get(i))])
+        .collect();
     crate::viz::tensor_grid(&rows)
 }

@@ -184,10 +184,10 @@ mod tests {
     fn fixture() -> Fixture {
         tch::manual_seed(7);
         let mut seg_vs = VarStore::new(Device::Cpu);
-        let cfg = UNetConfig { in_channels: 1, out_channels: 1, width: 3, depth: 2, upsampling: Upsampling::Transposed };
+        let cfg = UNetConfig { in_channels: 1, out_channels: 1, width: 3, depth: 2, upsampling: Upsampling::Transposed, dims: 2 };
         let seg = UNet::new(&seg_vs.root(), &cfg);
         seg_vs.double();
-        let spec = GanSpec { gan: GanConfig { ngf: 3, ndf: 3, ..Default::default() }, size: 16, channels: 1 };
+        let spec = GanSpec { gan: GanConfig { ngf: 3, ndf: 3, ..Default::default() }, shape: vec![16, 16], channels: 1, mask_channels: 1 };
         let mut gan = Gan::new(&spec, Device::Cpu).unwrap();
         gan.g_vs.double();
         gan.arch_vs.double();

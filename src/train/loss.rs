@@ -18,15 +18,19 @@ pub enum RegionLoss {
 /// Smoothing (in pixels) that keeps empty masks finite.
 const SMOOTH: f64 = 1.0;
 
+/// BCE over every voxel plus the region term, taken per label channel (sums over the batch and
+/// all spatial axes) and averaged over channels, so a small label weighs as much as a large one.
 pub fn segmentation_loss(logits: &Tensor, target: &Tensor, region: RegionLoss) -> Tensor {
     let bce = logits.binary_cross_entropy_with_logits::<Tensor>(target, None, None, Reduction::Mean);
     let p = logits.sigmoid();
     let kind = logits.kind();
-    let inter = (&p * target).sum(kind);
-    let total = p.sum(kind) + target.sum(kind);
+    let axes: Vec<i64> = (0..logits.dim() as i64).filter(|&a| a != 1).collect();
+    let per_channel = |t: &Tensor| t.sum_dim_intlist(axes.as_slice(), false, kind);
+    let inter = per_channel(&(&p * target));
+    let total = per_channel(&p) + per_channel(target);
     match region {
-        RegionLoss::Dice => bce + 1.0 - (inter * 2.0 + SMOOTH) / (total + SMOOTH),
-        RegionLoss::Jaccard => bce + 1.0 - (&inter + SMOOTH) / (total - inter + SMOOTH),
+        RegionLoss::Dice => bce + 1.0 - ((inter * 2.0 + SMOOTH) / (total + SMOOTH)).mean(kind),
+        RegionLoss::Jaccard => bce + 1.0 - ((&inter + SMOOTH) / (total - inter + SMOOTH)).mean(kind),
         RegionLoss::None => bce,
     }
 }
@@ -47,5 +51,16 @@ mod tests {
         assert!((v(RegionLoss::None) - bce).abs() < 1e-6);
         assert!((v(RegionLoss::Dice) - bce - dice).abs() < 1e-6);
         assert!((v(RegionLoss::Jaccard) - bce - jac).abs() < 1e-6);
+    }
+
+    /// Two label channels of a volume: the region term is the mean of the per-channel terms.
+    #[test]
+    fn region_term_averages_label_channels() {
+        let logits = Tensor::zeros([1, 2, 1, 2, 2], (Kind::Float, tch::Device::Cpu));
+        let target = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]).view([1, 2, 1, 2, 2]);
+        // channel 1: p sum 2, target 2, inter 1; channel 2: p sum 2, target 1, inter 0.5
+        let dice = 1.0 - ((2.0 * 1.0 + 1.0) / (4.0 + 1.0) + (2.0 * 0.5 + 1.0) / (3.0 + 1.0)) / 2.0;
+        let v = f64::try_from(segmentation_loss(&logits, &target, RegionLoss::Dice)).unwrap();
+        assert!((v - std::f64::consts::LN_2 - dice).abs() < 1e-6);
     }
 }

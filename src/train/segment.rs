@@ -17,6 +17,7 @@ use super::optim::{gradients, OptimConfig, Optimizer};
 use crate::data::augment::{augment_masks, augment_pairs, AugmentConfig};
 use crate::data::dataset::{self, LoadOptions, SegDataset};
 use crate::data::split::{self, Split};
+use crate::data::volume::VolumeOptions;
 use crate::eval::metrics::{batch_metrics, CaseMetrics, EmptyPolicy, MetricOptions};
 use crate::eval::report::{summarize, write_cases_csv, Summary};
 use crate::models::unet::{UNet, UNetConfig, Upsampling};
@@ -67,11 +68,20 @@ pub struct DataConfig {
     pub val_n: usize,
     pub train_ids: Option<PathBuf>,
     pub val_ids: Option<PathBuf>,
+    /// Shape and labels of NIfTI volume sets (unused for 2-D images).
+    #[serde(default)]
+    pub volume: VolumeOptions,
 }
 
 impl DataConfig {
     pub fn load_options(&self) -> LoadOptions {
-        LoadOptions { size: self.size, channels: self.channels, mask_suffixes: self.mask_suffixes.clone(), binarize: self.binarize }
+        LoadOptions {
+            size: self.size,
+            channels: self.channels,
+            mask_suffixes: self.mask_suffixes.clone(),
+            binarize: self.binarize,
+            volume: VolumeOptions { binarize: self.binarize, ..self.volume.clone() },
+        }
     }
 }
 
@@ -111,12 +121,30 @@ pub struct TrainConfig {
     pub empty_policy: EmptyPolicy,
 }
 
-/// What predict needs to rebuild the model.
+/// What predict needs to rebuild the model and bring inputs to its shape.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelSpec {
     pub unet: UNetConfig,
     pub size: u32,
     pub channels: usize,
+    /// Label value of each output channel.
+    #[serde(default = "one_label")]
+    pub labels: Vec<u32>,
+    /// Set for models of 3-D volumes.
+    #[serde(default)]
+    pub volume_shape: Option<[usize; 3]>,
+}
+
+fn one_label() -> Vec<u32> {
+    vec![1]
+}
+
+/// Test (and out-of-domain) metrics of one label of a multi-label model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabelSummary {
+    pub label: u32,
+    pub test: Summary,
+    pub ood: Option<Summary>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,8 +154,12 @@ pub struct RunSummary {
     pub train_n: usize,
     pub best_iter: usize,
     pub best_val_dice: f64,
+    /// Over every (case, label) pair.
     pub test: Summary,
     pub ood: Option<Summary>,
+    /// Per label, when the model segments several.
+    #[serde(default)]
+    pub labels: Vec<LabelSummary>,
     /// softmax(alpha) rows at the end (generator methods).
     pub alpha: Option<Vec<Vec<f64>>>,
     pub seconds: f64,
@@ -195,7 +227,13 @@ pub fn predict_probs(seg: &UNet, images: &Tensor, device: Device) -> Tensor {
 
 pub fn evaluate(seg: &UNet, data: &SegDataset, device: Device, policy: EmptyPolicy) -> (Vec<CaseMetrics>, Tensor) {
     let probs = predict_probs(seg, &data.images, device);
-    (batch_metrics(&data.ids, &probs, &data.masks, &MetricOptions::pixels(policy)), probs)
+    (batch_metrics(&data.ids, &probs, &data.masks, &data.labels, &MetricOptions::pixels(policy, data.dims())), probs)
+}
+
+/// Cases of one label out of multi-label metrics (ids `{case}/{label}`).
+fn label_cases(cases: &[CaseMetrics], label: u32) -> Vec<CaseMetrics> {
+    let suffix = format!("/{label}");
+    cases.iter().filter(|c| c.id.ends_with(&suffix)).cloned().collect()
 }
 
 struct Trainer<'a> {
@@ -347,24 +385,35 @@ pub fn run(cfg: &TrainConfig, out: &Path, device: Device) -> Result<RunSummary> 
     let splits = load_splits(&cfg.data, cfg.seed)?;
     let unet_cfg = UNetConfig {
         in_channels: splits.train.channels as i64,
-        out_channels: 1,
+        out_channels: splits.train.labels.len() as i64,
         width: cfg.width,
         depth: cfg.depth,
         upsampling: cfg.upsampling,
+        dims: splits.train.dims(),
     };
-    unet_cfg.validate(cfg.data.size)?;
+    unet_cfg.validate(&splits.train.shape)?;
     write_json(&config_path, &ConfigFile { config: cfg, versions: versions(device) })?;
     write_json(&out.join("split.json"), &splits.split)?;
-    let spec = ModelSpec { unet: unet_cfg.clone(), size: cfg.data.size, channels: splits.train.channels };
+    let spec = ModelSpec {
+        unet: unet_cfg.clone(),
+        size: cfg.data.size,
+        channels: splits.train.channels,
+        labels: splits.train.labels.clone(),
+        volume_shape: (splits.train.dims() == 3).then_some(cfg.data.volume.shape),
+    };
     write_json(&out.join("model.json"), &spec)?;
 
     let gan = if cfg.method.uses_generator() {
-        let gan_spec = GanSpec { gan: cfg.gan.clone(), size: cfg.data.size, channels: splits.train.channels as i64 };
+        let gan_spec = GanSpec::for_data(cfg.gan.clone(), &splits.train);
         Some(match &cfg.generator {
             Some(dir) => {
                 let gan = Gan::load(dir, device)?;
-                if gan.spec.size != gan_spec.size || gan.spec.channels != gan_spec.channels {
-                    bail!("generator in {} was trained for {}px/{}ch, this run uses {}px/{}ch", dir.display(), gan.spec.size, gan.spec.channels, gan_spec.size, gan_spec.channels);
+                let (a, b) = (&gan.spec, &gan_spec);
+                if (&a.shape, a.channels, a.mask_channels) != (&b.shape, b.channels, b.mask_channels) {
+                    bail!(
+                        "generator in {} was trained for shape {:?}, {} channels, {} labels; this run has {:?}, {}, {}",
+                        dir.display(), a.shape, a.channels, a.mask_channels, b.shape, b.channels, b.mask_channels
+                    );
                 }
                 gan
             }
@@ -465,8 +514,17 @@ fn finish(cfg: &TrainConfig, out: &Path, device: Device, mut t: Trainer, splits:
         // Rows: mask | real | synthetic from the real mask | augmented mask | its synthetic image.
         let aug = augment_masks(&shown.masks, &cfg.augment, &mut ChaCha8Rng::seed_from_u64(cfg.seed));
         let (fake, fake_aug) = tch::no_grad(|| (gan.synthesize(&shown.masks.to_device(device)), gan.synthesize(&aug.to_device(device))));
+        use crate::viz::{mask_picture, picture};
         let rows: Vec<Vec<Tensor>> = (0..shown.len() as i64)
-            .map(|i| vec![shown.masks.get(i), shown.images.get(i), fake.get(i).to_device(Device::Cpu), aug.get(i), fake_aug.get(i).to_device(Device::Cpu)])
+            .map(|i| {
+                vec![
+                    mask_picture(&shown.masks.get(i)),
+                    picture(&shown.images.get(i)),
+                    picture(&fake.get(i).to_device(Device::Cpu)),
+                    mask_picture(&aug.get(i)),
+                    picture(&fake_aug.get(i).to_device(Device::Cpu)),
+                ]
+            })
             .collect();
         crate::viz::save_png(&out.join("samples.png"), &crate::viz::tensor_grid(&rows))?;
     }
@@ -474,15 +532,30 @@ fn finish(cfg: &TrainConfig, out: &Path, device: Device, mut t: Trainer, splits:
     let (test_cases, test_probs) = evaluate(&t.seg, &splits.test, device, cfg.empty_policy);
     write_cases_csv(&out.join("test_cases.csv"), &test_cases)?;
     save_overlays(&out.join("overlays_test.png"), &splits.test, &test_probs)?;
-    let ood = match &splits.ood {
+    let ood_cases = match &splits.ood {
         Some(ood) => {
             let (cases, probs) = evaluate(&t.seg, ood, device, cfg.empty_policy);
             write_cases_csv(&out.join("ood_cases.csv"), &cases)?;
             save_overlays(&out.join("overlays_ood.png"), ood, &probs)?;
-            Some(summarize(&cases))
+            Some(cases)
         }
         None => None,
     };
+    let labels = if splits.test.labels.len() > 1 {
+        splits
+            .test
+            .labels
+            .iter()
+            .map(|&label| LabelSummary {
+                label,
+                test: summarize(&label_cases(&test_cases, label)),
+                ood: ood_cases.as_ref().map(|c| summarize(&label_cases(c, label))),
+            })
+            .collect()
+    } else {
+        vec![]
+    };
+    let ood = ood_cases.as_ref().map(|c| summarize(c));
     write_json(
         &out.join("data_usage.json"),
         &DataUsage {
@@ -501,6 +574,7 @@ fn finish(cfg: &TrainConfig, out: &Path, device: Device, mut t: Trainer, splits:
         best_val_dice: state.best_val_dice,
         test: summarize(&test_cases),
         ood,
+        labels,
         alpha,
         seconds: state.seconds,
         seconds_per_iter: state.seconds / cfg.iters.max(1) as f64,
@@ -515,13 +589,15 @@ fn ensure_dir(dir: &Path) -> Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
-/// Up to 8 cases: image | reference outline on prediction overlay.
+/// Up to 8 cases: image | reference outline on prediction overlay (volumes: middle slices,
+/// any label).
 fn save_overlays(path: &Path, data: &SegDataset, probs: &Tensor) -> Result<()> {
+    use crate::viz::{foreground, picture, tensor_to_rgb};
     let rows: Vec<Vec<image::RgbImage>> = (0..data.len().min(8) as i64)
         .map(|i| {
-            let img = crate::viz::tensor_to_rgb(&data.images.get(i));
-            let pred = crate::viz::mask_to_bools(&probs.get(i));
-            let reference = crate::viz::mask_to_bools(&data.masks.get(i));
+            let img = tensor_to_rgb(&picture(&data.images.get(i)));
+            let pred = foreground(&probs.get(i));
+            let reference = foreground(&data.masks.get(i));
             vec![img.clone(), crate::viz::overlay(&img, &pred, Some(&reference))]
         })
         .collect();
