@@ -1,27 +1,8 @@
 //! Short training runs on real data that must show learning.
 mod common;
 use common::*;
-use genseg::models::unet::UNet;
-use genseg::train::segment::{self, evaluate, load_splits, Method};
-use tch::nn::VarStore;
+use genseg::train::segment::{self, Method};
 use tch::Device;
-
-/// Mean test Dice of an untrained U-Net of the same configuration (the floor to beat).
-fn untrained_dice(cfg: &genseg::train::segment::TrainConfig) -> f64 {
-    let splits = load_splits(&cfg.data, cfg.seed).unwrap();
-    tch::manual_seed(cfg.seed as i64);
-    let vs = VarStore::new(Device::Cpu);
-    let unet_cfg = genseg::models::unet::UNetConfig {
-        in_channels: splits.train.channels as i64,
-        out_channels: 1,
-        width: cfg.width,
-        depth: cfg.depth,
-        upsampling: cfg.upsampling,
-    };
-    let net = UNet::new(&vs.root(), &unet_cfg);
-    let (cases, _) = evaluate(&net, &splits.test, Device::Cpu, cfg.empty_policy);
-    genseg::eval::report::summarize(&cases).dice.mean
-}
 
 #[test]
 fn kvasir_plain_training_beats_the_untrained_model() {
@@ -95,6 +76,7 @@ fn predict_then_evaluate_round_trip() {
 #[test]
 fn generator_pretraining_lowers_held_out_l1() {
     use genseg::train::gan::{pretrain, Gan, GanConfig, GanSpec, PretrainConfig};
+    use genseg::train::segment::load_splits;
     let dir = tempfile::tempdir().unwrap();
     let cfg = small_config(&shared("kvasir_seg"), Method::Separate, 16, 0);
     let splits = load_splits(&cfg.data, 1).unwrap();

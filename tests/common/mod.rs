@@ -43,6 +43,7 @@ pub fn small_config(data: &Path, method: Method, train_n: usize, iters: usize) -
             val_n: 4,
             train_ids: None,
             val_ids: None,
+            volume: Default::default(),
         },
         method,
         seed: 1,
@@ -67,6 +68,37 @@ pub fn small_config(data: &Path, method: Method, train_n: usize, iters: usize) -
         hypergrad: genseg::train::hypergrad::HypergradMode::Fd,
         empty_policy: EmptyPolicy::Nan,
     }
+}
+
+/// A small, fast 3-D configuration on MSD hippocampus volumes (32x48x32, both labels).
+pub fn small_volume_config(method: Method, train_n: usize, iters: usize) -> TrainConfig {
+    let mut cfg = small_config(&shared("msd_hippocampus"), method, train_n, iters);
+    cfg.data.val_n = 2;
+    cfg.width = 8;
+    cfg.batch_size = 2;
+    cfg.val_every = 20;
+    cfg.gan = GanConfig { ngf: 4, ndf: 4, ..Default::default() };
+    cfg
+}
+
+/// Mean test Dice (over cases and labels) of an untrained U-Net of the same configuration: the
+/// floor a trained model must clear.
+pub fn untrained_dice(cfg: &TrainConfig) -> f64 {
+    use genseg::train::segment::{evaluate, load_splits};
+    let splits = load_splits(&cfg.data, cfg.seed).unwrap();
+    tch::manual_seed(cfg.seed as i64);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let unet_cfg = genseg::models::unet::UNetConfig {
+        in_channels: splits.train.channels as i64,
+        out_channels: splits.train.labels.len() as i64,
+        width: cfg.width,
+        depth: cfg.depth,
+        upsampling: cfg.upsampling,
+        dims: splits.train.dims(),
+    };
+    let net = genseg::models::unet::UNet::new(&vs.root(), &unet_cfg);
+    let (cases, _) = evaluate(&net, &splits.test, tch::Device::Cpu, cfg.empty_policy);
+    genseg::eval::report::summarize(&cases).dice.mean
 }
 
 /// A small phantom dataset written by the project itself.
