@@ -73,13 +73,26 @@ fn fmt(mean: f64, sd: f64) -> String {
     }
 }
 
-/// results.csv (one line per run), results.md (mean ± sd over seeds) and the plots.
+/// Test Dice of one label of a multi-label run (NaN when the run has no such label).
+fn label_dice(s: &RunSummary, label: u32) -> f64 {
+    s.labels.iter().find(|l| l.label == label).map(|l| l.test.dice.mean).unwrap_or(f64::NAN)
+}
+
+/// results.csv (one line per run), results.md (mean ± sd over seeds) and the plots. Multi-label
+/// (3-D) studies get a test Dice column and table per label.
 pub fn write_results(out: &Path, rows: &[Row], methods: &[Method]) -> Result<()> {
-    let mut csv = String::from("method,n,seed,test_dice,test_iou,test_cases,ood_dice,ood_iou,ood_cases,best_iter,seconds_per_iter\n");
+    let mut labels: Vec<u32> = rows.iter().flat_map(|r| r.summary.labels.iter().map(|l| l.label)).collect();
+    labels.sort_unstable();
+    labels.dedup();
+    let mut csv = String::from("method,n,seed,test_dice,test_iou,test_cases,ood_dice,ood_iou,ood_cases,best_iter,seconds_per_iter");
+    for l in &labels {
+        write!(csv, ",test_dice_label{l}")?;
+    }
+    csv.push('\n');
     for r in rows {
         let s = &r.summary;
         let (od, oi, on) = s.ood.as_ref().map(|o| (o.dice.mean, o.iou.mean, o.cases)).unwrap_or((f64::NAN, f64::NAN, 0));
-        writeln!(
+        write!(
             csv,
             "{},{},{},{:.5},{:.5},{},{:.5},{:.5},{},{},{:.4}",
             s.method.name(),
@@ -94,6 +107,10 @@ pub fn write_results(out: &Path, rows: &[Row], methods: &[Method]) -> Result<()>
             s.best_iter,
             s.seconds_per_iter
         )?;
+        for &l in &labels {
+            write!(csv, ",{:.5}", label_dice(s, l))?;
+        }
+        csv.push('\n');
     }
     write_atomic(&out.join("results.csv"), csv.as_bytes())?;
 
@@ -104,27 +121,30 @@ pub fn write_results(out: &Path, rows: &[Row], methods: &[Method]) -> Result<()>
         let a = aggregate(rows.iter().filter(|r| r.summary.method == m && r.n == n).map(|r| f(&r.summary)));
         (a, fmt(a.mean, a.sd))
     };
-    let metrics: [(&str, &dyn Fn(&RunSummary) -> f64); 4] = [
-        ("In-domain test Dice", &|s| s.test.dice.mean),
-        ("In-domain test IoU", &|s| s.test.iou.mean),
-        ("Out-of-domain Dice", &|s| s.ood.as_ref().map(|o| o.dice.mean).unwrap_or(f64::NAN)),
-        ("Out-of-domain IoU", &|s| s.ood.as_ref().map(|o| o.iou.mean).unwrap_or(f64::NAN)),
+    let mut metrics: Vec<(String, Box<dyn Fn(&RunSummary) -> f64>)> = vec![
+        ("In-domain test Dice".into(), Box::new(|s| s.test.dice.mean)),
+        ("In-domain test IoU".into(), Box::new(|s| s.test.iou.mean)),
+        ("Out-of-domain Dice".into(), Box::new(|s| s.ood.as_ref().map(|o| o.dice.mean).unwrap_or(f64::NAN))),
+        ("Out-of-domain IoU".into(), Box::new(|s| s.ood.as_ref().map(|o| o.iou.mean).unwrap_or(f64::NAN))),
     ];
+    for &l in &labels {
+        metrics.push((format!("In-domain test Dice, label {l}"), Box::new(move |s| label_dice(s, l))));
+    }
     let mut md = String::from("Mean ± sd over seeds of each run's mean per-case score (seeds per cell in brackets).\n");
-    for (title, f) in metrics {
+    for (title, f) in &metrics {
         writeln!(md, "\n### {title}\n")?;
         writeln!(md, "| N | {} |", methods.iter().map(|m| m.name()).collect::<Vec<_>>().join(" | "))?;
         writeln!(md, "|---|{}", "---|".repeat(methods.len()))?;
         for &n in &ns {
-            let cells: Vec<String> = methods.iter().map(|&m| { let (a, s) = cell(m, n, f); format!("{s} [{}]", a.n) }).collect();
+            let cells: Vec<String> = methods.iter().map(|&m| { let (a, s) = cell(m, n, f.as_ref()); format!("{s} [{}]", a.n) }).collect();
             writeln!(md, "| {n} | {} |", cells.join(" | "))?;
         }
     }
     write_atomic(&out.join("results.md"), md.as_bytes())?;
 
     for (file, title, f) in [
-        ("efficiency.png", "In-domain test Dice vs training images", metrics[0].1),
-        ("efficiency_ood.png", "Out-of-domain Dice vs training images", metrics[2].1),
+        ("efficiency.png", "In-domain test Dice vs training images", metrics[0].1.as_ref()),
+        ("efficiency_ood.png", "Out-of-domain Dice vs training images", metrics[2].1.as_ref()),
     ] {
         let series: Vec<crate::viz::Series> = methods
             .iter()
