@@ -2,16 +2,20 @@
 
 Usage: python3 scripts/compare.py STUDY/results.csv
 Prints, per metric and N, mean +- sd over seeds of (genseg - X) for X in plain, augment,
-separate, and the pooled difference over all N and seeds.
+separate, and the pooled difference over all N and seeds. Metrics: test Dice, out-of-domain Dice
+(when the study had an out-of-domain set) and test Dice per label (3-D multi-label studies).
 """
-import csv, statistics, sys
+import csv, math, statistics, sys
 from collections import defaultdict
 
 rows = list(csv.DictReader(open(sys.argv[1])))
 val = defaultdict(dict)
 for r in rows:
     val[(int(r["n"]), int(r["seed"]))][r["method"]] = r
-for metric in ("test_dice", "ood_dice"):
+metrics = ["test_dice", "ood_dice"] + [c for c in rows[0] if c.startswith("test_dice_label")]
+for metric in metrics:
+    if all(math.isnan(float(r[metric])) for r in rows):
+        continue
     print(f"{metric}: genseg minus ... (mean ± sd over seeds, [seeds])")
     for other in ("plain", "augment", "separate"):
         pooled = []

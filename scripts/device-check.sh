@@ -27,7 +27,9 @@ TORCH_DIR=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))
 export LD_LIBRARY_PATH="$TORCH_DIR/lib:${LD_LIBRARY_PATH:-}"
 BIN=.device/genseg
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0))' | tee "$OUT/device.txt"
-for args in "unet --width 64 --depth 5 --size 256 --batch 8" "gan --width 64 --size 256 --batch 4" "gan --width 64 --size 256 --batch 4 --separate-ops"; do
+# A study cut short earlier continues from .device/study3d (finished runs are kept).
+if [ -d .device/study3d ]; then cp -r .device/study3d "$OUT/"; fi
+[ -n "${SKIP_BENCH:-}" ] || for args in "unet --width 64 --depth 5 --size 256 --batch 8" "gan --width 64 --size 256 --batch 4" "gan --width 64 --size 256 --batch 4 --separate-ops"; do
   echo "genseg  $(timeout 120 $BIN --device cuda bench $args --steps 20)" | tee -a "$OUT/bench.log"
   echo "pytorch $(timeout 120 python3 bench/reference.py $args --steps 20 --device cuda)" | tee -a "$OUT/bench.log"
 done

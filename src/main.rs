@@ -484,6 +484,9 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn check(data: &DataArgs) -> Result<()> {
+    if genseg::data::volume::is_volume_dataset(&data.data) {
+        return check_volumes(data);
+    }
     let report = dataset::check(&data.data, &data.options())?;
     println!("dataset {} ({:?})", report.root.display(), report.layout);
     println!("pairs: {} found, {} decoded", report.pairs, report.usable_pairs);
@@ -495,6 +498,24 @@ fn check(data: &DataArgs) -> Result<()> {
         println!("{p}");
     }
     if !report.usable() {
+        bail!("{} cannot be used as it is: fix the errors above", data.data.display());
+    }
+    println!("ok: usable");
+    Ok(())
+}
+
+fn check_volumes(data: &DataArgs) -> Result<()> {
+    let opts = data.volume();
+    let r = genseg::data::volume::check(&data.data, &opts)?;
+    println!("dataset {} (NIfTI volumes)", data.data.display());
+    println!("pairs: {} found, {} readable", r.pairs, r.usable);
+    println!("shapes {:?}..{:?} voxels, spacing {:?}..{:?} mm", r.shape_min, r.shape_max, r.spacing_min, r.spacing_max);
+    println!("labels found: {:?}", r.labels);
+    println!("training shape {:?}: {:.3} % of foreground voxels fall outside the centred crop", opts.shape, 100.0 * r.cropped_foreground);
+    for p in &r.problems {
+        println!("error: {p}");
+    }
+    if !r.problems.is_empty() || r.usable == 0 {
         bail!("{} cannot be used as it is: fix the errors above", data.data.display());
     }
     println!("ok: usable");

@@ -129,3 +129,54 @@ pub fn append_jsonl<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     writeln!(f, "{}", serde_json::to_string(value)?)?;
     Ok(())
 }
+
+/// JSON has no NaN or infinity: serde_json writes them as `null` and then cannot read them back.
+/// Use as `#[serde(with = "crate::runtime::json_f64")]`: NaN is written as `null`, infinities as
+/// `"inf"`/`"-inf"`, and all three are read back (so finished runs with an infinite HD95 mean
+/// resume).
+pub mod json_f64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        match *v {
+            v if v.is_nan() => s.serialize_none(),
+            v if v == f64::INFINITY => s.serialize_str("inf"),
+            v if v == f64::NEG_INFINITY => s.serialize_str("-inf"),
+            v => s.serialize_f64(v),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Number(f64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        match Option::<Repr>::deserialize(d)? {
+            None => Ok(f64::NAN),
+            Some(Repr::Number(v)) => Ok(v),
+            Some(Repr::Text(t)) => match t.as_str() {
+                "inf" => Ok(f64::INFINITY),
+                "-inf" => Ok(f64::NEG_INFINITY),
+                other => Err(serde::de::Error::custom(format!("'{other}' is not a number"))),
+            },
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct W(#[serde(with = "super")] f64);
+
+        #[test]
+        fn non_finite_values_survive_a_round_trip() {
+            for v in [1.5, f64::INFINITY, f64::NEG_INFINITY] {
+                let text = serde_json::to_string(&W(v)).unwrap();
+                assert_eq!(serde_json::from_str::<W>(&text).unwrap().0, v, "{text}");
+            }
+            assert!(serde_json::from_str::<W>(&serde_json::to_string(&W(f64::NAN)).unwrap()).unwrap().0.is_nan());
+        }
+    }
+}

@@ -132,6 +132,10 @@ pub fn write_results(out: &Path, rows: &[Row], methods: &[Method]) -> Result<()>
     }
     let mut md = String::from("Mean ± sd over seeds of each run's mean per-case score (seeds per cell in brackets).\n");
     for (title, f) in &metrics {
+        // No table for what no run measured (out-of-domain scores without an out-of-domain set).
+        if !rows.iter().any(|r| f(&r.summary).is_finite()) {
+            continue;
+        }
         writeln!(md, "\n### {title}\n")?;
         writeln!(md, "| N | {} |", methods.iter().map(|m| m.name()).collect::<Vec<_>>().join(" | "))?;
         writeln!(md, "|---|{}", "---|".repeat(methods.len()))?;

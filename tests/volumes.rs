@@ -78,3 +78,33 @@ fn three_d_genseg_carries_a_hypergradient() {
     assert!(alpha.iter().flatten().any(|&w| (w - 1.0 / 3.0).abs() > 1e-4), "alpha moved: {alpha:?}");
     assert!(dir.path().join("run/samples.png").is_file());
 }
+
+/// Broken volume sets fail with the offending file named and a fix, before any training.
+#[test]
+fn bad_volume_sets_are_refused_naming_the_file() {
+    let src = shared("msd_hippocampus");
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set");
+    for sub in ["images", "masks"] {
+        std::fs::create_dir_all(set.join(sub)).unwrap();
+    }
+    let copy = |from_sub: &str, id: &str, to_sub: &str, to_id: &str| {
+        std::fs::copy(src.join(from_sub).join(format!("{id}.nii.gz")), set.join(to_sub).join(format!("{to_id}.nii.gz"))).unwrap();
+    };
+    copy("images", "hippocampus_001", "images", "hippocampus_001");
+    copy("masks", "hippocampus_001", "masks", "hippocampus_001");
+    // An image without its label map.
+    copy("images", "hippocampus_003", "images", "hippocampus_003");
+    let o = genseg(&["check", set.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("hippocampus_003.nii.gz") && stderr(&o).contains("no label volume"), "{}", stderr(&o));
+    // A label map on another grid than its image (case 004's labels under case 003's name).
+    copy("masks", "hippocampus_004", "masks", "hippocampus_003");
+    for args in [vec!["check", set.to_str().unwrap()], vec!["train", set.to_str().unwrap(), "--out", dir.path().join("run").to_str().unwrap(), "--train-n", "1", "--val-n", "0"]] {
+        let o = genseg(&args);
+        assert!(!o.status.success(), "{args:?} should fail");
+        let text = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(text.contains("masks/hippocampus_003.nii.gz") && text.contains("same grid"), "{args:?}: {text}");
+    }
+    assert!(!dir.path().join("run/summary.json").exists());
+}

@@ -169,6 +169,70 @@ fn load_pair(image: &Path, mask: &Path, shape: [usize; 3]) -> Result<LoadedVolum
     Ok(LoadedVolume { image: crop.apply(&normalize_intensity(&img.data)), labels: crop.apply(&labels).iter().map(|&l| l as u32).collect() })
 }
 
+/// What `genseg check` reports for a folder of volumes.
+pub struct VolumeCheck {
+    pub pairs: usize,
+    pub usable: usize,
+    pub shape_min: [usize; 3],
+    pub shape_max: [usize; 3],
+    pub spacing_min: [f64; 3],
+    pub spacing_max: [f64; 3],
+    pub labels: BTreeSet<u32>,
+    /// Foreground voxels outside the training shape, as a fraction of all foreground.
+    pub cropped_foreground: f64,
+    /// One line per unusable pair, naming its file.
+    pub problems: Vec<String>,
+}
+
+/// Reads every pair and reports shapes, spacings, labels and what the crop to `opts.shape` loses.
+pub fn check(root: &Path, opts: &VolumeOptions) -> Result<VolumeCheck> {
+    let pairs = pair_volumes(root)?;
+    let results: Vec<Result<(Volume, Vec<u32>)>> = pairs
+        .par_iter()
+        .map(|(_, image, mask)| {
+            let img = read_volume(image)?;
+            let (labels, lab) = read_labels(mask)?;
+            if img.shape != lab.shape {
+                bail!("{}: label map is {:?} but its image {} is {:?}; export both on the same grid", mask.display(), lab.shape, image.display(), img.shape);
+            }
+            Ok((img, labels))
+        })
+        .collect();
+    let mut report = VolumeCheck {
+        pairs: pairs.len(),
+        usable: 0,
+        shape_min: [usize::MAX; 3],
+        shape_max: [0; 3],
+        spacing_min: [f64::INFINITY; 3],
+        spacing_max: [0.0; 3],
+        labels: BTreeSet::new(),
+        cropped_foreground: 0.0,
+        problems: vec![],
+    };
+    let (mut fg, mut kept) = (0usize, 0usize);
+    for r in results {
+        match r {
+            Ok((img, labels)) => {
+                report.usable += 1;
+                let spacing = img.spacing();
+                for a in 0..3 {
+                    report.shape_min[a] = report.shape_min[a].min(img.shape[a]);
+                    report.shape_max[a] = report.shape_max[a].max(img.shape[a]);
+                    report.spacing_min[a] = report.spacing_min[a].min(spacing[a]);
+                    report.spacing_max[a] = report.spacing_max[a].max(spacing[a]);
+                }
+                report.labels.extend(labels.iter().copied().filter(|&l| l > 0));
+                let fgv: Vec<f32> = labels.iter().map(|&l| (l > 0) as u8 as f32).collect();
+                fg += fgv.iter().filter(|&&v| v > 0.0).count();
+                kept += CropPad::centered(img.shape, opts.shape).apply(&fgv).iter().filter(|&&v| v > 0.0).count();
+            }
+            Err(e) => report.problems.push(format!("{e:#}")),
+        }
+    }
+    report.cropped_foreground = if fg == 0 { 0.0 } else { 1.0 - kept as f64 / fg as f64 };
+    Ok(report)
+}
+
 /// Loads every image/label pair: intensities normalised per volume, centred crop/pad to
 /// `opts.shape`, labels split into one binary channel each.
 pub fn load_dataset(root: &Path, opts: &VolumeOptions) -> Result<SegDataset> {

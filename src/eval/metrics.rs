@@ -118,7 +118,9 @@ pub fn batch_metrics(ids: &[String], pred: &Tensor, reference: &Tensor, labels: 
 /// nanmean, sample sd and how many cases counted.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Aggregate {
+    #[serde(with = "crate::runtime::json_f64")]
     pub mean: f64,
+    #[serde(with = "crate::runtime::json_f64")]
     pub sd: f64,
     pub n: usize,
     pub n_nan: usize,

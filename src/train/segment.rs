@@ -153,6 +153,7 @@ pub struct RunSummary {
     pub seed: u64,
     pub train_n: usize,
     pub best_iter: usize,
+    #[serde(with = "crate::runtime::json_f64")]
     pub best_val_dice: f64,
     /// Over every (case, label) pair.
     pub test: Summary,
@@ -169,6 +170,7 @@ pub struct RunSummary {
 #[derive(Serialize, Deserialize)]
 struct LoopState {
     iter: usize,
+    #[serde(with = "crate::runtime::json_f64")]
     best_val_dice: f64,
     best_iter: usize,
     rng_word_pos: u128,
@@ -351,8 +353,11 @@ impl Trainer<'_> {
 #[derive(Serialize, Deserialize)]
 struct MetricsLine {
     iter: usize,
+    #[serde(with = "crate::runtime::json_f64")]
     loss: f64,
+    #[serde(with = "crate::runtime::json_f64")]
     val_dice: f64,
+    #[serde(with = "crate::runtime::json_f64")]
     val_iou: f64,
     d_loss: Option<f64>,
     g_l1: Option<f64>,
