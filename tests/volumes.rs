@@ -108,3 +108,24 @@ fn bad_volume_sets_are_refused_naming_the_file() {
     }
     assert!(!dir.path().join("run/summary.json").exists());
 }
+
+/// Loading: intensities in [0, 1], one disjoint channel per label; `--labels` picks channels and
+/// `--binarize` merges them into one.
+#[test]
+fn volume_labels_become_channels() {
+    use genseg::data::volume::{load_dataset, VolumeOptions};
+    let root = shared("msd_hippocampus");
+    let all = load_dataset(&root, &VolumeOptions::default()).unwrap();
+    assert_eq!((all.len(), all.labels.clone(), all.shape.clone()), (260, vec![1, 2], vec![32, 48, 32]));
+    assert_eq!(all.masks.size(), vec![260, 2, 32, 48, 32]);
+    let (lo, hi) = (all.images.min().double_value(&[]), all.images.max().double_value(&[]));
+    assert!(lo >= 0.0 && hi <= 1.0 && hi > 0.9, "{lo}..{hi}");
+    assert_eq!(all.masks.sum_dim_intlist(1, false, tch::Kind::Float).max().double_value(&[]), 1.0, "labels overlap");
+    let second = load_dataset(&root, &VolumeOptions { labels: Some(vec![2]), ..Default::default() }).unwrap();
+    assert_eq!(second.labels, vec![2]);
+    assert!(second.masks.equal(&all.masks.narrow(1, 1, 1)));
+    let merged = load_dataset(&root, &VolumeOptions { binarize: true, ..Default::default() }).unwrap();
+    assert_eq!(merged.masks.size()[1], 1);
+    assert!(merged.masks.equal(&all.masks.sum_dim_intlist(1, true, tch::Kind::Float)));
+    assert!(load_dataset(&root, &VolumeOptions { labels: Some(vec![3]), ..Default::default() }).is_err());
+}

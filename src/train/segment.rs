@@ -215,6 +215,19 @@ pub fn load_splits(cfg: &DataConfig, seed: u64) -> Result<Splits> {
     Ok(Splits { train: all.select(&split.train)?, val: all.select(&split.val)?, test: all.select(&split.test)?, ood, split })
 }
 
+/// The segmenter a run trains: input channels, one output per label and the spatial axes come
+/// from the data, the rest from the configuration.
+pub fn unet_config(cfg: &TrainConfig, data: &SegDataset) -> UNetConfig {
+    UNetConfig {
+        in_channels: data.channels as i64,
+        out_channels: data.labels.len() as i64,
+        width: cfg.width,
+        depth: cfg.depth,
+        upsampling: cfg.upsampling,
+        dims: data.dims(),
+    }
+}
+
 /// Probabilities in eval mode, in batches, on `device`; returns CPU tensors.
 pub fn predict_probs(seg: &UNet, images: &Tensor, device: Device) -> Tensor {
     tch::no_grad(|| {
@@ -388,14 +401,7 @@ pub fn run(cfg: &TrainConfig, out: &Path, device: Device) -> Result<RunSummary> 
         bail!("--method genseg needs validation cases for the architecture step; set --val-n");
     }
     let splits = load_splits(&cfg.data, cfg.seed)?;
-    let unet_cfg = UNetConfig {
-        in_channels: splits.train.channels as i64,
-        out_channels: splits.train.labels.len() as i64,
-        width: cfg.width,
-        depth: cfg.depth,
-        upsampling: cfg.upsampling,
-        dims: splits.train.dims(),
-    };
+    let unet_cfg = unet_config(cfg, &splits.train);
     unet_cfg.validate(&splits.train.shape)?;
     write_json(&config_path, &ConfigFile { config: cfg, versions: versions(device) })?;
     write_json(&out.join("split.json"), &splits.split)?;

@@ -88,14 +88,7 @@ pub fn untrained_dice(cfg: &TrainConfig) -> f64 {
     let splits = load_splits(&cfg.data, cfg.seed).unwrap();
     tch::manual_seed(cfg.seed as i64);
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let unet_cfg = genseg::models::unet::UNetConfig {
-        in_channels: splits.train.channels as i64,
-        out_channels: splits.train.labels.len() as i64,
-        width: cfg.width,
-        depth: cfg.depth,
-        upsampling: cfg.upsampling,
-        dims: splits.train.dims(),
-    };
+    let unet_cfg = genseg::train::segment::unet_config(cfg, &splits.train);
     let net = genseg::models::unet::UNet::new(&vs.root(), &unet_cfg);
     let (cases, _) = evaluate(&net, &splits.test, tch::Device::Cpu, cfg.empty_policy);
     genseg::eval::report::summarize(&cases).dice.mean
