@@ -63,6 +63,14 @@ mod tests {
         assert_eq!(y.size(), vec![1, 1, 30, 30]);
     }
 
+    /// The reference's PatchGAN3D (mask + image, ndf 64) has 11,052,865 parameters.
+    #[test]
+    fn three_d_reference_parameter_count() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _d = PatchGan::new(&vs.root(), 3, 2, 64);
+        assert_eq!(crate::models::count(&vs.trainable_variables()), 11_052_865);
+    }
+
     #[test]
     fn three_d_patch_map() {
         let vs = nn::VarStore::new(Device::Cpu);

@@ -174,20 +174,26 @@ mod tests {
         val: (Tensor, Tensor),
     }
 
-    fn blobs(n: i64, size: i64, seed: i64) -> Tensor {
+    /// Random blobs of `shape` (2-D or 3-D).
+    fn blobs(n: i64, shape: &[i64], seed: i64) -> Tensor {
         tch::manual_seed(seed);
-        let noise = Tensor::randn([n, 1, size / 4, size / 4], (Kind::Double, Device::Cpu));
-        noise.upsample_bilinear2d([size, size], false, None, None).gt(0.3).to_kind(Kind::Double)
+        let mut coarse = vec![n, 1];
+        coarse.extend(shape.iter().map(|s| s / 4));
+        let mut full = vec![n, 1];
+        full.extend_from_slice(shape);
+        let noise = Tensor::randn(coarse.as_slice(), (Kind::Double, Device::Cpu));
+        crate::models::spatial::upsample_like(&noise, &Tensor::zeros(full.as_slice(), (Kind::Double, Device::Cpu))).gt(0.3).to_kind(Kind::Double)
     }
 
-    /// A tiny segmenter and generator in double precision, so finite differences are exact enough.
-    fn fixture() -> Fixture {
+    /// A tiny segmenter and generator in double precision, so finite differences are exact
+    /// enough: 16x16 images, or 8x8x8 volumes (whose generator mixes encoder and decoder).
+    fn fixture(shape: &[i64]) -> Fixture {
         tch::manual_seed(7);
         let mut seg_vs = VarStore::new(Device::Cpu);
-        let cfg = UNetConfig { in_channels: 1, out_channels: 1, width: 3, depth: 2, upsampling: Upsampling::Transposed, dims: 2 };
+        let cfg = UNetConfig { in_channels: 1, out_channels: 1, width: 3, depth: 2, upsampling: Upsampling::Transposed, dims: shape.len() };
         let seg = UNet::new(&seg_vs.root(), &cfg);
         seg_vs.double();
-        let spec = GanSpec { gan: GanConfig { ngf: 3, ndf: 3, ..Default::default() }, shape: vec![16, 16], channels: 1, mask_channels: 1 };
+        let spec = GanSpec { gan: GanConfig { ngf: 3, ndf: 3, ..Default::default() }, shape: shape.to_vec(), channels: 1, mask_channels: 1 };
         let mut gan = Gan::new(&spec, Device::Cpu).unwrap();
         gan.g_vs.double();
         gan.arch_vs.double();
@@ -196,12 +202,11 @@ mod tests {
             let mut a = gan.g.alpha.shallow_clone();
             a.copy_(&Tensor::randn_like(&a));
         });
-        let s = 16;
-        let masks = blobs(2, s, 1);
-        let images = &masks * 0.6 + Tensor::rand([2, 1, s, s], (Kind::Double, Device::Cpu)) * 0.4;
-        let synthetic_masks = blobs(2, s, 2);
-        let val_masks = blobs(2, s, 3);
-        let val_images = &val_masks * 0.6 + Tensor::rand([2, 1, s, s], (Kind::Double, Device::Cpu)) * 0.4;
+        let masks = blobs(2, shape, 1);
+        let images = &masks * 0.6 + masks.rand_like() * 0.4;
+        let synthetic_masks = blobs(2, shape, 2);
+        let val_masks = blobs(2, shape, 3);
+        let val_images = &val_masks * 0.6 + val_masks.rand_like() * 0.4;
         Fixture { seg_vs, seg, gan, batch: TrainBatch { images, masks, synthetic_masks, seed: 11 }, val: (val_images, val_masks) }
     }
 
@@ -244,15 +249,20 @@ mod tests {
 
     #[test]
     fn finite_difference_hypergradient_matches_brute_force() {
-        let f = fixture();
+        for shape in [vec![16, 16], vec![8, 8, 8]] {
+            check_against_brute_force(&fixture(&shape));
+        }
+    }
+
+    fn check_against_brute_force(f: &Fixture) {
         let xi = 0.5;
-        let lo = lower(&f);
+        let lo = lower(f);
         let params = f.seg_vs.trainable_variables();
         let synthetic = lo.synthesize(&f.batch);
         let grads = gradients(&lo.train_loss(&f.batch, &synthetic), &params);
         let hyper = lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, xi, HypergradMode::Fd, FD_SCALE);
         let exact = lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, xi, HypergradMode::Exact, FD_SCALE);
-        let brute = brute_force(&f, xi, 1e-6);
+        let brute = brute_force(f, xi, 1e-6);
         let h = Vec::<f64>::try_from(hyper.view(-1)).unwrap();
         let b = Vec::<f64>::try_from(brute.view(-1)).unwrap();
         let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -270,7 +280,7 @@ mod tests {
 
     #[test]
     fn hypergradient_restores_every_variable_exactly() {
-        let f = fixture();
+        let f = fixture(&[16, 16]);
         let lo = lower(&f);
         let params = f.seg_vs.trainable_variables();
         let synthetic = lo.synthesize(&f.batch);
