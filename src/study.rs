@@ -73,6 +73,9 @@ fn fmt(mean: f64, sd: f64) -> String {
     }
 }
 
+/// One table's score, read off a run's summary.
+type MetricOf = Box<dyn Fn(&RunSummary) -> f64>;
+
 /// Test Dice of one label of a multi-label run (NaN when the run has no such label).
 fn label_dice(s: &RunSummary, label: u32) -> f64 {
     s.labels.iter().find(|l| l.label == label).map(|l| l.test.dice.mean).unwrap_or(f64::NAN)
@@ -121,7 +124,7 @@ pub fn write_results(out: &Path, rows: &[Row], methods: &[Method]) -> Result<()>
         let a = aggregate(rows.iter().filter(|r| r.summary.method == m && r.n == n).map(|r| f(&r.summary)));
         (a, fmt(a.mean, a.sd))
     };
-    let mut metrics: Vec<(String, Box<dyn Fn(&RunSummary) -> f64>)> = vec![
+    let mut metrics: Vec<(String, MetricOf)> = vec![
         ("In-domain test Dice".into(), Box::new(|s| s.test.dice.mean)),
         ("In-domain test IoU".into(), Box::new(|s| s.test.iou.mean)),
         ("Out-of-domain Dice".into(), Box::new(|s| s.ood.as_ref().map(|o| o.dice.mean).unwrap_or(f64::NAN))),
