@@ -59,14 +59,21 @@ pub fn tensor_grid(rows: &[Vec<Tensor>]) -> RgbImage {
     image_grid(&tiles)
 }
 
+/// Tiles smaller than this (pixels, shorter side) are enlarged, nearest-neighbour, so that
+/// 64 px crops and 32x48 volume slices stay readable.
+const MIN_TILE_SIDE: u32 = 128;
+
 pub fn image_grid(rows: &[Vec<RgbImage>]) -> RgbImage {
     let gap = 2;
     let (w, h) = rows.first().and_then(|r| r.first()).map(|i| i.dimensions()).unwrap_or((1, 1));
+    let k = MIN_TILE_SIDE.div_ceil(w.min(h).max(1)).max(1);
+    let (w, h) = (w * k, h * k);
     let cols = rows.iter().map(Vec::len).max().unwrap_or(1) as u32;
     let mut out = RgbImage::from_pixel(cols * (w + gap) + gap, rows.len() as u32 * (h + gap) + gap, Rgb([255, 255, 255]));
     for (r, row) in rows.iter().enumerate() {
         for (c, tile) in row.iter().enumerate() {
-            image::imageops::replace(&mut out, tile, (gap + c as u32 * (w + gap)) as i64, (gap + r as u32 * (h + gap)) as i64);
+            let tile = image::imageops::resize(tile, tile.width() * k, tile.height() * k, image::imageops::FilterType::Nearest);
+            image::imageops::replace(&mut out, &tile, (gap + c as u32 * (w + gap)) as i64, (gap + r as u32 * (h + gap)) as i64);
         }
     }
     out
