@@ -33,6 +33,7 @@ impl Default for GanConfig {
 
 /// Everything needed to rebuild a generator from its folder.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(from = "GanSpecFile")]
 pub struct GanSpec {
     pub gan: GanConfig,
     /// Spatial shape: `[S, S]` or `[D, H, W]`.
@@ -41,6 +42,23 @@ pub struct GanSpec {
     pub channels: i64,
     /// Mask channels (the generator's input, one per label).
     pub mask_channels: i64,
+}
+
+/// gan.json as written now, or by 2-D-only versions (`size` instead of `shape`, one mask channel).
+#[derive(Deserialize)]
+struct GanSpecFile {
+    gan: GanConfig,
+    shape: Option<Vec<i64>>,
+    size: Option<i64>,
+    channels: i64,
+    mask_channels: Option<i64>,
+}
+
+impl From<GanSpecFile> for GanSpec {
+    fn from(f: GanSpecFile) -> GanSpec {
+        let shape = f.shape.unwrap_or_else(|| vec![f.size.unwrap_or(0); 2]);
+        GanSpec { gan: f.gan, shape, channels: f.channels, mask_channels: f.mask_channels.unwrap_or(1) }
+    }
 }
 
 impl GanSpec {
@@ -241,4 +259,18 @@ pub fn sample_grid(gan: &Gan, data: &SegDataset, device: Device) -> image::RgbIm
         .map(|i| vec![mask_picture(&data.masks.get(i)), picture(&data.images.get(i)), picture(&fake.get(i))])
         .collect();
     crate::viz::tensor_grid(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_gan_json_of_2d_only_versions() {
+        let old = r#"{"gan":{"ngf":16,"ndf":16,"lr":0.0002,"beta1":0.5,"lambda_l1":100.0,"fused":true},"size":64,"channels":3}"#;
+        let spec: GanSpec = serde_json::from_str(old).unwrap();
+        assert_eq!((spec.shape, spec.channels, spec.mask_channels), (vec![64, 64], 3, 1));
+        let now = GanSpec { gan: GanConfig::default(), shape: vec![32, 48, 32], channels: 1, mask_channels: 2 };
+        assert_eq!(serde_json::from_str::<GanSpec>(&serde_json::to_string(&now).unwrap()).unwrap(), now);
+    }
 }
