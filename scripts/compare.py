@@ -1,14 +1,22 @@
 """Paired differences between methods in a study's results.csv (same N, same seed).
 
-Usage: python3 scripts/compare.py STUDY/results.csv
+Usage: python3 scripts/compare.py STUDY/results.csv [OTHER/results.csv:NAME ...]
 Prints, per metric and N, mean +- sd over seeds of (genseg - X) for X in plain, augment,
-separate, and the pooled difference over all N and seeds. Metrics: test Dice, out-of-domain Dice
+separate, and the pooled difference over all N and seeds. Each OTHER:NAME adds that study's
+genseg runs as method NAME (e.g. an arm run with --hypergrad exact on the same generators). Metrics: test Dice, out-of-domain Dice
 (when the study had an out-of-domain set) and test Dice per label (3-D multi-label studies).
 """
 import csv, math, statistics, sys
 from collections import defaultdict
 
 rows = list(csv.DictReader(open(sys.argv[1])))
+extra = []
+for arg in sys.argv[2:]:
+    path, name = arg.rsplit(":", 1)
+    for r in csv.DictReader(open(path)):
+        if r["method"] == "genseg":
+            extra.append(dict(r, method=name))
+            rows.append(extra[-1])
 val = defaultdict(dict)
 for r in rows:
     val[(int(r["n"]), int(r["seed"]))][r["method"]] = r
@@ -17,7 +25,7 @@ for metric in metrics:
     if all(math.isnan(float(r[metric])) for r in rows):
         continue
     print(f"{metric}: genseg minus ... (mean ± sd over seeds, [seeds])")
-    for other in ("plain", "augment", "separate"):
+    for other in ("plain", "augment", "separate") + tuple(dict.fromkeys(r["method"] for r in extra)):
         pooled = []
         cells = []
         for n in sorted({k[0] for k in val}):
