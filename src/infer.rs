@@ -1,7 +1,7 @@
 //! Prediction with a trained run: masks at each input's original size (2-D PNG) or label maps in
 //! each input volume's own geometry (NIfTI), plus overlay pictures.
 use crate::data::dataset::load_images;
-use crate::data::volume::{is_nifti, normalize_intensity, read_volume, stem, write_volume, CropPad};
+use crate::data::volume::{is_nifti, network_input, read_volume, stem, write_volume};
 use crate::viz::{foreground, overlay, picture, save_png, tensor_to_rgb};
 use crate::models::unet::UNet;
 use crate::runtime::ensure_writable_dir;
@@ -74,8 +74,7 @@ fn predict_volumes(unet: &UNet, spec: &ModelSpec, shape: [usize; 3], input: &Pat
     let mut written = Vec::new();
     for file in volume_files(input)? {
         let volume = read_volume(&file)?;
-        let crop = CropPad::centered(volume.shape, shape);
-        let image = crop.apply(&normalize_intensity(&volume.data));
+        let (crop, image) = network_input(&volume, shape);
         let [d, h, w] = shape.map(|s| s as i64);
         let x = Tensor::from_slice(&image).view([1, 1, d, h, w]);
         let probs = predict_probs(unet, &x, device).get(0);

@@ -158,15 +158,29 @@ struct LoadedVolume {
     labels: Vec<u32>,
 }
 
-fn load_pair(image: &Path, mask: &Path, shape: [usize; 3]) -> Result<LoadedVolume> {
+/// An image and its label map, refused (naming the label file) unless they share a grid.
+fn read_pair(image: &Path, mask: &Path) -> Result<(Volume, Vec<u32>)> {
     let img = read_volume(image)?;
     let (labels, lab) = read_labels(mask)?;
     if img.shape != lab.shape {
         bail!("{}: label map is {:?} but its image {} is {:?}; export both on the same grid", mask.display(), lab.shape, image.display(), img.shape);
     }
-    let crop = CropPad::centered(img.shape, shape);
+    Ok((img, labels))
+}
+
+/// The network's view of a volume, the same in training and prediction: intensities normalised,
+/// then centre-cropped/padded to `shape`; the crop is returned to undo it.
+pub fn network_input(volume: &Volume, shape: [usize; 3]) -> (CropPad, Vec<f32>) {
+    let crop = CropPad::centered(volume.shape, shape);
+    let image = crop.apply(&normalize_intensity(&volume.data));
+    (crop, image)
+}
+
+fn load_pair(image: &Path, mask: &Path, shape: [usize; 3]) -> Result<LoadedVolume> {
+    let (img, labels) = read_pair(image, mask)?;
+    let (crop, image) = network_input(&img, shape);
     let labels: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
-    Ok(LoadedVolume { image: crop.apply(&normalize_intensity(&img.data)), labels: crop.apply(&labels).iter().map(|&l| l as u32).collect() })
+    Ok(LoadedVolume { image, labels: crop.apply(&labels).iter().map(|&l| l as u32).collect() })
 }
 
 /// What `genseg check` reports for a folder of volumes.
@@ -187,17 +201,7 @@ pub struct VolumeCheck {
 /// Reads every pair and reports shapes, spacings, labels and what the crop to `opts.shape` loses.
 pub fn check(root: &Path, opts: &VolumeOptions) -> Result<VolumeCheck> {
     let pairs = pair_volumes(root)?;
-    let results: Vec<Result<(Volume, Vec<u32>)>> = pairs
-        .par_iter()
-        .map(|(_, image, mask)| {
-            let img = read_volume(image)?;
-            let (labels, lab) = read_labels(mask)?;
-            if img.shape != lab.shape {
-                bail!("{}: label map is {:?} but its image {} is {:?}; export both on the same grid", mask.display(), lab.shape, image.display(), img.shape);
-            }
-            Ok((img, labels))
-        })
-        .collect();
+    let results: Vec<Result<(Volume, Vec<u32>)>> = pairs.par_iter().map(|(_, image, mask)| read_pair(image, mask)).collect();
     let mut report = VolumeCheck {
         pairs: pairs.len(),
         usable: 0,
