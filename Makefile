@@ -5,7 +5,7 @@ TORCH  := $(VENV)/.torch-2.11.0
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup build demo test bench
+.PHONY: setup build demo test test-fast lint bench
 setup: $(TORCH)
 
 $(TORCH):
@@ -20,8 +20,18 @@ build: setup
 demo: setup
 	cargo run -- demo --out demo-out
 
+## Everything CI runs after lint: unit tests, phantom-data tests and the slow real-data tests.
 test: setup
+	cargo test -- --include-ignored
+
+## Unit tests and phantom-data tests only (the real-data tests are #[ignore]d here).
+test-fast: setup
 	cargo test
+
+## The style gate CI runs before the tests.
+lint: setup
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
 
 ## genseg vs PyTorch on the same machine (see bench/README.md).
 bench: setup

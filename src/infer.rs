@@ -1,17 +1,47 @@
 //! Prediction with a trained run: masks at each input's original size (2-D PNG) or label maps in
 //! each input volume's own geometry (NIfTI), plus overlay pictures.
-use crate::data::dataset::load_images;
-use crate::data::volume::{is_nifti, network_input, read_volume, stem, write_volume};
+use crate::data::files::{is_nifti, stem};
+use crate::data::images::load_images;
+use crate::data::volume::{network_input, read_volume, write_volume};
+use crate::models::unet::{UNet, UNetConfig};
+use crate::runtime::{ensure_writable_dir, load_vars};
 use crate::viz::{foreground, overlay, picture, save_png, tensor_to_rgb};
-use crate::models::unet::UNet;
-use crate::runtime::ensure_writable_dir;
-use crate::train::checkpoint::load_vars;
-use crate::train::segment::{predict_probs, ModelSpec};
 use anyhow::{bail, Context, Result};
 use image::GrayImage;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use tch::nn::VarStore;
+use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
+
+/// model.json: what predict needs to rebuild a run's model and bring inputs to its shape.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelSpec {
+    pub unet: UNetConfig,
+    pub size: u32,
+    pub channels: usize,
+    /// Label value of each output channel.
+    #[serde(default = "one_label")]
+    pub labels: Vec<u32>,
+    /// Set for models of 3-D volumes.
+    #[serde(default)]
+    pub volume_shape: Option<[usize; 3]>,
+}
+
+fn one_label() -> Vec<u32> {
+    vec![1]
+}
+
+/// Probabilities in eval mode, in batches of 8, on `device`; returns CPU tensors.
+pub fn predict_probs(seg: &UNet, images: &Tensor, device: Device) -> Tensor {
+    tch::no_grad(|| {
+        let n = images.size()[0];
+        let chunks: Vec<Tensor> = (0..n)
+            .step_by(8)
+            .map(|s| seg.forward_t(&images.narrow(0, s, (n - s).min(8)).to_device(device), false).sigmoid().to_device(Device::Cpu))
+            .collect();
+        Tensor::cat(&chunks, 0)
+    })
+}
 
 /// Loads the best model of a run folder.
 pub fn load_model(run: &Path, device: Device) -> Result<(VarStore, UNet, ModelSpec)> {

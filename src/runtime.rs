@@ -1,4 +1,4 @@
-//! Device choice, thread count, version stamps and atomic file output.
+//! Device choice, thread count, version stamps, atomic file output and weight files.
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -116,6 +116,24 @@ pub fn ensure_writable_dir(dir: &Path) -> Result<()> {
     })?;
     std::fs::remove_file(&probe).ok();
     Ok(())
+}
+
+/// Named tensors (optimiser state) in one file.
+pub fn save_tensors(path: &Path, named: &[(String, tch::Tensor)]) -> Result<()> {
+    tch::Tensor::save_multi(named, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn load_tensors(path: &Path) -> Result<Vec<(String, tch::Tensor)>> {
+    tch::Tensor::load_multi(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Saves a VarStore through a temp file (format from the extension, e.g. .safetensors).
+pub fn save_vars(vs: &tch::nn::VarStore, path: &Path) -> Result<()> {
+    write_atomic_with(path, |tmp| Ok(vs.save(tmp)?))
+}
+
+pub fn load_vars(vs: &mut tch::nn::VarStore, path: &Path) -> Result<()> {
+    vs.load(path).with_context(|| format!("cannot load weights from {} (was it written by this genseg version and config?)", path.display()))
 }
 
 /// Appends one JSON line; a torn last line after a kill is skipped by the reader.

@@ -3,8 +3,9 @@
 //! rerun; results.csv, results.md and data-efficiency plots.
 use crate::eval::metrics::aggregate;
 use crate::runtime::{ensure_writable_dir, write_atomic};
+use crate::data::split::load_splits;
 use crate::train::gan::{pretrain, GanSpec, PretrainConfig};
-use crate::train::segment::{self, load_splits, Method, RunSummary, TrainConfig};
+use crate::train::{segment, Method, RunSummary, TrainConfig};
 use anyhow::Result;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -39,12 +40,7 @@ pub fn run(cfg: &StudyConfig, out: &Path, device: Device) -> Result<Vec<Row>> {
                 if !gen_dir.join("gan.json").is_file() {
                     let splits = load_splits(&run_cfg.data, seed)?;
                     let spec = GanSpec::for_data(run_cfg.gan.clone(), &splits.train);
-                    let pcfg = PretrainConfig {
-                        iters: run_cfg.pretrain_iters,
-                        batch_size: run_cfg.batch_size,
-                        sample_every: (run_cfg.pretrain_iters / 5).max(1),
-                        seed,
-                    };
+                    let pcfg = PretrainConfig::new(run_cfg.pretrain_iters, run_cfg.batch_size, seed);
                     pretrain(&spec, &pcfg, &splits.train, &gen_dir, device)?;
                 }
                 run_cfg.generator = Some(gen_dir);

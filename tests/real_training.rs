@@ -1,10 +1,11 @@
 //! Short training runs on real data that must show learning.
 mod common;
 use common::*;
-use genseg::train::segment::{self, Method};
+use genseg::train::{record::DataUsage, segment, Method};
 use tch::Device;
 
 #[test]
+#[ignore = "slow: trains on real data (make test)"]
 fn kvasir_plain_training_beats_the_untrained_model() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = small_config(&shared("kvasir_seg"), Method::Plain, 16, 200);
@@ -19,6 +20,7 @@ fn kvasir_plain_training_beats_the_untrained_model() {
 }
 
 #[test]
+#[ignore = "slow: trains on real data (make test)"]
 fn predict_then_evaluate_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -74,9 +76,10 @@ fn predict_then_evaluate_round_trip() {
 }
 
 #[test]
+#[ignore = "slow: trains on real data (make test)"]
 fn generator_pretraining_lowers_held_out_l1() {
     use genseg::train::gan::{pretrain, Gan, GanConfig, GanSpec, PretrainConfig};
-    use genseg::train::segment::load_splits;
+    use genseg::data::split::load_splits;
     let dir = tempfile::tempdir().unwrap();
     let cfg = small_config(&shared("kvasir_seg"), Method::Separate, 16, 0);
     let splits = load_splits(&cfg.data, 1).unwrap();
@@ -101,6 +104,7 @@ fn generator_pretraining_lowers_held_out_l1() {
 }
 
 #[test]
+#[ignore = "slow: trains on real data (make test)"]
 fn genseg_run_moves_alpha_and_never_trains_on_validation_cases() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = small_config(&shared("kvasir_seg"), Method::Genseg, 8, 30);
@@ -111,7 +115,7 @@ fn genseg_run_moves_alpha_and_never_trains_on_validation_cases() {
     let alpha = summary.alpha.unwrap();
     let moved = alpha.iter().flatten().map(|p| (p - 1.0 / 3.0).abs()).fold(0.0, f64::max);
     assert!(moved > 5e-3, "alpha did not move: max |softmax - 1/3| = {moved}");
-    let usage: segment::DataUsage = serde_json::from_str(&std::fs::read_to_string(out.join("data_usage.json")).unwrap()).unwrap();
+    let usage: DataUsage = serde_json::from_str(&std::fs::read_to_string(out.join("data_usage.json")).unwrap()).unwrap();
     assert!(!usage.seg_optimizer_ids.is_empty());
     for id in &usage.val_ids {
         assert!(!usage.seg_optimizer_ids.contains(id), "validation case {id} reached the segmentation optimiser");

@@ -2,11 +2,12 @@
 //! own geometry, and the end-to-end loop (3-D generator with mixed encoder and decoder ops).
 mod common;
 use common::*;
-use genseg::train::segment::{self, Method};
+use genseg::train::{segment, Method};
 use nifti::{NiftiObject, ReaderOptions};
 use tch::Device;
 
 #[test]
+#[ignore = "slow: trains on or loads all 260 hippocampus volumes (make test)"]
 fn three_d_training_beats_untrained_and_predicts_in_original_geometry() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
@@ -59,6 +60,7 @@ fn three_d_training_beats_untrained_and_predicts_in_original_geometry() {
 /// A few end-to-end iterations in 3-D: finite losses, a non-zero hypergradient, alpha with a row
 /// per encoder and decoder mixed op, and the 3-D sample grid.
 #[test]
+#[ignore = "slow: trains on or loads all 260 hippocampus volumes (make test)"]
 fn three_d_genseg_carries_a_hypergradient() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = small_volume_config(Method::Genseg, 4, 4);
@@ -112,20 +114,23 @@ fn bad_volume_sets_are_refused_naming_the_file() {
 /// Loading: intensities in [0, 1], one disjoint channel per label; `--labels` picks channels and
 /// `--binarize` merges them into one.
 #[test]
+#[ignore = "slow: trains on or loads all 260 hippocampus volumes (make test)"]
 fn volume_labels_become_channels() {
-    use genseg::data::volume::{load_dataset, VolumeOptions};
+    use genseg::data::volume::load_dataset;
+    use genseg::data::{LoadOptions, VolumeOptions};
     let root = shared("msd_hippocampus");
-    let all = load_dataset(&root, &VolumeOptions::default()).unwrap();
+    let opts = |labels, binarize| LoadOptions { volume: VolumeOptions { labels, ..Default::default() }, binarize, ..Default::default() };
+    let all = load_dataset(&root, &opts(None, false)).unwrap();
     assert_eq!((all.len(), all.labels.clone(), all.shape.clone()), (260, vec![1, 2], vec![32, 48, 32]));
     assert_eq!(all.masks.size(), vec![260, 2, 32, 48, 32]);
     let (lo, hi) = (all.images.min().double_value(&[]), all.images.max().double_value(&[]));
     assert!(lo >= 0.0 && hi <= 1.0 && hi > 0.9, "{lo}..{hi}");
     assert_eq!(all.masks.sum_dim_intlist(1, false, tch::Kind::Float).max().double_value(&[]), 1.0, "labels overlap");
-    let second = load_dataset(&root, &VolumeOptions { labels: Some(vec![2]), ..Default::default() }).unwrap();
+    let second = load_dataset(&root, &opts(Some(vec![2]), false)).unwrap();
     assert_eq!(second.labels, vec![2]);
     assert!(second.masks.equal(&all.masks.narrow(1, 1, 1)));
-    let merged = load_dataset(&root, &VolumeOptions { binarize: true, ..Default::default() }).unwrap();
+    let merged = load_dataset(&root, &opts(None, true)).unwrap();
     assert_eq!(merged.masks.size()[1], 1);
     assert!(merged.masks.equal(&all.masks.sum_dim_intlist(1, true, tch::Kind::Float)));
-    assert!(load_dataset(&root, &VolumeOptions { labels: Some(vec![3]), ..Default::default() }).is_err());
+    assert!(load_dataset(&root, &opts(Some(vec![3]), false)).is_err());
 }

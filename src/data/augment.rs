@@ -235,7 +235,8 @@ pub fn augment_pairs<R: Rng>(images: &Tensor, masks: &Tensor, cfg: &AugmentConfi
     };
     let brightness = factors(rng);
     let contrast = factors(rng) + 1.0;
-    let mean = warped.mean_dim(crate::models::spatial::case_axes(&warped).as_slice(), true, Kind::Float);
+    let case_axes: Vec<i64> = (1..warped.dim() as i64).collect();
+    let mean = warped.mean_dim(case_axes.as_slice(), true, Kind::Float);
     let images = ((warped - &mean) * contrast + mean + brightness).clamp(0.0, 1.0);
     (images, masks)
 }

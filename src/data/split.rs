@@ -1,10 +1,56 @@
-//! Seeded train / validation / test splits.
+//! Which data a run uses: the dataset, its seeded (or listed) train / validation / test split and
+//! an optional out-of-domain set.
+use super::set::{LoadOptions, SegDataset};
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DataConfig {
+    pub data: PathBuf,
+    /// Out-of-domain dataset evaluated with the final model.
+    pub ood: Option<PathBuf>,
+    #[serde(flatten)]
+    pub load: LoadOptions,
+    pub train_n: usize,
+    pub val_n: usize,
+    /// Files of case ids (one a line) instead of a seeded split.
+    pub train_ids: Option<PathBuf>,
+    pub val_ids: Option<PathBuf>,
+}
+
+impl DataConfig {
+    /// The defaults: a seeded split of 16 training and 4 validation cases of `data`, loaded
+    /// with the default options.
+    pub fn new(data: &Path) -> DataConfig {
+        DataConfig { data: data.to_path_buf(), ood: None, load: LoadOptions::default(), train_n: 16, val_n: 4, train_ids: None, val_ids: None }
+    }
+}
+
+/// The loaded cases of each part of a split.
+pub struct Splits {
+    pub train: SegDataset,
+    pub val: SegDataset,
+    pub test: SegDataset,
+    pub ood: Option<SegDataset>,
+    pub split: Split,
+}
+
+pub fn load_splits(cfg: &DataConfig, seed: u64) -> Result<Splits> {
+    let all = super::load(&cfg.data, &cfg.load)?;
+    let split = match &cfg.train_ids {
+        Some(f) => explicit(&all.ids, f, cfg.val_ids.as_deref())?,
+        None => seeded(&all.ids, cfg.train_n, cfg.val_n, seed)?,
+    };
+    let ood = match &cfg.ood {
+        Some(dir) => Some(super::load(dir, &LoadOptions { channels: Some(all.channels), ..cfg.load.clone() })?),
+        None => None,
+    };
+    Ok(Splits { train: all.select(&split.train)?, val: all.select(&split.val)?, test: all.select(&split.test)?, ood, split })
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Split {

@@ -1,34 +1,16 @@
 //! 3-D volumes: NIfTI read/write that keeps the geometry (affine, spacing), per-volume intensity
 //! normalisation, the centred crop/pad to a fixed training shape with its exact inverse, and
 //! loading a folder of image/label volumes as a [`SegDataset`].
-use super::dataset::SegDataset;
+use super::check::{CheckReport, Stats, VolumeStats};
+use super::files::{nifti_files, pair_by_id, refuse_fatal, unusable, Folders, Pair, Problem, Side};
+use super::set::{LoadOptions, SegDataset};
 use crate::runtime::write_atomic_with;
 use anyhow::{anyhow, bail, Context, Result};
 use nifti::{IntoNdArray, NiftiHeader, NiftiObject, ReaderOptions};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::Path;
 use tch::Tensor;
-
-/// How volumes become training tensors.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VolumeOptions {
-    /// Every volume is centre-cropped/padded to this shape (NIfTI axis order).
-    pub shape: [usize; 3],
-    /// Foreground labels to segment, one output channel each; `None` takes every label found.
-    pub labels: Option<Vec<u32>>,
-    /// Merge all foreground labels into one (label > 0).
-    pub binarize: bool,
-}
-
-impl Default for VolumeOptions {
-    /// 32x48x32 holds MSD hippocampus volumes (31-43 x 40-59 x 24-47 voxels) losing 0.05 % of
-    /// their foreground voxels, and halves four times.
-    fn default() -> Self {
-        VolumeOptions { shape: [32, 48, 32], labels: None, binarize: false }
-    }
-}
 
 pub struct Volume {
     /// Voxels in logical (row-major) order of `shape` = NIfTI axes (i, j, k).
@@ -44,39 +26,35 @@ impl Volume {
     }
 }
 
+/// Reads a NIfTI volume; errors name the file.
 pub fn read_volume(path: &Path) -> Result<Volume> {
-    let obj = ReaderOptions::new()
-        .read_file(path)
-        .map_err(|e| anyhow!("{}: cannot read NIfTI ({e}); re-export it as .nii.gz", path.display()))?;
+    decode_volume(path).with_context(|| path.display().to_string())
+}
+
+fn decode_volume(path: &Path) -> Result<Volume> {
+    let obj = ReaderOptions::new().read_file(path).map_err(|e| anyhow!("cannot read NIfTI ({e}); re-export it as .nii.gz"))?;
     let header = obj.header().clone();
-    let array = obj.into_volume().into_ndarray::<f32>().map_err(|e| anyhow!("{}: cannot decode voxels ({e})", path.display()))?;
+    let array = obj.into_volume().into_ndarray::<f32>().map_err(|e| anyhow!("cannot decode voxels ({e})"))?;
     let s = array.shape().to_vec();
     if s.len() != 3 {
-        bail!("{}: {}-D image; genseg's 3-D mode takes single-channel 3-D volumes", path.display(), s.len());
+        bail!("{}-D image; genseg's 3-D mode takes single-channel 3-D volumes", s.len());
     }
     Ok(Volume { data: array.iter().copied().collect(), shape: [s[0], s[1], s[2]], header })
 }
 
-pub fn is_nifti(path: &Path) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
-    name.ends_with(".nii") || name.ends_with(".nii.gz")
-}
-
-/// Case id of a NIfTI file: the name without .nii or .nii.gz.
-pub fn stem(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    name.strip_suffix(".gz").unwrap_or(&name).strip_suffix(".nii").unwrap_or(&name).to_string()
-}
-
-/// A label map: voxel values must be non-negative integers.
+/// A label map: voxel values must be non-negative integers. Errors name the file.
 pub fn read_labels(path: &Path) -> Result<(Vec<u32>, Volume)> {
-    let v = read_volume(path)?;
+    decode_labels(path).with_context(|| path.display().to_string())
+}
+
+fn decode_labels(path: &Path) -> Result<(Vec<u32>, Volume)> {
+    let v = decode_volume(path)?;
     let labels = v
         .data
         .iter()
         .map(|&x| {
             if x < 0.0 || x.fract() != 0.0 {
-                bail!("{}: voxel value {x} is not a label (non-negative integer); give a label map", path.display());
+                bail!("voxel value {x} is not a label (non-negative integer); give a label map");
             }
             Ok(x as u32)
         })
@@ -109,48 +87,18 @@ pub fn normalize_intensity(data: &[f32]) -> Vec<f32> {
     data.iter().map(|&v| if v.is_finite() { ((v - lo) / range).clamp(0.0, 1.0) } else { 0.0 }).collect()
 }
 
-/// True when the folder holds NIfTI images (`images/` or nnU-Net's `imagesTr/`).
-pub fn is_volume_dataset(root: &Path) -> bool {
-    ["images", "imagesTr"].iter().any(|d| {
-        std::fs::read_dir(root.join(d)).map(|entries| entries.flatten().any(|e| is_nifti(&e.path()))).unwrap_or(false)
-    })
-}
-
-/// NIfTI files of a folder by case id (nnU-Net's `_0000` channel suffix stripped).
-fn nifti_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
-    let mut files = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let path = entry?.path();
-        if is_nifti(&path) {
-            let id = stem(&path);
-            files.insert(id.strip_suffix("_0000").map(str::to_string).unwrap_or(id), path);
-        }
-    }
-    Ok(files)
-}
-
-/// (id, image, label map) triples; an image without a label map (or the reverse) is an error
-/// naming the file.
-pub fn pair_volumes(root: &Path) -> Result<Vec<(String, PathBuf, PathBuf)>> {
-    let (images, labels) = if root.join("imagesTr").is_dir() { ("imagesTr", "labelsTr") } else { ("images", "masks") };
-    let (images, labels) = (nifti_files(&root.join(images))?, nifti_files(&root.join(labels))?);
-    for (id, path) in &images {
-        if !labels.contains_key(id) {
-            bail!("{}: no label volume for case '{id}'; add masks/{id}.nii.gz or move the image out", path.display());
-        }
-    }
-    for (id, path) in &labels {
-        if !images.contains_key(id) {
-            bail!("{}: no image volume for case '{id}'; add images/{id}.nii.gz or move the label map out", path.display());
-        }
-    }
+/// Image/label-map pairs by case id; an image without a label map (or the reverse) is a
+/// problem naming the file.
+pub fn pair_volumes(root: &Path) -> Result<(Vec<Pair>, Vec<Problem>)> {
+    let folders = Folders::of(root)?;
+    let (images, labels) = (nifti_files(&folders.images)?, nifti_files(&folders.masks)?);
     if images.is_empty() {
         bail!("{}: no NIfTI volumes found; put images/*.nii.gz and masks/*.nii.gz there", root.display());
     }
-    Ok(images.into_iter().map(|(id, image)| {
-        let mask = labels[&id].clone();
-        (id, image, mask)
-    }).collect())
+    Ok(pair_by_id(images, labels, |side, id| match side {
+        Side::First => (format!("no label volume for case '{id}'; add masks/{id}.nii.gz or move the image out"), true),
+        Side::Second => (format!("no image volume for case '{id}'; add images/{id}.nii.gz or move the label map out"), true),
+    }))
 }
 
 struct LoadedVolume {
@@ -159,11 +107,12 @@ struct LoadedVolume {
 }
 
 /// An image and its label map, refused (naming the label file) unless they share a grid.
-fn read_pair(image: &Path, mask: &Path) -> Result<(Volume, Vec<u32>)> {
-    let img = read_volume(image)?;
-    let (labels, lab) = read_labels(mask)?;
+fn read_pair(pair: &Pair) -> std::result::Result<(Volume, Vec<u32>), Problem> {
+    let img = decode_volume(&pair.first).map_err(|e| Problem::error(&pair.first, format!("{e:#}")))?;
+    let (labels, lab) = decode_labels(&pair.second).map_err(|e| Problem::error(&pair.second, format!("{e:#}")))?;
     if img.shape != lab.shape {
-        bail!("{}: label map is {:?} but its image {} is {:?}; export both on the same grid", mask.display(), lab.shape, image.display(), img.shape);
+        let message = format!("label map is {:?} but its image {} is {:?}; export both on the same grid", lab.shape, pair.first.display(), img.shape);
+        return Err(Problem::error(&pair.second, message));
     }
     Ok((img, labels))
 }
@@ -176,77 +125,67 @@ pub fn network_input(volume: &Volume, shape: [usize; 3]) -> (CropPad, Vec<f32>) 
     (crop, image)
 }
 
-fn load_pair(image: &Path, mask: &Path, shape: [usize; 3]) -> Result<LoadedVolume> {
-    let (img, labels) = read_pair(image, mask)?;
+fn load_pair(pair: &Pair, shape: [usize; 3]) -> std::result::Result<LoadedVolume, Problem> {
+    let (img, labels) = read_pair(pair)?;
     let (crop, image) = network_input(&img, shape);
     let labels: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
     Ok(LoadedVolume { image, labels: crop.apply(&labels).iter().map(|&l| l as u32).collect() })
 }
 
-/// What `genseg check` reports for a folder of volumes.
-pub struct VolumeCheck {
-    pub pairs: usize,
-    pub usable: usize,
-    pub shape_min: [usize; 3],
-    pub shape_max: [usize; 3],
-    pub spacing_min: [f64; 3],
-    pub spacing_max: [f64; 3],
-    pub labels: BTreeSet<u32>,
-    /// Foreground voxels outside the training shape, as a fraction of all foreground.
-    pub cropped_foreground: f64,
-    /// One line per unusable pair, naming its file.
-    pub problems: Vec<String>,
-}
-
-/// Reads every pair and reports shapes, spacings, labels and what the crop to `opts.shape` loses.
-pub fn check(root: &Path, opts: &VolumeOptions) -> Result<VolumeCheck> {
-    let pairs = pair_volumes(root)?;
-    let results: Vec<Result<(Volume, Vec<u32>)>> = pairs.par_iter().map(|(_, image, mask)| read_pair(image, mask)).collect();
-    let mut report = VolumeCheck {
-        pairs: pairs.len(),
-        usable: 0,
+/// Reads every pair and reports shapes, spacings, labels and what the crop to the training shape
+/// loses.
+pub fn check(root: &Path, opts: &LoadOptions) -> Result<CheckReport> {
+    let (pairs, mut problems) = pair_volumes(root)?;
+    let shape = opts.volume.shape;
+    let results: Vec<_> = pairs.par_iter().map(read_pair).collect();
+    let mut stats = VolumeStats {
         shape_min: [usize::MAX; 3],
         shape_max: [0; 3],
         spacing_min: [f64::INFINITY; 3],
         spacing_max: [0.0; 3],
         labels: BTreeSet::new(),
+        training_shape: shape,
         cropped_foreground: 0.0,
-        problems: vec![],
     };
-    let (mut fg, mut kept) = (0usize, 0usize);
+    let (mut usable, mut fg, mut kept) = (0, 0usize, 0usize);
     for r in results {
         match r {
             Ok((img, labels)) => {
-                report.usable += 1;
+                usable += 1;
                 let spacing = img.spacing();
                 for a in 0..3 {
-                    report.shape_min[a] = report.shape_min[a].min(img.shape[a]);
-                    report.shape_max[a] = report.shape_max[a].max(img.shape[a]);
-                    report.spacing_min[a] = report.spacing_min[a].min(spacing[a]);
-                    report.spacing_max[a] = report.spacing_max[a].max(spacing[a]);
+                    stats.shape_min[a] = stats.shape_min[a].min(img.shape[a]);
+                    stats.shape_max[a] = stats.shape_max[a].max(img.shape[a]);
+                    stats.spacing_min[a] = stats.spacing_min[a].min(spacing[a]);
+                    stats.spacing_max[a] = stats.spacing_max[a].max(spacing[a]);
                 }
-                report.labels.extend(labels.iter().copied().filter(|&l| l > 0));
+                stats.labels.extend(labels.iter().copied().filter(|&l| l > 0));
                 let fgv: Vec<f32> = labels.iter().map(|&l| (l > 0) as u8 as f32).collect();
                 fg += fgv.iter().filter(|&&v| v > 0.0).count();
-                kept += CropPad::centered(img.shape, opts.shape).apply(&fgv).iter().filter(|&&v| v > 0.0).count();
+                kept += CropPad::centered(img.shape, shape).apply(&fgv).iter().filter(|&&v| v > 0.0).count();
             }
-            Err(e) => report.problems.push(format!("{e:#}")),
+            Err(p) => problems.push(p),
         }
     }
-    report.cropped_foreground = if fg == 0 { 0.0 } else { 1.0 - kept as f64 / fg as f64 };
-    Ok(report)
+    stats.cropped_foreground = if fg == 0 { 0.0 } else { 1.0 - kept as f64 / fg as f64 };
+    Ok(CheckReport { root: root.to_path_buf(), pairs: pairs.len(), usable_pairs: usable, stats: Stats::Volumes(stats), problems })
 }
 
-/// Loads every image/label pair: intensities normalised per volume, centred crop/pad to
-/// `opts.shape`, labels split into one binary channel each.
-pub fn load_dataset(root: &Path, opts: &VolumeOptions) -> Result<SegDataset> {
-    let pairs = pair_volumes(root)?;
-    let loaded: Vec<LoadedVolume> = pairs.par_iter().map(|(_, image, mask)| load_pair(image, mask, opts.shape)).collect::<Result<_>>()?;
+/// Loads every image/label pair: intensities normalised per volume, centred crop/pad to the
+/// training shape, labels split into one binary channel each (or merged with `binarize`).
+pub fn load_dataset(root: &Path, opts: &LoadOptions) -> Result<SegDataset> {
+    let (pairs, problems) = pair_volumes(root)?;
+    refuse_fatal(unusable(root), &problems)?;
+    let (shape, binarize) = (opts.volume.shape, opts.binarize);
+    let loaded: Vec<std::result::Result<LoadedVolume, Problem>> = pairs.par_iter().map(|p| load_pair(p, shape)).collect();
+    let problems: Vec<Problem> = loaded.iter().filter_map(|r| r.as_ref().err().cloned()).collect();
+    refuse_fatal(unusable(root), &problems)?;
+    let loaded: Vec<LoadedVolume> = loaded.into_iter().flatten().collect();
     let found: BTreeSet<u32> = loaded.iter().flat_map(|v| v.labels.iter().copied()).filter(|&l| l > 0).collect();
-    let labels = if opts.binarize {
+    let labels = if binarize {
         vec![1]
     } else {
-        match &opts.labels {
+        match &opts.volume.labels {
             Some(wanted) => {
                 if let Some(missing) = wanted.iter().find(|l| !found.contains(l)) {
                     bail!("{}: label {missing} occurs in no label map (found {found:?}); fix --labels", root.display());
@@ -259,18 +198,18 @@ pub fn load_dataset(root: &Path, opts: &VolumeOptions) -> Result<SegDataset> {
     if labels.is_empty() {
         bail!("{}: every label map is empty; nothing to segment", root.display());
     }
-    let voxels: usize = opts.shape.iter().product();
+    let voxels: usize = shape.iter().product();
     let mut masks = Vec::with_capacity(loaded.len() * labels.len() * voxels);
     for v in &loaded {
         for &l in &labels {
-            masks.extend(v.labels.iter().map(|&x| if (opts.binarize && x > 0) || (!opts.binarize && x == l) { 1.0f32 } else { 0.0 }));
+            masks.extend(v.labels.iter().map(|&x| if (binarize && x > 0) || (!binarize && x == l) { 1.0f32 } else { 0.0 }));
         }
     }
-    let [d, h, w] = opts.shape.map(|s| s as i64);
+    let [d, h, w] = shape.map(|s| s as i64);
     let n = loaded.len() as i64;
     let images: Vec<f32> = loaded.iter().flat_map(|v| v.image.iter().copied()).collect();
     Ok(SegDataset::new(
-        pairs.into_iter().map(|(id, _, _)| id).collect(),
+        pairs.into_iter().map(|p| p.id).collect(),
         Tensor::from_slice(&images).view([n, 1, d, h, w]),
         Tensor::from_slice(&masks).view([n, labels.len() as i64, d, h, w]),
         labels,

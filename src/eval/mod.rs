@@ -3,13 +3,31 @@ pub mod distance;
 pub mod metrics;
 pub mod report;
 
-use crate::data::dataset::pair_mask_folders;
+use crate::data::files::{nifti_files, pair_by_id, refuse_fatal, Pair, Side};
 use crate::data::image_io::decode_mask;
+use crate::data::images::pair_mask_folders;
+use crate::data::volume::read_labels;
+use crate::data::SegDataset;
+use crate::infer::predict_probs;
+use crate::models::unet::UNet;
 use crate::runtime::{ensure_writable_dir, write_json};
 use anyhow::{bail, Result};
-use metrics::{CaseMetrics, MetricOptions};
+use metrics::{batch_metrics, CaseMetrics, EmptyPolicy, MetricOptions};
 use rayon::prelude::*;
 use std::path::Path;
+use tch::{Device, Tensor};
+
+/// A model's per-case (and per-label) metrics on a loaded dataset, and its probabilities.
+pub fn evaluate(seg: &UNet, data: &SegDataset, device: Device, policy: EmptyPolicy) -> (Vec<CaseMetrics>, Tensor) {
+    let probs = predict_probs(seg, &data.images, device);
+    (batch_metrics(&data.ids, &probs, &data.masks, &data.labels, &MetricOptions::pixels(policy, data.dims())), probs)
+}
+
+/// Cases of one label out of multi-label metrics (ids `{case}/{label}`).
+pub fn label_cases(cases: &[CaseMetrics], label: u32) -> Vec<CaseMetrics> {
+    let suffix = format!("/{label}");
+    cases.iter().filter(|c| c.id.ends_with(&suffix)).cloned().collect()
+}
 
 /// Compares a folder of predicted masks with a folder of reference masks at the reference's
 /// size; writes OUT/cases.csv and OUT/summary.json.
@@ -18,7 +36,7 @@ pub fn evaluate_folders(pred: &Path, reference: &Path, suffixes: &[String], opts
     ensure_writable_dir(out)?;
     let cases: Vec<Result<CaseMetrics>> = pairs
         .par_iter()
-        .map(|(id, p, r)| {
+        .map(|Pair { id, first: p, second: r }| {
             let pm = decode_mask(p, false)?.mask;
             let rm = decode_mask(r, false)?.mask;
             if pm.dimensions() != rm.dimensions() {
@@ -39,33 +57,16 @@ pub fn evaluate_folders(pred: &Path, reference: &Path, suffixes: &[String], opts
 /// Compares NIfTI label maps per label (`labels`, e.g. 1,2), with each reference's own voxel
 /// spacing; writes OUT/cases.csv (id = case/label) and OUT/summary.json (one summary per label).
 pub fn evaluate_nifti_folders(pred: &Path, reference: &Path, labels: &[u32], opts: &MetricOptions, out: &Path) -> Result<Vec<(u32, report::Summary)>> {
-    use crate::data::volume::{is_nifti, read_labels, stem};
-    let list = |dir: &Path| -> Result<std::collections::BTreeMap<String, std::path::PathBuf>> {
-        let mut files = std::collections::BTreeMap::new();
-        for e in std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("cannot list {}: {e}", dir.display()))? {
-            let p = e?.path();
-            if is_nifti(&p) {
-                files.insert(stem(&p), p);
-            }
-        }
-        Ok(files)
-    };
-    let (preds, refs) = (list(pred)?, list(reference)?);
-    for (id, p) in &preds {
-        if !refs.contains_key(id) {
-            bail!("{}: no reference volume for case '{id}' in {}", p.display(), reference.display());
-        }
-    }
-    for (id, r) in &refs {
-        if !preds.contains_key(id) {
-            bail!("{}: no predicted volume for case '{id}' in {}", r.display(), pred.display());
-        }
-    }
+    let (pairs, problems) = pair_by_id(nifti_files(pred)?, nifti_files(reference)?, |side, id| match side {
+        Side::First => (format!("no reference volume for case '{id}' in {}", reference.display()), true),
+        Side::Second => (format!("no predicted volume for case '{id}' in {}", pred.display()), true),
+    });
+    refuse_fatal(format_args!("cannot pair {} with {}", pred.display(), reference.display()), &problems)?;
     ensure_writable_dir(out)?;
-    let cases: Vec<Result<Vec<(u32, CaseMetrics)>>> = preds
+    let cases: Vec<Result<Vec<(u32, CaseMetrics)>>> = pairs
         .par_iter()
-        .map(|(id, p)| {
-            let ((pl, pv), (rl, rv)) = (read_labels(p)?, read_labels(&refs[id])?);
+        .map(|Pair { id, first: p, second: r }| {
+            let ((pl, pv), (rl, rv)) = (read_labels(p)?, read_labels(r)?);
             if pv.shape != rv.shape {
                 bail!("{}: prediction shape {:?} differs from the reference's {:?}; predict in the reference geometry", p.display(), pv.shape, rv.shape);
             }

@@ -100,8 +100,3 @@ pub fn upsample_like(x: &Tensor, like: &Tensor) -> Tensor {
         d => panic!("upsample_like takes 2-D or 3-D batches, got {d} axes"),
     }
 }
-
-/// Axes to reduce over for per-case statistics: every axis but the batch.
-pub fn case_axes(x: &Tensor) -> Vec<i64> {
-    (1..x.dim() as i64).collect()
-}

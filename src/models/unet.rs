@@ -36,8 +36,11 @@ fn two() -> usize {
 impl UNetConfig {
     /// Every side must survive `depth - 1` halvings exactly.
     pub fn validate(&self, shape: &[i64]) -> Result<()> {
+        if self.depth < 2 {
+            bail!("--depth {}: a U-Net needs at least 2 levels", self.depth);
+        }
         let factor = 1i64 << (self.depth - 1);
-        if self.depth < 2 || shape.iter().any(|s| s % factor != 0) {
+        if shape.iter().any(|s| s % factor != 0) {
             bail!("input shape {shape:?} must be divisible by 2^(depth-1) = {factor} on every axis (depth {}); change --size/--shape or --depth", self.depth);
         }
         Ok(())

@@ -2,7 +2,6 @@
 //! the previous one, so a kill at any moment leaves one complete checkpoint.
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use tch::Tensor;
 
 fn sibling(dir: &Path, tag: &str) -> PathBuf {
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
@@ -43,21 +42,4 @@ pub fn find_dir(dir: &Path) -> Option<PathBuf> {
     }
     let old = sibling(dir, "old");
     old.is_dir().then_some(old)
-}
-
-pub fn save_tensors(path: &Path, named: &[(String, Tensor)]) -> Result<()> {
-    Tensor::save_multi(named, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
-pub fn load_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    Tensor::load_multi(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-/// Saves a VarStore through a temp file (format from the extension, e.g. .safetensors).
-pub fn save_vars(vs: &tch::nn::VarStore, path: &Path) -> Result<()> {
-    crate::runtime::write_atomic_with(path, |tmp| Ok(vs.save(tmp)?))
-}
-
-pub fn load_vars(vs: &mut tch::nn::VarStore, path: &Path) -> Result<()> {
-    vs.load(path).with_context(|| format!("cannot load weights from {} (was it written by this genseg version and config?)", path.display()))
 }

@@ -1,11 +1,11 @@
 //! The Pix2Pix GAN (mask -> image): one training step, pretraining with sample grids and resume,
 //! and loading a pretrained generator.
-use super::checkpoint::{self, load_tensors, load_vars, save_tensors, save_vars};
+use super::checkpoint;
 use super::optim::{gradients, OptimConfig, Optimizer};
 use crate::data::SegDataset;
 use crate::models::discriminator::PatchGan;
 use crate::models::generator::{Generator, GeneratorConfig};
-use crate::runtime::{append_jsonl, ensure_writable_dir, write_json};
+use crate::runtime::{append_jsonl, ensure_writable_dir, load_tensors, load_vars, save_tensors, save_vars, write_json};
 use anyhow::{bail, Context, Result};
 use rand::Rng;
 use rand::SeedableRng;
@@ -185,8 +185,16 @@ impl Gan {
 pub struct PretrainConfig {
     pub iters: usize,
     pub batch_size: i64,
+    /// Sample grid and checkpoint every k steps.
     pub sample_every: usize,
     pub seed: u64,
+}
+
+impl PretrainConfig {
+    /// Ten sample grids (and checkpoints) over the run.
+    pub fn new(iters: usize, batch_size: i64, seed: u64) -> PretrainConfig {
+        PretrainConfig { iters, batch_size, sample_every: (iters / 10).max(1), seed }
+    }
 }
 
 #[derive(Serialize, Deserialize)]

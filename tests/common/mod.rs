@@ -1,12 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
-use genseg::data::augment::AugmentConfig;
-use genseg::eval::metrics::EmptyPolicy;
-use genseg::models::unet::Upsampling;
+use genseg::data::split::DataConfig;
+use genseg::data::LoadOptions;
 use genseg::train::gan::GanConfig;
-use genseg::train::loss::RegionLoss;
-use genseg::train::optim::OptimConfig;
-use genseg::train::segment::{DataConfig, Method, TrainConfig};
+use genseg::train::{Method, TrainConfig};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -18,7 +15,7 @@ pub fn shared(name: &str) -> PathBuf {
 }
 
 pub fn genseg(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_genseg")).args(args).env("GENSEG_TEST", "1").output().expect("run genseg")
+    Command::new(env!("CARGO_BIN_EXE_genseg")).args(args).output().expect("run genseg")
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -31,42 +28,18 @@ pub fn stdout(o: &Output) -> String {
 
 /// A small, fast configuration: 64 px, narrow networks, few iterations.
 pub fn small_config(data: &Path, method: Method, train_n: usize, iters: usize) -> TrainConfig {
+    let data = DataConfig { load: LoadOptions { size: 64, ..Default::default() }, train_n, val_n: 4, ..DataConfig::new(data) };
     TrainConfig {
-        data: DataConfig {
-            data: data.to_path_buf(),
-            ood: None,
-            size: 64,
-            channels: None,
-            mask_suffixes: genseg::data::dataset::DEFAULT_MASK_SUFFIXES.iter().map(|s| s.to_string()).collect(),
-            binarize: false,
-            train_n,
-            val_n: 4,
-            train_ids: None,
-            val_ids: None,
-            volume: Default::default(),
-        },
         method,
         seed: 1,
         width: 16,
         depth: 4,
-        upsampling: Upsampling::Transposed,
-        region_loss: RegionLoss::Dice,
-        optim: OptimConfig::adam(1e-3, 0.9),
         iters,
-        batch_size: 4,
         val_every: 25,
-        lambda: 1.0,
-        augment: AugmentConfig::default(),
-        jitter: 0.2,
         gan: GanConfig { ngf: 16, ndf: 16, ..Default::default() },
         pretrain_iters: 100,
-        generator: None,
         arch_lr: 3e-2,
-        arch_every: 1,
-        xi: None,
-        fd_scale: 0.01,
-        hypergrad: genseg::train::hypergrad::HypergradMode::Fd,
-        empty_policy: EmptyPolicy::Nan,
+        ..TrainConfig::new(data)
     }
 }
 
@@ -84,13 +57,12 @@ pub fn small_volume_config(method: Method, train_n: usize, iters: usize) -> Trai
 /// Mean test Dice (over cases and labels) of an untrained U-Net of the same configuration: the
 /// floor a trained model must clear.
 pub fn untrained_dice(cfg: &TrainConfig) -> f64 {
-    use genseg::train::segment::{evaluate, load_splits};
-    let splits = load_splits(&cfg.data, cfg.seed).unwrap();
+    let splits = genseg::data::split::load_splits(&cfg.data, cfg.seed).unwrap();
     tch::manual_seed(cfg.seed as i64);
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let unet_cfg = genseg::train::segment::unet_config(cfg, &splits.train);
+    let unet_cfg = cfg.unet(&splits.train);
     let net = genseg::models::unet::UNet::new(&vs.root(), &unet_cfg);
-    let (cases, _) = evaluate(&net, &splits.test, tch::Device::Cpu, cfg.empty_policy);
+    let (cases, _) = genseg::eval::evaluate(&net, &splits.test, tch::Device::Cpu, cfg.empty_policy);
     genseg::eval::report::summarize(&cases).dice.mean
 }
 

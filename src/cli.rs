@@ -1,0 +1,461 @@
+//! The command line: flags, their validation and their conversion into the library's
+//! configurations. Defaults come from the library ([`TrainConfig::new`], [`DataConfig::new`],
+//! [`GanConfig::default`]), so the CLI, the demo and the tests share them.
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+use genseg::data::set::{default_mask_suffixes, LoadOptions, VolumeOptions};
+use genseg::data::split::DataConfig;
+use genseg::eval::metrics::{EmptyPolicy, MetricOptions};
+use genseg::models::unet::Upsampling;
+use genseg::train::gan::{GanConfig, PretrainConfig};
+use genseg::train::hypergrad::HypergradMode;
+use genseg::train::loss::RegionLoss;
+use genseg::train::optim::{OptimConfig, OptimKind};
+use genseg::train::{Method, TrainConfig};
+use std::path::{Path, PathBuf};
+
+fn train_defaults() -> TrainConfig {
+    TrainConfig::new(DataConfig::new(Path::new("")))
+}
+
+fn load_defaults() -> LoadOptions {
+    LoadOptions::default()
+}
+
+fn gan_defaults() -> GanConfig {
+    GanConfig::default()
+}
+
+#[derive(Parser)]
+#[command(name = "genseg", version, about = "Segmentation from a handful of labelled images, with generated training pairs (GenSeg)")]
+pub struct Cli {
+    /// auto (CUDA when present), cpu or cuda
+    #[arg(long, global = true, default_value = "auto")]
+    pub device: String,
+    /// libtorch threads (0 = libtorch's default)
+    #[arg(long, global = true, default_value_t = 0)]
+    pub threads: usize,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct DataArgs {
+    /// Dataset folder: images/ + masks/, or nnU-Net's imagesTr/ + labelsTr/
+    pub data: PathBuf,
+    /// Square side images and masks are resized to
+    #[arg(long, default_value_t = load_defaults().size)]
+    size: u32,
+    /// 1 or 3 input channels (default: from the first image)
+    #[arg(long)]
+    channels: Option<usize>,
+    /// Extra mask file suffix to strip when pairing (repeatable; _mask, _segmentation, _lesion, _manual1 are built in)
+    #[arg(long = "mask-suffix")]
+    mask_suffix: Vec<String>,
+    /// Threshold masks with more than two values at half their range instead of refusing them;
+    /// for NIfTI label maps: merge every foreground label into one
+    #[arg(long)]
+    binarize: bool,
+    /// NIfTI volumes: shape every volume is centre-cropped/padded to (axis order of the files)
+    #[arg(long, value_parser = parse_shape, default_value = "32,48,32")]
+    shape: [usize; 3],
+    /// NIfTI volumes: labels to segment, one output channel each (default: every label found)
+    #[arg(long, value_delimiter = ',')]
+    labels: Option<Vec<u32>>,
+}
+
+fn parse_shape(text: &str) -> std::result::Result<[usize; 3], String> {
+    let sides: Vec<usize> =
+        text.split(',').map(|v| v.trim().parse::<usize>()).collect::<std::result::Result<_, _>>().map_err(|e| format!("{e}"))?;
+    let shape = <[usize; 3]>::try_from(sides).map_err(|_| format!("'{text}' is not three sides; write e.g. 32,48,32"))?;
+    if shape.contains(&0) {
+        return Err(format!("'{text}' has a side of 0; every side must be at least 1"));
+    }
+    Ok(shape)
+}
+
+impl DataArgs {
+    pub fn options(&self) -> Result<LoadOptions> {
+        if self.size == 0 {
+            bail!("--size must be at least 1 (the side images are resized to)");
+        }
+        if let Some(c) = self.channels.filter(|c| ![1, 3].contains(c)) {
+            bail!("--channels {c}: use 1 (grey) or 3 (colour)");
+        }
+        Ok(LoadOptions {
+            size: self.size,
+            channels: self.channels,
+            mask_suffixes: default_mask_suffixes().into_iter().chain(self.mask_suffix.iter().cloned()).collect(),
+            binarize: self.binarize,
+            volume: VolumeOptions { shape: self.shape, labels: self.labels.clone() },
+        })
+    }
+
+    fn config(&self, train_n: usize, val_n: usize) -> Result<DataConfig> {
+        Ok(DataConfig { load: self.options()?, train_n, val_n, ..DataConfig::new(&self.data) })
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct GanArgs {
+    /// Generator width (Pix2Pix ngf)
+    #[arg(long, default_value_t = gan_defaults().ngf)]
+    ngf: i64,
+    /// Discriminator width (Pix2Pix ndf)
+    #[arg(long, default_value_t = gan_defaults().ndf)]
+    ndf: i64,
+    #[arg(long, default_value_t = gan_defaults().lr)]
+    gan_lr: f64,
+    #[arg(long, default_value_t = gan_defaults().lambda_l1)]
+    lambda_l1: f64,
+    /// Run the mixed ops as three separate transposed convs (the reference's form) instead of one fused conv
+    #[arg(long)]
+    separate_ops: bool,
+}
+
+impl GanArgs {
+    fn config(&self) -> Result<GanConfig> {
+        if self.ngf < 1 || self.ndf < 1 {
+            bail!("--ngf and --ndf must be at least 1");
+        }
+        positive("--gan-lr", self.gan_lr)?;
+        non_negative("--lambda-l1", self.lambda_l1)?;
+        Ok(GanConfig { ngf: self.ngf, ndf: self.ndf, lr: self.gan_lr, lambda_l1: self.lambda_l1, fused: !self.separate_ops, ..gan_defaults() })
+    }
+}
+
+fn positive(flag: &str, v: f64) -> Result<()> {
+    if !(v.is_finite() && v > 0.0) {
+        bail!("{flag} {v}: must be a finite number above 0");
+    }
+    Ok(())
+}
+
+fn non_negative(flag: &str, v: f64) -> Result<()> {
+    if !(v.is_finite() && v >= 0.0) {
+        bail!("{flag} {v}: must be a finite number, 0 or above");
+    }
+    Ok(())
+}
+
+fn at_least_one(flag: &str, v: usize) -> Result<()> {
+    if v == 0 {
+        bail!("{flag} must be at least 1");
+    }
+    Ok(())
+}
+
+#[derive(Args, Clone)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Out-of-domain dataset evaluated with the final model
+    #[arg(long)]
+    ood: Option<PathBuf>,
+    #[arg(long, default_value_t = train_defaults().data.train_n)]
+    train_n: usize,
+    #[arg(long, default_value_t = train_defaults().data.val_n)]
+    val_n: usize,
+    /// File of training case ids (one a line) instead of a seeded split
+    #[arg(long)]
+    train_ids: Option<PathBuf>,
+    /// File of validation case ids (with --train-ids)
+    #[arg(long)]
+    val_ids: Option<PathBuf>,
+    #[arg(long, default_value_t = train_defaults().seed)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = train_defaults().method)]
+    method: Method,
+    /// U-Net width (channels of the first level)
+    #[arg(long, default_value_t = train_defaults().width)]
+    width: i64,
+    /// U-Net levels
+    #[arg(long, default_value_t = train_defaults().depth)]
+    depth: usize,
+    #[arg(long, value_enum, default_value_t = train_defaults().upsampling)]
+    upsampling: Upsampling,
+    #[arg(long, value_enum, default_value_t = train_defaults().region_loss)]
+    loss: RegionLoss,
+    #[arg(long, value_enum, default_value_t = train_defaults().optim.kind)]
+    optimizer: OptimKind,
+    #[arg(long, default_value_t = train_defaults().optim.lr)]
+    lr: f64,
+    #[arg(long, default_value_t = train_defaults().iters)]
+    iters: usize,
+    #[arg(long, default_value_t = train_defaults().batch_size)]
+    batch_size: i64,
+    /// Validate (and checkpoint) every k iterations
+    #[arg(long, default_value_t = train_defaults().val_every)]
+    val_every: usize,
+    /// Weight of the synthetic-pair loss
+    #[arg(long, default_value_t = train_defaults().lambda)]
+    lambda: f64,
+    #[command(flatten)]
+    gan: GanArgs,
+    /// Generator pretraining steps (separate/genseg without --generator)
+    #[arg(long, default_value_t = train_defaults().pretrain_iters)]
+    pretrain_iters: usize,
+    /// Pretrained generator folder (from pretrain-generator)
+    #[arg(long)]
+    generator: Option<PathBuf>,
+    /// Learning rate of the architecture logits alpha (Adam)
+    #[arg(long, default_value_t = train_defaults().arch_lr)]
+    arch_lr: f64,
+    /// Architecture step every k iterations
+    #[arg(long, default_value_t = train_defaults().arch_every)]
+    arch_every: usize,
+    /// Inner step of the unrolled update (default: --lr)
+    #[arg(long)]
+    xi: Option<f64>,
+    /// Hypergradient finite-difference perturbation norm (eps = scale / |v|)
+    #[arg(long, default_value_t = train_defaults().fd_scale)]
+    fd_scale: f64,
+    /// fd: DARTS finite difference; exact: double backward (for comparison)
+    #[arg(long, value_enum, default_value_t = train_defaults().hypergrad)]
+    hypergrad: HypergradMode,
+    /// Score of a case whose prediction and reference are both empty
+    #[arg(long, value_enum, default_value_t = train_defaults().empty_policy)]
+    empty_policy: EmptyPolicy,
+}
+
+impl TrainArgs {
+    /// The run's configuration; a flag out of range is refused naming it.
+    pub fn config(&self) -> Result<TrainConfig> {
+        for (flag, v) in [("--iters", self.iters), ("--val-every", self.val_every), ("--width", self.width.max(0) as usize)] {
+            at_least_one(flag, v)?;
+        }
+        at_least_one("--batch-size", self.batch_size.max(0) as usize)?;
+        positive("--lr", self.lr)?;
+        positive("--arch-lr", self.arch_lr)?;
+        positive("--fd-scale", self.fd_scale)?;
+        non_negative("--lambda", self.lambda)?;
+        if let Some(xi) = self.xi {
+            positive("--xi", xi)?;
+        }
+        let optim = match self.optimizer {
+            OptimKind::Adam => OptimConfig { lr: self.lr, ..train_defaults().optim },
+            OptimKind::Rmsprop => OptimConfig::rmsprop(self.lr),
+        };
+        let data = DataConfig {
+            ood: self.ood.clone(),
+            train_ids: self.train_ids.clone(),
+            val_ids: self.val_ids.clone(),
+            ..self.data.config(self.train_n, self.val_n)?
+        };
+        Ok(TrainConfig {
+            method: self.method,
+            seed: self.seed,
+            width: self.width,
+            depth: self.depth,
+            upsampling: self.upsampling,
+            region_loss: self.loss,
+            optim,
+            iters: self.iters,
+            batch_size: self.batch_size,
+            val_every: self.val_every,
+            lambda: self.lambda,
+            gan: self.gan.config()?,
+            pretrain_iters: self.pretrain_iters,
+            generator: self.generator.clone(),
+            arch_lr: self.arch_lr,
+            arch_every: self.arch_every.max(1),
+            xi: self.xi,
+            fd_scale: self.fd_scale,
+            hypergrad: self.hypergrad,
+            empty_policy: self.empty_policy,
+            ..TrainConfig::new(data)
+        })
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct PretrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[arg(long, default_value_t = train_defaults().data.train_n)]
+    train_n: usize,
+    #[arg(long, default_value_t = train_defaults().data.val_n)]
+    val_n: usize,
+    #[arg(long, default_value_t = train_defaults().seed)]
+    seed: u64,
+    #[arg(long, default_value_t = train_defaults().pretrain_iters)]
+    iters: usize,
+    #[arg(long, default_value_t = train_defaults().batch_size)]
+    batch_size: i64,
+    /// Write a sample grid (mask | real | generated) every k steps (default: a tenth of --iters)
+    #[arg(long)]
+    sample_every: Option<usize>,
+    #[command(flatten)]
+    gan: GanArgs,
+}
+
+impl PretrainArgs {
+    pub fn config(&self) -> Result<(DataConfig, GanConfig, PretrainConfig)> {
+        at_least_one("--iters", self.iters)?;
+        at_least_one("--batch-size", self.batch_size.max(0) as usize)?;
+        let mut pretrain = PretrainConfig::new(self.iters, self.batch_size, self.seed);
+        if let Some(k) = self.sample_every {
+            at_least_one("--sample-every", k)?;
+            pretrain.sample_every = k;
+        }
+        Ok((self.data.config(self.train_n, self.val_n)?, self.gan.config()?, pretrain))
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct EvaluateArgs {
+    pub pred: PathBuf,
+    pub reference: PathBuf,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value_t = EmptyPolicy::Nan)]
+    empty_policy: EmptyPolicy,
+    #[arg(long = "mask-suffix")]
+    mask_suffix: Vec<String>,
+    /// Pixel spacing in mm, rows,columns
+    #[arg(long, value_delimiter = ',', default_value = "1,1")]
+    spacing: Vec<f64>,
+    /// Normalised surface Dice tolerance in mm
+    #[arg(long, default_value_t = 1.0)]
+    pub nsd_tolerance: f64,
+    /// Labels to score in NIfTI label maps (each as its own binary mask)
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub labels: Vec<u32>,
+}
+
+impl EvaluateArgs {
+    /// Metric options; `volumes` takes the spacing from each reference header instead.
+    pub fn options(&self, volumes: bool) -> Result<MetricOptions> {
+        if !volumes && self.spacing.len() != 2 {
+            bail!("--spacing takes two values (rows,columns) for 2-D masks");
+        }
+        for &s in &self.spacing {
+            positive("--spacing", s)?;
+        }
+        positive("--nsd-tolerance", self.nsd_tolerance)?;
+        Ok(MetricOptions { empty: self.empty_policy, spacing: self.spacing.clone(), nsd_tolerance: self.nsd_tolerance })
+    }
+
+    pub fn suffixes(&self) -> Vec<String> {
+        default_mask_suffixes().into_iter().chain(self.mask_suffix.iter().cloned()).collect()
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check a dataset folder: counts, sizes, mask values and every problem, naming the file
+    Check {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Train a segmenter (plain, augment, separate or genseg) into a run folder
+    Train {
+        #[command(flatten)]
+        args: TrainArgs,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Predict masks for an image or a folder with a trained run
+    Predict {
+        #[arg(long)]
+        run: PathBuf,
+        input: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Compare predicted masks with reference masks (per-case CSV + summary.json)
+    Evaluate(EvaluateArgs),
+    /// Pretrain the mask-to-image generator (Pix2Pix with mixed ops) on training pairs
+    PretrainGenerator {
+        #[command(flatten)]
+        args: PretrainArgs,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write synthetic image/mask pairs from augmented masks with a pretrained generator
+    Synth {
+        /// Generator folder (pretrain-generator output, or a run's generator/)
+        #[arg(long)]
+        run: PathBuf,
+        /// Folder of binary masks to augment
+        #[arg(long, conflicts_with = "from_train")]
+        masks: Option<PathBuf>,
+        /// Use the generator's own training masks
+        #[arg(long)]
+        from_train: bool,
+        #[arg(long, default_value_t = 16)]
+        n: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Every (N, seed, method) combination; results.csv, results.md and data-efficiency plots
+    Study {
+        #[command(flatten)]
+        args: TrainArgs,
+        /// Training-set sizes, comma separated
+        #[arg(long, value_delimiter = ',', default_value = "8,16,32")]
+        n: Vec<usize>,
+        /// Number of seeds (1..=k)
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        #[arg(long, value_delimiter = ',', default_value = "plain,augment,separate,genseg")]
+        methods: Vec<Method>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Time training steps (ms/step, GFLOP/s); bench/run.sh compares them with PyTorch
+    Bench(BenchArgs),
+    /// Write the built-in phantom dataset (textured blobs on a textured background)
+    Phantom {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 60)]
+        n: usize,
+        #[arg(long, default_value_t = 64)]
+        size: u32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Self-contained demo on generated phantom data: train plain and genseg briefly, evaluate, draw
+    Demo {
+        #[arg(long, default_value = "demo-out")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+pub enum BenchWhat {
+    Unet,
+    Gan,
+    Hypergrad,
+    Metrics,
+}
+
+#[derive(Args, Clone)]
+pub struct BenchArgs {
+    #[arg(value_enum)]
+    pub what: BenchWhat,
+    #[arg(long, default_value_t = 64)]
+    pub width: i64,
+    #[arg(long, default_value_t = 5)]
+    pub depth: usize,
+    #[arg(long, default_value_t = 128)]
+    pub size: i64,
+    #[arg(long, default_value_t = 4)]
+    pub batch: i64,
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// gan: three separate transposed convs per mixed op instead of the fused one
+    #[arg(long)]
+    pub separate_ops: bool,
+    /// hypergrad: dataset whose cases feed the batches
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// hypergrad: pretrained generator folder
+    #[arg(long)]
+    pub generator: Option<PathBuf>,
+}

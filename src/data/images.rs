@@ -1,0 +1,291 @@
+//! Pairing, checking and loading 2-D image/mask datasets.
+//!
+//! Two layouts are understood ([`Folders`]): `images/` + `masks/` with matching stems (mask
+//! suffixes such as `_mask` are stripped), and nnU-Net's raw layout (`imagesTr/{case}_0000.ext`,
+//! `labelsTr/{case}.ext`, `dataset.json`).
+use super::check::{CheckReport, ImageStats, Stats};
+use super::files::{pair_by_id, refuse_fatal, stem, unusable, Folders, Layout, Pair, Problem, Side};
+use super::image_io::{self, has_image_extension};
+use super::set::{LoadOptions, SegDataset};
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+#[derive(Debug, Clone)]
+pub struct CaseFiles {
+    pub id: String,
+    pub image: PathBuf,
+    pub mask: PathBuf,
+}
+
+/// The files of a dataset folder, paired, with every problem found on the way.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    pub root: PathBuf,
+    pub layout: Layout,
+    pub cases: Vec<CaseFiles>,
+    pub problems: Vec<Problem>,
+}
+
+fn list_files(dir: &Path, problems: &mut Vec<Problem>) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry?.path();
+        let hidden = path.file_name().map(|n| n.to_string_lossy().starts_with('.')).unwrap_or(true);
+        if hidden || path.is_dir() {
+            continue;
+        }
+        if has_image_extension(&path) {
+            files.push(path);
+        } else {
+            let supported = image_io::IMAGE_EXTENSIONS.join(", ");
+            let message = format!("unknown extension; supported: {supported}. Convert the file or move it out of {}", dir.display());
+            problems.push(Problem::error(&path, message));
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        problems.push(Problem::error(dir, "folder holds no images; put the image files here"));
+    }
+    Ok(files)
+}
+
+/// Pairs the files of a dataset folder; decoding is left to [`read_cases`].
+pub fn scan(root: &Path, opts: &LoadOptions) -> Result<Inventory> {
+    let folders = Folders::of(root)?;
+    let layout = folders.layout;
+    let mut problems = Vec::new();
+    if layout == Layout::NnUnetRaw && !root.join("dataset.json").is_file() {
+        problems.push(Problem::warning(&root.join("dataset.json"), "missing (nnU-Net layout); labels are assumed binary"));
+    }
+    let images = list_files(&folders.images, &mut problems)?;
+    let masks = list_files(&folders.masks, &mut problems)?;
+
+    let mut by_id: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for path in images {
+        let mut id = stem(&path);
+        if layout == Layout::NnUnetRaw {
+            match id.rsplit_once('_') {
+                Some((case, "0000")) => id = case.to_string(),
+                Some((_, ch)) if ch.len() == 4 && ch.chars().all(|c| c.is_ascii_digit()) => {
+                    problems.push(Problem::warning(&path, "extra input channel ignored (2-D mode uses channel _0000)"));
+                    continue;
+                }
+                _ => {
+                    problems.push(Problem::error(&path, "nnU-Net images must be named {case}_0000.ext; rename it"));
+                    continue;
+                }
+            }
+        }
+        if let Some(previous) = by_id.insert(id.clone(), path.clone()) {
+            problems.push(Problem::error(&path, format!("same case id '{id}' as {}; keep one of them", previous.display())));
+        }
+    }
+    let mut mask_for: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for path in masks {
+        let s = stem(&path);
+        // The longest suffix whose removal names an existing image wins; else the plain stem.
+        let id = opts
+            .mask_suffixes
+            .iter()
+            .filter_map(|suf| s.strip_suffix(suf.as_str()).filter(|_| !suf.is_empty()))
+            .filter(|id| by_id.contains_key(*id))
+            .min_by_key(|id| id.len())
+            .map(str::to_string)
+            .unwrap_or(s);
+        if let Some(previous) = mask_for.insert(id.clone(), path.clone()) {
+            problems.push(Problem::error(&path, format!("second mask for case '{id}' (first: {}); keep one", previous.display())));
+        }
+    }
+    let suffixes = opts.mask_suffixes.join(",");
+    let mask_dir = folders.masks.display();
+    let (pairs, orphans) = pair_by_id(by_id, mask_for, |side, id| match side {
+        Side::First => (
+            format!("no mask in {mask_dir} (looked for {id}.ext and {id}{{{suffixes}}}.ext); add the mask or remove the image"),
+            true,
+        ),
+        Side::Second => ("mask without a matching image; ignored".into(), false),
+    });
+    problems.extend(orphans);
+    let cases = pairs.into_iter().map(|Pair { id, first, second }| CaseFiles { id, image: first, mask: second }).collect();
+    Ok(Inventory { root: root.to_path_buf(), layout, cases, problems })
+}
+
+/// One decoded case, resized to the working size.
+pub struct LoadedCase {
+    pub id: String,
+    pub image: Vec<f32>,
+    pub mask: Vec<f32>,
+    pub original_size: (u32, u32),
+    pub color: bool,
+    pub mask_values: Vec<u16>,
+}
+
+fn read_case(case: &CaseFiles, channels: usize, opts: &LoadOptions) -> Result<(LoadedCase, Vec<Problem>)> {
+    let img = image_io::decode(&case.image)?;
+    let mask = image_io::decode_mask(&case.mask, opts.binarize)?;
+    let (w, h) = (img.width(), img.height());
+    if (mask.mask.width(), mask.mask.height()) != (w, h) {
+        bail!(
+            "{}: mask is {}x{} but its image {} is {w}x{h}; export the mask at the image's size",
+            case.mask.display(),
+            mask.mask.width(),
+            mask.mask.height(),
+            case.image.display()
+        );
+    }
+    let mut problems = Vec::new();
+    if mask.thresholded {
+        problems.push(Problem::warning(&case.mask, format!("{} grey values (lossy file) thresholded at half range", mask.values.len())));
+    }
+    let loaded = LoadedCase {
+        id: case.id.clone(),
+        image: image_io::image_to_chw(&img, channels, opts.size),
+        mask: image_io::mask_to_hw(&mask.mask, opts.size),
+        original_size: (w, h),
+        color: image_io::is_color(&img),
+        mask_values: mask.values,
+    };
+    Ok((loaded, problems))
+}
+
+/// Decodes every case in parallel; a case that fails becomes a fatal problem naming its file.
+pub fn read_cases(inv: &Inventory, opts: &LoadOptions) -> Result<(Vec<LoadedCase>, Vec<Problem>, usize)> {
+    let first = inv.cases.first().context("no usable image/mask pairs")?;
+    let channels = match opts.channels {
+        Some(c) => c,
+        None => match image_io::decode(&first.image) {
+            Ok(img) if image_io::is_color(&img) => 3,
+            Ok(_) => 1,
+            Err(_) => 3,
+        },
+    };
+    let results: Vec<_> = inv.cases.par_iter().map(|c| (c, read_case(c, channels, opts))).collect();
+    let mut cases = Vec::new();
+    let mut problems = inv.problems.clone();
+    for (case, result) in results {
+        match result {
+            Ok((loaded, p)) => {
+                problems.extend(p);
+                cases.push(loaded);
+            }
+            Err(e) => problems.push(Problem::error(&case.image, format!("{e:#}"))),
+        }
+    }
+    Ok((cases, problems, channels))
+}
+
+/// Stacks decoded cases into one dataset (one mask channel, label 1).
+fn stack(cases: Vec<LoadedCase>, channels: usize, size: u32) -> SegDataset {
+    let s = size as i64;
+    let n = cases.len() as i64;
+    let image_data: Vec<f32> = cases.iter().flat_map(|c| c.image.iter().copied()).collect();
+    let mask_data: Vec<f32> = cases.iter().flat_map(|c| c.mask.iter().copied()).collect();
+    SegDataset::new(
+        cases.iter().map(|c| c.id.clone()).collect(),
+        Tensor::from_slice(&image_data).view([n, channels as i64, s, s]),
+        Tensor::from_slice(&mask_data).view([n, 1, s, s]),
+        vec![1],
+    )
+}
+
+/// Scans, decodes and stacks a dataset; any fatal problem aborts with the full list.
+pub fn load(root: &Path, opts: &LoadOptions) -> Result<SegDataset> {
+    let inv = scan(root, opts)?;
+    refuse_fatal(unusable(root), &inv.problems)?;
+    let (cases, problems, channels) = read_cases(&inv, opts)?;
+    refuse_fatal(unusable(root), &problems)?;
+    Ok(stack(cases, channels, opts.size))
+}
+
+/// Decodes every pair and reports sizes, channels, mask values and every problem by file.
+pub fn check(root: &Path, opts: &LoadOptions) -> Result<CheckReport> {
+    let inv = scan(root, opts)?;
+    let pairs = inv.cases.len();
+    let (cases, mut problems, channels) = if pairs > 0 { read_cases(&inv, opts)? } else { (vec![], inv.problems.clone(), 0) };
+    let originally_empty = |c: &LoadedCase| c.mask_values == [0];
+    for c in &cases {
+        if !originally_empty(c) && c.mask.iter().all(|&v| v == 0.0) {
+            let files = inv.cases.iter().find(|f| f.id == c.id).expect("decoded cases come from the inventory");
+            problems.push(Problem::warning(&files.mask, format!("foreground vanishes when resized to {0}x{0}; raise --size", opts.size)));
+        }
+    }
+    let mut mask_value_sets = BTreeMap::new();
+    for c in &cases {
+        *mask_value_sets.entry(format!("{:?}", c.mask_values)).or_insert(0) += 1;
+    }
+    let fg: Vec<f64> = cases.iter().map(|c| c.mask.iter().map(|&v| v as f64).sum::<f64>() / c.mask.len() as f64).collect();
+    let range = |f: fn(&LoadedCase) -> u32| {
+        (cases.iter().map(f).min().unwrap_or(0), cases.iter().map(f).max().unwrap_or(0))
+    };
+    let stats = ImageStats {
+        layout: inv.layout,
+        channels,
+        color_images: cases.iter().filter(|c| c.color).count(),
+        width_range: range(|c| c.original_size.0),
+        height_range: range(|c| c.original_size.1),
+        mask_value_sets,
+        empty_masks: cases.iter().filter(|c| originally_empty(c)).count(),
+        mean_foreground_fraction: if fg.is_empty() { 0.0 } else { fg.iter().sum::<f64>() / fg.len() as f64 },
+    };
+    Ok(CheckReport { root: root.to_path_buf(), pairs, usable_pairs: cases.len(), stats: Stats::Images(stats), problems })
+}
+
+/// Images of a folder (or one file) for prediction, with their original sizes.
+pub fn load_images(input: &Path, channels: usize, size: u32) -> Result<(Vec<PathBuf>, Tensor, Vec<(u32, u32)>)> {
+    let files: Vec<PathBuf> = if input.is_dir() {
+        let mut problems = Vec::new();
+        let files = list_files(input, &mut problems)?;
+        if let Some(p) = problems.iter().find(|p| p.fatal) {
+            bail!("{p}");
+        }
+        files
+    } else if input.is_file() {
+        vec![input.to_path_buf()]
+    } else {
+        bail!("{}: no such file or folder; give an image or a folder of images", input.display());
+    };
+    let decoded: Vec<Result<(Vec<f32>, (u32, u32))>> = files
+        .par_iter()
+        .map(|f| {
+            let img = image_io::decode(f)?;
+            Ok((image_io::image_to_chw(&img, channels, size), (img.width(), img.height())))
+        })
+        .collect();
+    let mut data = Vec::new();
+    let mut sizes = Vec::new();
+    for d in decoded {
+        let (pixels, wh) = d?;
+        data.extend(pixels);
+        sizes.push(wh);
+    }
+    let n = files.len() as i64;
+    let t = Tensor::from_slice(&data).view([n, channels as i64, size as i64, size as i64]);
+    Ok((files, t, sizes))
+}
+
+/// Pairs two folders of 2-D masks (predictions and references) by case id; every unmatched
+/// file is an error naming it, so an evaluation never silently skips a case.
+pub fn pair_mask_folders(pred: &Path, reference: &Path, suffixes: &[String]) -> Result<Vec<Pair>> {
+    let mut problems = Vec::new();
+    for dir in [pred, reference] {
+        if !dir.is_dir() {
+            bail!("{}: not a folder of masks", dir.display());
+        }
+    }
+    let strip = |p: &Path| {
+        let s = stem(p);
+        suffixes.iter().filter_map(|suf| s.strip_suffix(suf.as_str())).min_by_key(|id| id.len()).map(str::to_string).unwrap_or(s)
+    };
+    let preds: BTreeMap<String, PathBuf> = list_files(pred, &mut problems)?.into_iter().map(|p| (strip(&p), p)).collect();
+    let refs: BTreeMap<String, PathBuf> = list_files(reference, &mut problems)?.into_iter().map(|p| (strip(&p), p)).collect();
+    let (pairs, orphans) = pair_by_id(preds, refs, |side, id| match side {
+        Side::First => (format!("no reference mask for case '{id}' in {}", reference.display()), true),
+        Side::Second => (format!("no predicted mask for case '{id}' in {}", pred.display()), true),
+    });
+    problems.extend(orphans);
+    refuse_fatal(format_args!("cannot pair {} with {}", pred.display(), reference.display()), &problems)?;
+    Ok(pairs)
+}

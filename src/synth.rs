@@ -1,0 +1,54 @@
+//! `genseg synth`: synthetic image/mask pairs from augmented masks with a pretrained generator,
+//! written as PNG files for inspection or for other tools.
+use crate::data::augment::{augment_masks, AugmentConfig};
+use crate::data::images::load_images;
+use crate::runtime::ensure_writable_dir;
+use crate::train::gan::Gan;
+use crate::viz::{save_png, tensor_to_rgb};
+use anyhow::{bail, Context, Result};
+use rand::SeedableRng;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// Where the masks to augment come from.
+pub enum MaskSource {
+    /// A folder of binary masks.
+    Folder(PathBuf),
+    /// The masks folder of the dataset the generator was pretrained on (train_data.json).
+    GeneratorTraining,
+}
+
+/// Writes `n` pairs to OUT/images and OUT/masks (synth_0000.png...), cycling through the masks.
+pub fn write(generator: &Path, source: &MaskSource, n: usize, seed: u64, out: &Path, device: Device) -> Result<()> {
+    let gan = Gan::load(generator, device)?;
+    if gan.spec.shape.len() != 2 {
+        bail!("{}: synth writes 2-D image/mask pairs and this generator makes 3-D volumes; its samples.png shows middle slices", generator.display());
+    }
+    let size = gan.spec.shape[0] as u32;
+    let source = match source {
+        MaskSource::Folder(dir) => dir.clone(),
+        MaskSource::GeneratorTraining => {
+            let path = generator.join("train_data.json");
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("{} not found: --from-train needs a folder written by pretrain-generator", path.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text)?;
+            PathBuf::from(v["data"].as_str().context("train_data.json lacks data")?).join("masks")
+        }
+    };
+    let (files, masks, _) = load_images(&source, 1, size)?;
+    let masks = masks.gt(0.5).to_kind(Kind::Float);
+    ensure_writable_dir(&out.join("images"))?;
+    ensure_writable_dir(&out.join("masks"))?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    tch::manual_seed(seed as i64);
+    let base: Vec<i64> = (0..n as i64).map(|i| i % files.len() as i64).collect();
+    let chosen = masks.index_select(0, &Tensor::from_slice(&base));
+    let augmented = augment_masks(&chosen, &AugmentConfig::default(), &mut rng);
+    let images = tch::no_grad(|| gan.synthesize(&augmented.to_device(device))).to_device(Device::Cpu);
+    for i in 0..n as i64 {
+        let name = format!("synth_{i:04}.png");
+        save_png(&out.join("images").join(&name), &tensor_to_rgb(&images.get(i)))?;
+        save_png(&out.join("masks").join(&name), &tensor_to_rgb(&augmented.get(i)))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! What a training run is asked to do. Every default lives here ([`TrainConfig::new`]); the
+//! command line, the demo and the tests start from it.
+use super::gan::GanConfig;
+use super::hypergrad::HypergradMode;
+use super::loss::RegionLoss;
+use super::optim::OptimConfig;
+use crate::data::augment::AugmentConfig;
+use crate::data::split::DataConfig;
+use crate::eval::metrics::EmptyPolicy;
+use crate::models::unet::{UNetConfig, Upsampling};
+use crate::data::SegDataset;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Real pairs only.
+    Plain,
+    /// Classic augmentation of real pairs.
+    Augment,
+    /// Real + lambda x synthetic pairs from a frozen, pretrained generator.
+    Separate,
+    /// End to end: GAN step, segmentation step through the synthetic path, architecture step.
+    Genseg,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Plain => "plain",
+            Method::Augment => "augment",
+            Method::Separate => "separate",
+            Method::Genseg => "genseg",
+        }
+    }
+
+    pub fn uses_generator(self) -> bool {
+        matches!(self, Method::Separate | Method::Genseg)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainConfig {
+    pub data: DataConfig,
+    pub method: Method,
+    pub seed: u64,
+    /// U-Net width (channels of the first level).
+    pub width: i64,
+    /// U-Net levels.
+    pub depth: usize,
+    pub upsampling: Upsampling,
+    pub region_loss: RegionLoss,
+    pub optim: OptimConfig,
+    pub iters: usize,
+    pub batch_size: i64,
+    /// Validate (and checkpoint) every k iterations.
+    pub val_every: usize,
+    /// Weight of the synthetic-pair loss.
+    pub lambda: f64,
+    pub augment: AugmentConfig,
+    /// Brightness/contrast jitter of `augment`.
+    pub jitter: f64,
+    pub gan: GanConfig,
+    /// Generator pretraining steps when no pretrained generator is given.
+    pub pretrain_iters: usize,
+    /// A folder written by `pretrain-generator` (skips pretraining).
+    pub generator: Option<PathBuf>,
+    /// Learning rate of the architecture logits alpha (Adam with beta1 [`ARCH_BETA1`]).
+    pub arch_lr: f64,
+    /// Architecture step every k iterations.
+    pub arch_every: usize,
+    /// Inner step size of the unrolled update; `None` = the segmenter's learning rate.
+    pub xi: Option<f64>,
+    /// Finite-difference perturbation norm of the hypergradient (eps = fd_scale / |v|).
+    pub fd_scale: f64,
+    /// How the mixed second derivative of the hypergradient is taken.
+    #[serde(default)]
+    pub hypergrad: HypergradMode,
+    pub empty_policy: EmptyPolicy,
+}
+
+/// Adam's beta1 for the architecture logits (DARTS uses 0.5).
+pub const ARCH_BETA1: f64 = 0.5;
+
+impl TrainConfig {
+    /// The defaults of `genseg train` for the given data.
+    pub fn new(data: DataConfig) -> TrainConfig {
+        TrainConfig {
+            data,
+            method: Method::Plain,
+            seed: 0,
+            width: 64,
+            depth: 5,
+            upsampling: Upsampling::Transposed,
+            region_loss: RegionLoss::Dice,
+            optim: OptimConfig::adam(1e-3, 0.9),
+            iters: 2000,
+            batch_size: 4,
+            val_every: 50,
+            lambda: 1.0,
+            augment: AugmentConfig::default(),
+            jitter: 0.2,
+            gan: GanConfig::default(),
+            pretrain_iters: 1000,
+            generator: None,
+            arch_lr: 3e-3,
+            arch_every: 1,
+            xi: None,
+            fd_scale: 0.01,
+            hypergrad: HypergradMode::Fd,
+            empty_policy: EmptyPolicy::Nan,
+        }
+    }
+
+    /// The segmenter this run trains: input channels, one output per label and the spatial axes
+    /// come from the data, the rest from the configuration.
+    pub fn unet(&self, data: &SegDataset) -> UNetConfig {
+        UNetConfig {
+            in_channels: data.channels as i64,
+            out_channels: data.labels.len() as i64,
+            width: self.width,
+            depth: self.depth,
+            upsampling: self.upsampling,
+            dims: data.dims(),
+        }
+    }
+}
