@@ -50,7 +50,8 @@ pub fn generator_forward_flops(ngf: i64, size: i64, out_channels: i64, fused: bo
 /// FLOPs of one PatchGAN forward pass on one (mask, image) pair.
 pub fn patchgan_forward_flops(ndf: i64, size: i64, in_channels: i64) -> f64 {
     let n = ndf as f64;
-    let layers = [(in_channels as f64, n, 2), (n, 2.0 * n, 2), (2.0 * n, 4.0 * n, 2), (4.0 * n, 8.0 * n, 1), (8.0 * n, 1.0, 1)];
+    let layers =
+        [(in_channels as f64, n, 2), (n, 2.0 * n, 2), (2.0 * n, 4.0 * n, 2), (4.0 * n, 8.0 * n, 1), (8.0 * n, 1.0, 1)];
     let mut side = size as f64;
     let mut f = 0.0;
     for (cin, cout, stride) in layers {
@@ -97,13 +98,24 @@ pub fn unet_step(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, device: 
         }
     });
     let gflop = 3.0 * unet_forward_flops(cfg, size) * batch as f64 / 1e9;
-    Ok(BenchResult { what: format!("unet w{} d{} {size}px b{batch}", cfg.width, cfg.depth), ms_per_step: ms, gflop_per_step: gflop, gflops: gflop / ms * 1000.0, params: crate::models::count(&vs.trainable_variables()) })
+    Ok(BenchResult {
+        what: format!("unet w{} d{} {size}px b{batch}", cfg.width, cfg.depth),
+        ms_per_step: ms,
+        gflop_per_step: gflop,
+        gflops: gflop / ms * 1000.0,
+        params: crate::models::count(&vs.trainable_variables()),
+    })
 }
 
 /// One Pix2Pix step (D step, then G step), as pretraining and the genseg loop do.
 pub fn gan_step(ngf: i64, size: i64, batch: i64, fused: bool, steps: usize, device: Device) -> Result<BenchResult> {
     tch::manual_seed(0);
-    let spec = GanSpec { gan: GanConfig { ngf, ndf: ngf, fused, ..Default::default() }, shape: vec![size, size], channels: 3, mask_channels: 1 };
+    let spec = GanSpec {
+        gan: GanConfig { ngf, ndf: ngf, fused, ..Default::default() },
+        shape: vec![size, size],
+        channels: 3,
+        mask_channels: 1,
+    };
     let mut gan = Gan::new(&spec, device)?;
     let x = Tensor::rand([batch, 3, size, size], (Kind::Float, device));
     let m = Tensor::rand([batch, 1, size, size], (Kind::Float, device)).gt(0.7).to_kind(Kind::Float);
@@ -114,14 +126,31 @@ pub fn gan_step(ngf: i64, size: i64, batch: i64, fused: bool, steps: usize, devi
         }
     });
     // G: forward + backward (2x); D: 3 forwards, D-step backward (2 x 2x), input-gradient pass for G (1x).
-    let gflop = (3.0 * generator_forward_flops(ngf, size, 3, fused) + 8.0 * patchgan_forward_flops(ngf, size, 4)) * batch as f64 / 1e9;
-    let params = crate::models::count(&gan.g_vs.trainable_variables()) + crate::models::count(&gan.d_vs.trainable_variables());
-    Ok(BenchResult { what: format!("gan ngf{ngf} {size}px b{batch} {}", if fused { "fused" } else { "three-conv" }), ms_per_step: ms, gflop_per_step: gflop, gflops: gflop / ms * 1000.0, params })
+    let gflop = (3.0 * generator_forward_flops(ngf, size, 3, fused) + 8.0 * patchgan_forward_flops(ngf, size, 4))
+        * batch as f64
+        / 1e9;
+    let params =
+        crate::models::count(&gan.g_vs.trainable_variables()) + crate::models::count(&gan.d_vs.trainable_variables());
+    Ok(BenchResult {
+        what: format!("gan ngf{ngf} {size}px b{batch} {}", if fused { "fused" } else { "three-conv" }),
+        ms_per_step: ms,
+        gflop_per_step: gflop,
+        gflops: gflop / ms * 1000.0,
+        params,
+    })
 }
 
 /// How close the finite-difference hypergradient is to the exact (double-backward) one on real
 /// batches: (fd_scale, mean cosine similarity, mean norm ratio fd/exact) per perturbation scale.
-pub fn hypergrad_accuracy(data: &crate::data::SegDataset, gan: &Gan, cfg: &UNetConfig, batch: i64, batches: usize, scales: &[f64], device: Device) -> Vec<(f64, f64, f64)> {
+pub fn hypergrad_accuracy(
+    data: &crate::data::SegDataset,
+    gan: &Gan,
+    cfg: &UNetConfig,
+    batch: i64,
+    batches: usize,
+    scales: &[f64],
+    device: Device,
+) -> Vec<(f64, f64, f64)> {
     use crate::train::hypergrad::{HypergradMode, Lower, TrainBatch};
     use rand::SeedableRng;
     tch::manual_seed(0);
@@ -141,13 +170,30 @@ pub fn hypergrad_accuracy(data: &crate::data::SegDataset, gan: &Gan, cfg: &UNetC
             masks,
             seed: b,
         };
-        let val = (data.images.index_select(0, &vi).to_device(device), data.masks.index_select(0, &vi).to_device(device));
+        let val =
+            (data.images.index_select(0, &vi).to_device(device), data.masks.index_select(0, &vi).to_device(device));
         let params = vs.trainable_variables();
         let grads = gradients(&lower.train_loss(&train, &lower.synthesize(&train)), &params);
         // Each call gets its own synthetic images (same seed, so the same values and dropout).
-        let exact = lower.hypergradient(&train, &lower.synthesize(&train), (&val.0, &val.1), &grads, 1e-3, HypergradMode::Exact, 0.0);
+        let exact = lower.hypergradient(
+            &train,
+            &lower.synthesize(&train),
+            (&val.0, &val.1),
+            &grads,
+            1e-3,
+            HypergradMode::Exact,
+            0.0,
+        );
         for (k, &scale) in scales.iter().enumerate() {
-            let fd = lower.hypergradient(&train, &lower.synthesize(&train), (&val.0, &val.1), &grads, 1e-3, HypergradMode::Fd, scale);
+            let fd = lower.hypergradient(
+                &train,
+                &lower.synthesize(&train),
+                (&val.0, &val.1),
+                &grads,
+                1e-3,
+                HypergradMode::Fd,
+                scale,
+            );
             let dot = f64::try_from((&fd * &exact).sum(Kind::Double)).unwrap();
             let (nf, ne) = (f64::try_from(fd.norm()).unwrap(), f64::try_from(exact.norm()).unwrap());
             acc[k].0 += dot / (nf * ne) / batches as f64;
@@ -161,7 +207,10 @@ fn disc(shape: &[usize], centre: &[f64], radius: f64) -> Vec<bool> {
     let n: usize = shape.iter().product();
     let strides: Vec<usize> = (0..shape.len()).map(|k| shape[k + 1..].iter().product()).collect();
     (0..n)
-        .map(|i| (0..shape.len()).map(|k| (((i / strides[k]) % shape[k]) as f64 - centre[k]).powi(2)).sum::<f64>() <= radius * radius)
+        .map(|i| {
+            (0..shape.len()).map(|k| (((i / strides[k]) % shape[k]) as f64 - centre[k]).powi(2)).sum::<f64>()
+                <= radius * radius
+        })
         .collect()
 }
 
@@ -178,10 +227,15 @@ pub fn metrics_speed(pairs: usize) -> (f64, f64) {
         })
         .collect();
     let t = Instant::now();
-    let cases: Vec<CaseMetrics> = masks.par_iter().enumerate().map(|(i, (a, b))| CaseMetrics::compute(&i.to_string(), a, b, &[512, 512], &opts)).collect();
+    let cases: Vec<CaseMetrics> = masks
+        .par_iter()
+        .enumerate()
+        .map(|(i, (a, b))| CaseMetrics::compute(&i.to_string(), a, b, &[512, 512], &opts))
+        .collect();
     let two_d = t.elapsed().as_secs_f64();
     assert_eq!(cases.len(), pairs);
-    let (a, b) = (disc(&[256, 256, 256], &[128.0, 128.0, 128.0], 80.0), disc(&[256, 256, 256], &[131.0, 128.0, 128.0], 84.0));
+    let (a, b) =
+        (disc(&[256, 256, 256], &[128.0, 128.0, 128.0], 80.0), disc(&[256, 256, 256], &[131.0, 128.0, 128.0], 84.0));
     let t = Instant::now();
     let m = crate::eval::distance::surface_metrics(&a, &b, &[256, 256, 256], &[1.0, 1.0, 1.0], 1.0, None);
     let three_d = t.elapsed().as_secs_f64();
@@ -198,14 +252,22 @@ mod tests {
         // depth 2, width 1, 1->1 channels, 4x4 input:
         // inc: 2*9*16*(1+1) = 576; down1 (2x2, 1->2): 2*9*4*(2+4) = 432;
         // up: transposed 2*4*4*2*1 = 64; conv (2->1 at 4x4): 2*9*16*(2+1) = 864; head 2*16 = 32.
-        let cfg = UNetConfig { in_channels: 1, out_channels: 1, width: 1, depth: 2, upsampling: Upsampling::Transposed, dims: 2 };
+        let cfg = UNetConfig {
+            in_channels: 1,
+            out_channels: 1,
+            width: 1,
+            depth: 2,
+            upsampling: Upsampling::Transposed,
+            dims: 2,
+        };
         assert_eq!(unet_forward_flops(&cfg, 4), 576.0 + 432.0 + 64.0 + 864.0 + 32.0);
     }
 
     #[test]
     fn patchgan_flops_match_a_hand_count_and_the_real_map() {
         // ndf 1, 2 input channels, 32 px: sides 16, 8, 4, 3, 2.
-        let hand = 2.0 * 16.0 * (2.0 * 1.0 * 256.0 + 1.0 * 2.0 * 64.0 + 2.0 * 4.0 * 16.0 + 4.0 * 8.0 * 9.0 + 8.0 * 1.0 * 4.0);
+        let hand =
+            2.0 * 16.0 * (2.0 * 1.0 * 256.0 + 1.0 * 2.0 * 64.0 + 2.0 * 4.0 * 16.0 + 4.0 * 8.0 * 9.0 + 8.0 * 1.0 * 4.0);
         assert_eq!(patchgan_forward_flops(1, 32, 2), hand);
         let vs = VarStore::new(Device::Cpu);
         let d = crate::models::discriminator::PatchGan::new(&vs.root(), 2, 2, 1);

@@ -27,7 +27,11 @@ fn gan_defaults() -> GanConfig {
 }
 
 #[derive(Parser)]
-#[command(name = "genseg", version, about = "Segmentation from a handful of labelled images, with generated training pairs (GenSeg)")]
+#[command(
+    name = "genseg",
+    version,
+    about = "Segmentation from a handful of labelled images, with generated training pairs (GenSeg)"
+)]
 pub struct Cli {
     /// auto (CUDA when present), cpu or cuda
     #[arg(long, global = true, default_value = "auto")]
@@ -65,9 +69,13 @@ pub struct DataArgs {
 }
 
 fn parse_shape(text: &str) -> std::result::Result<[usize; 3], String> {
-    let sides: Vec<usize> =
-        text.split(',').map(|v| v.trim().parse::<usize>()).collect::<std::result::Result<_, _>>().map_err(|e| format!("{e}"))?;
-    let shape = <[usize; 3]>::try_from(sides).map_err(|_| format!("'{text}' is not three sides; write e.g. 32,48,32"))?;
+    let sides: Vec<usize> = text
+        .split(',')
+        .map(|v| v.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("{e}"))?;
+    let shape =
+        <[usize; 3]>::try_from(sides).map_err(|_| format!("'{text}' is not three sides; write e.g. 32,48,32"))?;
     if shape.contains(&0) {
         return Err(format!("'{text}' has a side of 0; every side must be at least 1"));
     }
@@ -120,7 +128,14 @@ impl GanArgs {
         }
         positive("--gan-lr", self.gan_lr)?;
         non_negative("--lambda-l1", self.lambda_l1)?;
-        Ok(GanConfig { ngf: self.ngf, ndf: self.ndf, lr: self.gan_lr, lambda_l1: self.lambda_l1, fused: !self.separate_ops, ..gan_defaults() })
+        Ok(GanConfig {
+            ngf: self.ngf,
+            ndf: self.ndf,
+            lr: self.gan_lr,
+            lambda_l1: self.lambda_l1,
+            fused: !self.separate_ops,
+            ..gan_defaults()
+        })
     }
 }
 
@@ -221,7 +236,9 @@ pub struct TrainArgs {
 impl TrainArgs {
     /// The run's configuration; a flag out of range is refused naming it.
     pub fn config(&self) -> Result<TrainConfig> {
-        for (flag, v) in [("--iters", self.iters), ("--val-every", self.val_every), ("--width", self.width.max(0) as usize)] {
+        for (flag, v) in
+            [("--iters", self.iters), ("--val-every", self.val_every), ("--width", self.width.max(0) as usize)]
+        {
             at_least_one(flag, v)?;
         }
         at_least_one("--batch-size", self.batch_size.max(0) as usize)?;

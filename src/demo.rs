@@ -13,7 +13,12 @@ use tch::Device;
 /// The demo's run settings: 64 px phantoms, 8 training and 4 validation cases, narrow networks,
 /// 300 iterations.
 pub fn config(data: &Path, method: Method, seed: u64) -> TrainConfig {
-    let data = DataConfig { load: LoadOptions { size: 64, ..Default::default() }, train_n: 8, val_n: 4, ..DataConfig::new(data) };
+    let data = DataConfig {
+        load: LoadOptions { size: 64, ..Default::default() },
+        train_n: 8,
+        val_n: 4,
+        ..DataConfig::new(data)
+    };
     TrainConfig {
         method,
         seed,

@@ -1,7 +1,7 @@
 //! Prediction with a trained run: masks at each input's original size (2-D PNG) or label maps in
 //! each input volume's own geometry (NIfTI), plus overlay pictures.
 use crate::data::files::{is_nifti, stem};
-use crate::data::images::load_images;
+use crate::data::images::{load_images, ImageBatch};
 use crate::data::volume::{network_input, read_volume, write_volume};
 use crate::models::unet::{UNet, UNetConfig};
 use crate::runtime::{ensure_writable_dir, load_vars};
@@ -37,7 +37,11 @@ pub fn predict_probs(seg: &UNet, images: &Tensor, device: Device) -> Tensor {
         let n = images.size()[0];
         let chunks: Vec<Tensor> = (0..n)
             .step_by(8)
-            .map(|s| seg.forward_t(&images.narrow(0, s, (n - s).min(8)).to_device(device), false).sigmoid().to_device(Device::Cpu))
+            .map(|s| {
+                seg.forward_t(&images.narrow(0, s, (n - s).min(8)).to_device(device), false)
+                    .sigmoid()
+                    .to_device(Device::Cpu)
+            })
             .collect();
         Tensor::cat(&chunks, 0)
     })
@@ -46,8 +50,9 @@ pub fn predict_probs(seg: &UNet, images: &Tensor, device: Device) -> Tensor {
 /// Loads the best model of a run folder.
 pub fn load_model(run: &Path, device: Device) -> Result<(VarStore, UNet, ModelSpec)> {
     let spec_path = run.join("model.json");
-    let text = std::fs::read_to_string(&spec_path)
-        .with_context(|| format!("{} not found: --run must be a folder written by `genseg train`", spec_path.display()))?;
+    let text = std::fs::read_to_string(&spec_path).with_context(|| {
+        format!("{} not found: --run must be a folder written by `genseg train`", spec_path.display())
+    })?;
     let spec: ModelSpec = serde_json::from_str(&text).with_context(|| format!("{} is corrupt", spec_path.display()))?;
     let mut vs = VarStore::new(device);
     let unet = UNet::new(&vs.root(), &spec.unet);
@@ -65,7 +70,7 @@ pub fn predict(run: &Path, input: &Path, out: &Path, device: Device) -> Result<V
     if let Some(shape) = spec.volume_shape {
         return predict_volumes(&unet, &spec, shape, input, out, device);
     }
-    let (files, images, sizes) = load_images(input, spec.channels, spec.size)?;
+    let ImageBatch { files, images, sizes } = load_images(input, spec.channels, spec.size)?;
     let probs = predict_probs(&unet, &images, device);
     let mut written = Vec::new();
     for (i, file) in files.iter().enumerate() {
@@ -88,7 +93,9 @@ fn volume_files(input: &Path) -> Result<Vec<PathBuf>> {
     if input.is_file() {
         return Ok(vec![input.to_path_buf()]);
     }
-    let entries = std::fs::read_dir(input).with_context(|| format!("{}: no such file or folder; give a NIfTI volume or a folder of them", input.display()))?;
+    let entries = std::fs::read_dir(input).with_context(|| {
+        format!("{}: no such file or folder; give a NIfTI volume or a folder of them", input.display())
+    })?;
     let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| is_nifti(p)).collect();
     files.sort();
     if files.is_empty() {
@@ -100,7 +107,14 @@ fn volume_files(input: &Path) -> Result<Vec<PathBuf>> {
 /// Each volume: normalised and cropped/padded as in training, segmented, then put back into its
 /// own grid (the crop undone) and written with its own header, so affine and spacing match the
 /// input. A voxel gets the label of its most probable channel when that probability passes 0.5.
-fn predict_volumes(unet: &UNet, spec: &ModelSpec, shape: [usize; 3], input: &Path, out: &Path, device: Device) -> Result<Vec<PathBuf>> {
+fn predict_volumes(
+    unet: &UNet,
+    spec: &ModelSpec,
+    shape: [usize; 3],
+    input: &Path,
+    out: &Path,
+    device: Device,
+) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for file in volume_files(input)? {
         let volume = read_volume(&file)?;

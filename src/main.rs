@@ -31,16 +31,23 @@ fn run(cli: Cli) -> Result<()> {
             let report = genseg::data::check(&data.data, &data.options()?)?;
             print!("{report}");
             if !report.usable() {
-                let first = report.problems.iter().find(|p| p.fatal).map(|p| format!(", first: {p}")).unwrap_or_default();
+                let first =
+                    report.problems.iter().find(|p| p.fatal).map(|p| format!(", first: {p}")).unwrap_or_default();
                 bail!("{} cannot be used as it is{first}; fix the errors above", data.data.display());
             }
             println!("ok: usable");
         }
         Command::Train { args, out } => {
             let s = segment::run(&args.config()?, &out, device)?;
-            println!("test Dice {:.4} ± {:.4} (n={}), IoU {:.4}", s.test.dice.mean, s.test.dice.sd, s.test.dice.n, s.test.iou.mean);
+            println!(
+                "test Dice {:.4} ± {:.4} (n={}), IoU {:.4}",
+                s.test.dice.mean, s.test.dice.sd, s.test.dice.n, s.test.iou.mean
+            );
             if let Some(o) = &s.ood {
-                println!("out-of-domain Dice {:.4} ± {:.4} (n={}), IoU {:.4}", o.dice.mean, o.dice.sd, o.dice.n, o.iou.mean);
+                println!(
+                    "out-of-domain Dice {:.4} ± {:.4} (n={}), IoU {:.4}",
+                    o.dice.mean, o.dice.sd, o.dice.n, o.iou.mean
+                );
             }
             println!("run folder: {}", out.display());
         }
@@ -54,7 +61,8 @@ fn run(cli: Cli) -> Result<()> {
             let splits = load_splits(&data, pcfg.seed)?;
             let spec = GanSpec::for_data(gan, &splits.train);
             let trained = pretrain(&spec, &pcfg, &splits.train, &out, device)?;
-            let record = serde_json::json!({"data": data.data, "train_ids": splits.split.train, "versions": versions(device)});
+            let record =
+                serde_json::json!({"data": data.data, "train_ids": splits.split.train, "versions": versions(device)});
             write_json(&out.join("train_data.json"), &record)?;
             let untrained = Gan::new(&spec, device)?.l1_on(&splits.test, device);
             let trained = trained.l1_on(&splits.test, device);
@@ -71,7 +79,8 @@ fn run(cli: Cli) -> Result<()> {
             println!("{n} synthetic pairs in {} (images/ and masks/)", out.display());
         }
         Command::Study { args, n, seeds, methods, out } => {
-            let cfg = genseg::study::StudyConfig { base: args.config()?, train_ns: n, seeds: (1..=seeds).collect(), methods };
+            let cfg =
+                genseg::study::StudyConfig { base: args.config()?, train_ns: n, seeds: (1..=seeds).collect(), methods };
             genseg::study::run(&cfg, &out, device)?;
             println!("{}", std::fs::read_to_string(out.join("results.md"))?);
             println!("study folder: {}", out.display());
@@ -92,16 +101,23 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
     let volumes = holds_volumes(&args.reference);
     let opts = args.options(volumes)?;
     if volumes {
-        for (l, s) in genseg::eval::evaluate_nifti_folders(&args.pred, &args.reference, &args.labels, &opts, &args.out)? {
+        for (l, s) in genseg::eval::evaluate_nifti_folders(&args.pred, &args.reference, &args.labels, &opts, &args.out)?
+        {
             let h = s.hd95.as_ref().map(|h| h.mean).unwrap_or(f64::NAN);
-            println!("label {l}: Dice {:.4} ± {:.4} (n={}), IoU {:.4}, HD95 {h:.3} mm", s.dice.mean, s.dice.sd, s.dice.n, s.iou.mean);
+            println!(
+                "label {l}: Dice {:.4} ± {:.4} (n={}), IoU {:.4}, HD95 {h:.3} mm",
+                s.dice.mean, s.dice.sd, s.dice.n, s.iou.mean
+            );
         }
     } else {
         let s = genseg::eval::evaluate_folders(&args.pred, &args.reference, &args.suffixes(), &opts, &args.out)?;
         let (d, i) = (&s.dice, &s.iou);
         println!("Dice {:.4} ± {:.4} (n={}, {} NaN), IoU {:.4} ± {:.4}", d.mean, d.sd, d.n, d.n_nan, i.mean, i.sd);
         if let (Some(h), Some(n)) = (&s.hd95, &s.nsd) {
-            println!("HD95 {:.3} mm (n={}, {} infinite), NSD@{}mm {:.4}", h.mean, h.n, h.n_inf, args.nsd_tolerance, n.mean);
+            println!(
+                "HD95 {:.3} mm (n={}, {} infinite), NSD@{}mm {:.4}",
+                h.mean, h.n, h.n_inf, args.nsd_tolerance, n.mean
+            );
         }
     }
     println!("per-case: {}", args.out.join("cases.csv").display());
@@ -109,16 +125,30 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
 }
 
 fn bench(a: &BenchArgs, device: Device) -> Result<()> {
-    let unet = |in_channels, out_channels, dims| UNetConfig { in_channels, out_channels, width: a.width, depth: a.depth, upsampling: Upsampling::Transposed, dims };
+    let unet = |in_channels, out_channels, dims| UNetConfig {
+        in_channels,
+        out_channels,
+        width: a.width,
+        depth: a.depth,
+        upsampling: Upsampling::Transposed,
+        dims,
+    };
     let result = match a.what {
         BenchWhat::Unet => genseg::bench::unet_step(&unet(3, 1, 2), a.size, a.batch, a.steps, device)?,
         BenchWhat::Gan => genseg::bench::gan_step(a.width, a.size, a.batch, !a.separate_ops, a.steps, device)?,
         BenchWhat::Hypergrad => {
-            let (Some(data), Some(generator)) = (&a.data, &a.generator) else { bail!("bench hypergrad needs --data and --generator") };
+            let (Some(data), Some(generator)) = (&a.data, &a.generator) else {
+                bail!("bench hypergrad needs --data and --generator")
+            };
             let gan = Gan::load(generator, device)?;
-            let set = genseg::data::load(data, &genseg::data::LoadOptions { size: gan.spec.shape[0] as u32, ..Default::default() })?;
+            let set = genseg::data::load(
+                data,
+                &genseg::data::LoadOptions { size: gan.spec.shape[0] as u32, ..Default::default() },
+            )?;
             let cfg = unet(set.channels as i64, set.labels.len() as i64, set.dims());
-            for (scale, cosine, ratio) in genseg::bench::hypergrad_accuracy(&set, &gan, &cfg, a.batch, a.steps, &[1.0, 0.1, 0.01, 1e-3], device) {
+            for (scale, cosine, ratio) in
+                genseg::bench::hypergrad_accuracy(&set, &gan, &cfg, a.batch, a.steps, &[1.0, 0.1, 0.01, 1e-3], device)
+            {
                 println!("fd_scale {scale:e}: cosine to exact {cosine:.3}, norm ratio fd/exact {ratio:.2} (mean of {} batches)", a.steps);
             }
             return Ok(());

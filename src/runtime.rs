@@ -48,7 +48,9 @@ pub fn disable_onednn() {
         // SAFETY: both symbols are exported by the libtorch_cpu this binary links; the global
         // context lives for the whole process and the setter only stores a flag.
         unsafe { at_context_set_user_enabled_mkldnn(at_global_context(), false) };
-        tracing::warn!("oneDNN switched off for CPU convolutions (NaN gradients of its 3-D 8-wide kernels in libtorch 2.11)");
+        tracing::warn!(
+            "oneDNN switched off for CPU convolutions (NaN gradients of its 3-D 8-wide kernels in libtorch 2.11)"
+        );
     });
 }
 
@@ -107,9 +109,8 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 
 /// Creates the output folder and proves it is writable before any long work starts.
 pub fn ensure_writable_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| {
-        format!("cannot create output folder {}: choose a writable --out location", dir.display())
-    })?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create output folder {}: choose a writable --out location", dir.display()))?;
     let probe = dir.join(format!(".write-probe-{}", std::process::id()));
     std::fs::write(&probe, b"").with_context(|| {
         format!("output folder {} is not writable: fix its permissions or choose another --out", dir.display())
@@ -133,7 +134,9 @@ pub fn save_vars(vs: &tch::nn::VarStore, path: &Path) -> Result<()> {
 }
 
 pub fn load_vars(vs: &mut tch::nn::VarStore, path: &Path) -> Result<()> {
-    vs.load(path).with_context(|| format!("cannot load weights from {} (was it written by this genseg version and config?)", path.display()))
+    vs.load(path).with_context(|| {
+        format!("cannot load weights from {} (was it written by this genseg version and config?)", path.display())
+    })
 }
 
 /// Appends one JSON line; a torn last line after a kill is skipped by the reader.

@@ -1,9 +1,9 @@
 //! The low-data study: every (training-set size, seed, method) combination, one generator
 //! pretrained per (size, seed) and shared by `separate` and `genseg`, finished runs skipped on
 //! rerun; results.csv, results.md and data-efficiency plots.
+use crate::data::split::load_splits;
 use crate::eval::metrics::aggregate;
 use crate::runtime::{ensure_writable_dir, write_atomic};
-use crate::data::split::load_splits;
 use crate::train::gan::{pretrain, GanSpec, PretrainConfig};
 use crate::train::{segment, Method, RunSummary, TrainConfig};
 use anyhow::Result;
@@ -83,14 +83,17 @@ pub fn write_results(out: &Path, rows: &[Row], methods: &[Method]) -> Result<()>
     let mut labels: Vec<u32> = rows.iter().flat_map(|r| r.summary.labels.iter().map(|l| l.label)).collect();
     labels.sort_unstable();
     labels.dedup();
-    let mut csv = String::from("method,n,seed,test_dice,test_iou,test_cases,ood_dice,ood_iou,ood_cases,best_iter,seconds_per_iter");
+    let mut csv = String::from(
+        "method,n,seed,test_dice,test_iou,test_cases,ood_dice,ood_iou,ood_cases,best_iter,seconds_per_iter",
+    );
     for l in &labels {
         write!(csv, ",test_dice_label{l}")?;
     }
     csv.push('\n');
     for r in rows {
         let s = &r.summary;
-        let (od, oi, on) = s.ood.as_ref().map(|o| (o.dice.mean, o.iou.mean, o.cases)).unwrap_or((f64::NAN, f64::NAN, 0));
+        let (od, oi, on) =
+            s.ood.as_ref().map(|o| (o.dice.mean, o.iou.mean, o.cases)).unwrap_or((f64::NAN, f64::NAN, 0));
         write!(
             csv,
             "{},{},{},{:.5},{:.5},{},{:.5},{:.5},{},{},{:.4}",
@@ -139,7 +142,13 @@ pub fn write_results(out: &Path, rows: &[Row], methods: &[Method]) -> Result<()>
         writeln!(md, "| N | {} |", methods.iter().map(|m| m.name()).collect::<Vec<_>>().join(" | "))?;
         writeln!(md, "|---|{}", "---|".repeat(methods.len()))?;
         for &n in &ns {
-            let cells: Vec<String> = methods.iter().map(|&m| { let (a, s) = cell(m, n, f.as_ref()); format!("{s} [{}]", a.n) }).collect();
+            let cells: Vec<String> = methods
+                .iter()
+                .map(|&m| {
+                    let (a, s) = cell(m, n, f.as_ref());
+                    format!("{s} [{}]", a.n)
+                })
+                .collect();
             writeln!(md, "| {n} | {} |", cells.join(" | "))?;
         }
     }
@@ -160,12 +169,23 @@ pub fn write_results(out: &Path, rows: &[Row], methods: &[Method]) -> Result<()>
                     })
                     .filter(|p| p.1.is_finite())
                     .collect();
-                crate::viz::Series { label: m.name().into(), points: pts.iter().map(|p| (p.0, p.1)).collect(), errors: pts.iter().map(|p| p.2).collect() }
+                crate::viz::Series {
+                    label: m.name().into(),
+                    points: pts.iter().map(|p| (p.0, p.1)).collect(),
+                    errors: pts.iter().map(|p| p.2).collect(),
+                }
             })
             .filter(|s| !s.points.is_empty())
             .collect();
         if !series.is_empty() {
-            crate::viz::line_chart(&out.join(file), title, "labelled training images (N)", "Dice", &series, ns.len() > 1)?;
+            crate::viz::line_chart(
+                &out.join(file),
+                title,
+                "labelled training images (N)",
+                "Dice",
+                &series,
+                ns.len() > 1,
+            )?;
         }
     }
     Ok(())

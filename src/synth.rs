@@ -1,7 +1,7 @@
 //! `genseg synth`: synthetic image/mask pairs from augmented masks with a pretrained generator,
 //! written as PNG files for inspection or for other tools.
 use crate::data::augment::{augment_masks, AugmentConfig};
-use crate::data::images::load_images;
+use crate::data::images::{load_images, ImageBatch};
 use crate::runtime::ensure_writable_dir;
 use crate::train::gan::Gan;
 use crate::viz::{save_png, tensor_to_rgb};
@@ -29,13 +29,14 @@ pub fn write(generator: &Path, source: &MaskSource, n: usize, seed: u64, out: &P
         MaskSource::Folder(dir) => dir.clone(),
         MaskSource::GeneratorTraining => {
             let path = generator.join("train_data.json");
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("{} not found: --from-train needs a folder written by pretrain-generator", path.display()))?;
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!("{} not found: --from-train needs a folder written by pretrain-generator", path.display())
+            })?;
             let v: serde_json::Value = serde_json::from_str(&text)?;
             PathBuf::from(v["data"].as_str().context("train_data.json lacks data")?).join("masks")
         }
     };
-    let (files, masks, _) = load_images(&source, 1, size)?;
+    let ImageBatch { files, images: masks, .. } = load_images(&source, 1, size)?;
     let masks = masks.gt(0.5).to_kind(Kind::Float);
     ensure_writable_dir(&out.join("images"))?;
     ensure_writable_dir(&out.join("masks"))?;

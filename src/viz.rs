@@ -69,18 +69,30 @@ pub fn image_grid(rows: &[Vec<RgbImage>]) -> RgbImage {
     let k = MIN_TILE_SIDE.div_ceil(w.min(h).max(1)).max(1);
     let (w, h) = (w * k, h * k);
     let cols = rows.iter().map(Vec::len).max().unwrap_or(1) as u32;
-    let mut out = RgbImage::from_pixel(cols * (w + gap) + gap, rows.len() as u32 * (h + gap) + gap, Rgb([255, 255, 255]));
+    let mut out =
+        RgbImage::from_pixel(cols * (w + gap) + gap, rows.len() as u32 * (h + gap) + gap, Rgb([255, 255, 255]));
     for (r, row) in rows.iter().enumerate() {
         for (c, tile) in row.iter().enumerate() {
-            let tile = image::imageops::resize(tile, tile.width() * k, tile.height() * k, image::imageops::FilterType::Nearest);
-            image::imageops::replace(&mut out, &tile, (gap + c as u32 * (w + gap)) as i64, (gap + r as u32 * (h + gap)) as i64);
+            let tile = image::imageops::resize(
+                tile,
+                tile.width() * k,
+                tile.height() * k,
+                image::imageops::FilterType::Nearest,
+            );
+            image::imageops::replace(
+                &mut out,
+                &tile,
+                (gap + c as u32 * (w + gap)) as i64,
+                (gap + r as u32 * (h + gap)) as i64,
+            );
         }
     }
     out
 }
 
 fn boundary(mask: &[bool], w: usize, h: usize, x: usize, y: usize) -> bool {
-    let at = |x: i64, y: i64| x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h && mask[y as usize * w + x as usize];
+    let at =
+        |x: i64, y: i64| x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h && mask[y as usize * w + x as usize];
     let (xi, yi) = (x as i64, y as i64);
     at(xi, yi) && !(at(xi - 1, yi) && at(xi + 1, yi) && at(xi, yi - 1) && at(xi, yi + 1))
 }
@@ -119,7 +131,8 @@ static FONT: std::sync::Once = std::sync::Once::new();
 /// Plot text needs a font; DejaVu Sans ships in assets/ so no system font is required.
 fn register_font() {
     FONT.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, include_bytes!("../assets/DejaVuSans.ttf"));
+        let _ =
+            plotters::style::register_font("sans-serif", FontStyle::Normal, include_bytes!("../assets/DejaVuSans.ttf"));
     });
 }
 
@@ -131,17 +144,27 @@ pub struct Series {
 }
 
 /// Line chart of one or more series, with error bars where given.
-pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], log_x: bool) -> Result<()> {
+pub fn line_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    log_x: bool,
+) -> Result<()> {
     register_font();
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
     let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
-    let ys = series.iter().flat_map(|s| s.points.iter().enumerate().map(|(i, p)| (p.1, s.errors.get(i).copied().unwrap_or(0.0))));
+    let ys = series
+        .iter()
+        .flat_map(|s| s.points.iter().enumerate().map(|(i, p)| (p.1, s.errors.get(i).copied().unwrap_or(0.0))));
     let (y0, y1) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (y, e)| (a.min(y - e), b.max(y + e)));
     if !x0.is_finite() || !y0.is_finite() {
         return Err(anyhow!("nothing to plot for {}", path.display()));
     }
     let pad = ((y1 - y0) * 0.05).max(1e-3);
-    let tmp = path.with_file_name(format!(".tmp-{}-{}", std::process::id(), path.file_name().unwrap().to_string_lossy()));
+    let tmp =
+        path.with_file_name(format!(".tmp-{}-{}", std::process::id(), path.file_name().unwrap().to_string_lossy()));
     {
         let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
@@ -159,14 +182,26 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
                         .map_err(|e| anyhow!("{e}"))?
                         .label(s.label.clone())
                         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-                    chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| anyhow!("{e}"))?;
+                    chart
+                        .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                        .map_err(|e| anyhow!("{e}"))?;
                     if !s.errors.is_empty() {
                         chart
-                            .draw_series(s.points.iter().zip(&s.errors).map(|(&(x, y), &e)| ErrorBar::new_vertical(x, y - e, y, y + e, color, 8)))
+                            .draw_series(
+                                s.points
+                                    .iter()
+                                    .zip(&s.errors)
+                                    .map(|(&(x, y), &e)| ErrorBar::new_vertical(x, y - e, y, y + e, color, 8)),
+                            )
                             .map_err(|e| anyhow!("{e}"))?;
                     }
                 }
-                chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| anyhow!("{e}"))?;
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .draw()
+                    .map_err(|e| anyhow!("{e}"))?;
             }};
         }
         let xr = if x1 > x0 { x0..x1 } else { x0 - 1.0..x1 + 1.0 };

@@ -15,11 +15,29 @@ fn assert_refused(data: &Path, needle: &str, hint: &str) {
     assert!(text.contains(needle), "check output does not name {needle}:\n{text}");
     assert!(text.contains(hint), "check output lacks the fix '{hint}':\n{text}");
     let out = data.parent().unwrap().join("run");
-    let o = genseg(&["train", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--size", "32", "--train-n", "4", "--val-n", "2", "--iters", "2", "--width", "4", "--depth", "2"]);
+    let o = genseg(&[
+        "train",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--size",
+        "32",
+        "--train-n",
+        "4",
+        "--val-n",
+        "2",
+        "--iters",
+        "2",
+        "--width",
+        "4",
+        "--depth",
+        "2",
+    ]);
     let text = stderr(&o);
     assert!(!o.status.success(), "train accepted a bad set");
     assert!(text.contains(needle), "train error does not name {needle}:\n{text}");
-    let left: Vec<_> = std::fs::read_dir(&out).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    let left: Vec<_> =
+        std::fs::read_dir(&out).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "train left files behind: {left:?}");
 }
 
@@ -51,7 +69,9 @@ fn corrupt_image() {
 fn mask_with_more_than_two_values() {
     let d = tempfile::tempdir().unwrap();
     let data = dataset(d.path());
-    image::GrayImage::from_fn(64, 64, |x, _| image::Luma([(x * 4) as u8])).save(data.join("masks/phantom_006.png")).unwrap();
+    image::GrayImage::from_fn(64, 64, |x, _| image::Luma([(x * 4) as u8]))
+        .save(data.join("masks/phantom_006.png"))
+        .unwrap();
     assert_refused(&data, "phantom_006.png", "--binarize");
     let o = genseg(&["check", data.to_str().unwrap(), "--size", "32", "--binarize"]);
     assert!(o.status.success(), "--binarize should accept it: {}", stdout(&o));
@@ -103,7 +123,14 @@ fn unwritable_output_folder() {
 fn predict_with_a_folder_that_is_not_a_run() {
     let d = tempfile::tempdir().unwrap();
     let data = dataset(d.path());
-    let o = genseg(&["predict", "--run", d.path().to_str().unwrap(), data.join("images").to_str().unwrap(), "--out", d.path().join("p").to_str().unwrap()]);
+    let o = genseg(&[
+        "predict",
+        "--run",
+        d.path().to_str().unwrap(),
+        data.join("images").to_str().unwrap(),
+        "--out",
+        d.path().join("p").to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("model.json") && stderr(&o).contains("genseg train"), "{}", stderr(&o));
 }
@@ -116,7 +143,13 @@ fn evaluate_names_an_unmatched_prediction() {
     std::fs::create_dir_all(&pred).unwrap();
     std::fs::copy(data.join("masks/phantom_000.png"), pred.join("phantom_000.png")).unwrap();
     std::fs::copy(data.join("masks/phantom_001.png"), pred.join("other.png")).unwrap();
-    let o = genseg(&["evaluate", pred.to_str().unwrap(), data.join("masks").to_str().unwrap(), "--out", d.path().join("e").to_str().unwrap()]);
+    let o = genseg(&[
+        "evaluate",
+        pred.to_str().unwrap(),
+        data.join("masks").to_str().unwrap(),
+        "--out",
+        d.path().join("e").to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("other.png"), "{}", stderr(&o));
     assert!(!d.path().join("e/summary.json").exists());

@@ -13,7 +13,13 @@ fn opts(size: u32) -> LoadOptions {
 #[ignore = "slow: decodes every shared 2-D set (make test)"]
 fn every_shared_2d_set_is_usable() {
     // (set, pairs, empty masks, colour)
-    for (name, pairs, empty) in [("kvasir_seg", 1000, 0), ("cvc_clinicdb", 612, 0), ("fuseg", 400, 8), ("medetec_foot_ulcer", 160, 0), ("drive", 40, 0)] {
+    for (name, pairs, empty) in [
+        ("kvasir_seg", 1000, 0),
+        ("cvc_clinicdb", 612, 0),
+        ("fuseg", 400, 8),
+        ("medetec_foot_ulcer", 160, 0),
+        ("drive", 40, 0),
+    ] {
         let report = dataset::check(&shared(name), &opts(32)).unwrap();
         let fatal: Vec<String> = report.problems.iter().filter(|p| p.fatal).map(|p| p.to_string()).collect();
         assert!(report.usable(), "{name}: {fatal:?}");
@@ -44,7 +50,8 @@ fn mask_and_image_encodings_load_identically() {
     let d = tempfile::tempdir().unwrap();
     let data = phantom_dataset(d.path(), 6);
     let reference = dataset::load(&data, &opts(32)).unwrap();
-    let masks: Vec<GrayImage> = (0..6).map(|i| image::open(data.join(format!("masks/phantom_{i:03}.png"))).unwrap().to_luma8()).collect();
+    let masks: Vec<GrayImage> =
+        (0..6).map(|i| image::open(data.join(format!("masks/phantom_{i:03}.png"))).unwrap().to_luma8()).collect();
     let variant = d.path().join("variant");
     std::fs::create_dir_all(variant.join("images")).unwrap();
     std::fs::create_dir_all(variant.join("masks")).unwrap();
@@ -52,21 +59,45 @@ fn mask_and_image_encodings_load_identically() {
         let id = format!("phantom_{i:03}");
         let img = image::open(data.join(format!("images/{id}.png"))).unwrap();
         let m01 = GrayImage::from_fn(m.width(), m.height(), |x, y| image::Luma([(m.get_pixel(x, y).0[0] > 0) as u8]));
-        let two_values = GrayImage::from_fn(m.width(), m.height(), |x, y| image::Luma([if m.get_pixel(x, y).0[0] > 0 { 200 } else { 30 }]));
-        let m16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(m.width(), m.height(), |x, y| image::Luma([if m.get_pixel(x, y).0[0] > 0 { 65535 } else { 0 }]));
+        let two_values = GrayImage::from_fn(m.width(), m.height(), |x, y| {
+            image::Luma([if m.get_pixel(x, y).0[0] > 0 { 200 } else { 30 }])
+        });
+        let m16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(m.width(), m.height(), |x, y| {
+            image::Luma([if m.get_pixel(x, y).0[0] > 0 { 65535 } else { 0 }])
+        });
         let mask_dir = variant.join("masks");
         match i {
             0 => save(&DynamicImage::ImageLuma8(m01), &mask_dir.join(format!("{id}.png")), ImageFormat::Png),
-            1 => save(&DynamicImage::ImageLuma8(two_values), &mask_dir.join(format!("{id}_mask.bmp")), ImageFormat::Bmp),
-            2 => save(&DynamicImage::ImageLuma16(m16), &mask_dir.join(format!("{id}_segmentation.tif")), ImageFormat::Tiff),
-            3 => save(&DynamicImage::ImageRgba8(DynamicImage::ImageLuma8(m.clone()).to_rgba8()), &mask_dir.join(format!("{id}.gif")), ImageFormat::Gif),
-            4 => save(&DynamicImage::ImageLuma8(m.clone()), &mask_dir.join(format!("{id}_lesion.png")), ImageFormat::Png),
-            _ => save(&DynamicImage::ImageLuma8(m.clone()), &mask_dir.join(format!("{id}_manual1.png")), ImageFormat::Png),
+            1 => {
+                save(&DynamicImage::ImageLuma8(two_values), &mask_dir.join(format!("{id}_mask.bmp")), ImageFormat::Bmp)
+            }
+            2 => save(
+                &DynamicImage::ImageLuma16(m16),
+                &mask_dir.join(format!("{id}_segmentation.tif")),
+                ImageFormat::Tiff,
+            ),
+            3 => save(
+                &DynamicImage::ImageRgba8(DynamicImage::ImageLuma8(m.clone()).to_rgba8()),
+                &mask_dir.join(format!("{id}.gif")),
+                ImageFormat::Gif,
+            ),
+            4 => {
+                save(&DynamicImage::ImageLuma8(m.clone()), &mask_dir.join(format!("{id}_lesion.png")), ImageFormat::Png)
+            }
+            _ => save(
+                &DynamicImage::ImageLuma8(m.clone()),
+                &mask_dir.join(format!("{id}_manual1.png")),
+                ImageFormat::Png,
+            ),
         }
         let image_dir = variant.join("images");
         match i {
-            0 => save(&DynamicImage::ImageRgba8(img.to_rgba8()), &image_dir.join(format!("{id}.png")), ImageFormat::Png),
-            1 => save(&DynamicImage::ImageRgb16(img.to_rgb16()), &image_dir.join(format!("{id}.tif")), ImageFormat::Tiff),
+            0 => {
+                save(&DynamicImage::ImageRgba8(img.to_rgba8()), &image_dir.join(format!("{id}.png")), ImageFormat::Png)
+            }
+            1 => {
+                save(&DynamicImage::ImageRgb16(img.to_rgb16()), &image_dir.join(format!("{id}.tif")), ImageFormat::Tiff)
+            }
             2 => save(&DynamicImage::ImageRgb8(img.to_rgb8()), &image_dir.join(format!("{id}.bmp")), ImageFormat::Bmp),
             _ => save(&img, &image_dir.join(format!("{id}.png")), ImageFormat::Png),
         }
@@ -87,10 +118,16 @@ fn jpeg_masks_are_thresholded_with_a_warning() {
     save(&m, &data.join("masks/phantom_000.jpg"), ImageFormat::Jpeg);
     let report = dataset::check(&data, &opts(64)).unwrap();
     assert!(report.usable());
-    assert!(report.problems.iter().any(|p| !p.fatal && p.file.ends_with("phantom_000.jpg") && p.message.contains("thresholded")));
+    assert!(report
+        .problems
+        .iter()
+        .any(|p| !p.fatal && p.file.ends_with("phantom_000.jpg") && p.message.contains("thresholded")));
     let reference = dataset::load(&phantom_dataset(&d.path().join("ref"), 4), &opts(64)).unwrap();
     let loaded = dataset::load(&data, &opts(64)).unwrap();
-    let agree = f64::try_from(loaded.masks.get(0).eq_tensor(&reference.masks.get(0)).to_kind(tch::Kind::Float).mean(tch::Kind::Float)).unwrap();
+    let agree = f64::try_from(
+        loaded.masks.get(0).eq_tensor(&reference.masks.get(0)).to_kind(tch::Kind::Float).mean(tch::Kind::Float),
+    )
+    .unwrap();
     assert!(agree > 0.98, "JPEG mask agrees on {agree}");
 }
 
@@ -119,7 +156,8 @@ fn nnunet_raw_layout_matches_the_folder_layout() {
         let id = format!("phantom_{i:03}");
         std::fs::copy(data.join(format!("images/{id}.png")), nn.join(format!("imagesTr/{id}_0000.png"))).unwrap();
         let m = image::open(data.join(format!("masks/{id}.png"))).unwrap().to_luma8();
-        let labels = GrayImage::from_fn(m.width(), m.height(), |x, y| image::Luma([(m.get_pixel(x, y).0[0] > 0) as u8]));
+        let labels =
+            GrayImage::from_fn(m.width(), m.height(), |x, y| image::Luma([(m.get_pixel(x, y).0[0] > 0) as u8]));
         labels.save(nn.join(format!("labelsTr/{id}.png"))).unwrap();
     }
     std::fs::write(nn.join("dataset.json"), r#"{"channel_names": {"0": "rgb"}, "labels": {"background": 0, "lesion": 1}, "numTraining": 5, "file_ending": ".png"}"#).unwrap();

@@ -27,11 +27,22 @@ fn hippocampus_label_maps_per_label() {
             for i in 1..n {
                 shifted.index_axis_mut(ndarray::Axis(0), i).assign(&vol.index_axis(ndarray::Axis(0), i - 1));
             }
-            nifti::writer::WriterOptions::new(pred.join(format!("{id}.nii.gz"))).reference_header(&header).write_nifti(&shifted).unwrap();
+            nifti::writer::WriterOptions::new(pred.join(format!("{id}.nii.gz")))
+                .reference_header(&header)
+                .write_nifti(&shifted)
+                .unwrap();
         }
     }
     let out = d.path().join("eval");
-    let o = genseg(&["evaluate", pred.to_str().unwrap(), reference.to_str().unwrap(), "--out", out.to_str().unwrap(), "--labels", "1,2"]);
+    let o = genseg(&[
+        "evaluate",
+        pred.to_str().unwrap(),
+        reference.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--labels",
+        "1,2",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let csv = std::fs::read_to_string(out.join("cases.csv")).unwrap();
     let rows: Vec<Vec<String>> = csv.lines().skip(1).map(|l| l.split(',').map(String::from).collect()).collect();
@@ -46,7 +57,8 @@ fn hippocampus_label_maps_per_label() {
             assert!(hd > 0.0 && hd <= 1.0 + 1e-9, "{r:?}");
         }
     }
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["labels"]["2"]["dice"]["n"].as_u64(), Some(2));
 }
 
@@ -66,8 +78,17 @@ fn nifti_round_trip_keeps_voxels_affine_and_spacing() {
     assert_eq!(w.shape, v.shape);
     assert_eq!(w.data, v.data);
     assert_eq!(w.spacing(), v.spacing());
-    assert_eq!((w.header.srow_x, w.header.srow_y, w.header.srow_z), (v.header.srow_x, v.header.srow_y, v.header.srow_z));
+    assert_eq!(
+        (w.header.srow_x, w.header.srow_y, w.header.srow_z),
+        (v.header.srow_x, v.header.srow_y, v.header.srow_z)
+    );
     assert_eq!((w.header.sform_code, w.header.qform_code), (v.header.sform_code, v.header.qform_code));
-    assert_eq!((w.header.quatern_b, w.header.quatern_c, w.header.quatern_d), (v.header.quatern_b, v.header.quatern_c, v.header.quatern_d));
-    assert_eq!((w.header.quatern_x, w.header.quatern_y, w.header.quatern_z), (v.header.quatern_x, v.header.quatern_y, v.header.quatern_z));
+    assert_eq!(
+        (w.header.quatern_b, w.header.quatern_c, w.header.quatern_d),
+        (v.header.quatern_b, v.header.quatern_c, v.header.quatern_d)
+    );
+    assert_eq!(
+        (w.header.quatern_x, w.header.quatern_y, w.header.quatern_z),
+        (v.header.quatern_x, v.header.quatern_y, v.header.quatern_z)
+    );
 }

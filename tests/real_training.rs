@@ -13,8 +13,21 @@ fn kvasir_plain_training_beats_the_untrained_model() {
     let floor = untrained_dice(&cfg);
     println!("trained test Dice {:.3} vs untrained {:.3}", summary.test.dice.mean, floor);
     // Predicting every pixel as polyp scores about 0.25 here; an untrained model scores less.
-    assert!(summary.test.dice.mean > 0.3 && summary.test.dice.mean > floor + 0.15, "trained {:.3} vs untrained {floor:.3}", summary.test.dice.mean);
-    for f in ["config.json", "split.json", "metrics.jsonl", "curves.png", "summary.json", "model.safetensors", "test_cases.csv", "overlays_test.png"] {
+    assert!(
+        summary.test.dice.mean > 0.3 && summary.test.dice.mean > floor + 0.15,
+        "trained {:.3} vs untrained {floor:.3}",
+        summary.test.dice.mean
+    );
+    for f in [
+        "config.json",
+        "split.json",
+        "metrics.jsonl",
+        "curves.png",
+        "summary.json",
+        "model.safetensors",
+        "test_cases.csv",
+        "overlays_test.png",
+    ] {
         assert!(dir.path().join("run").join(f).is_file(), "{f} missing");
     }
 }
@@ -27,8 +40,28 @@ fn predict_then_evaluate_round_trip() {
     let data = shared("kvasir_seg");
     let run = d.join("run");
     let o = genseg(&[
-        "train", data.to_str().unwrap(), "--out", run.to_str().unwrap(), "--size", "64", "--train-n", "12", "--val-n", "4",
-        "--width", "16", "--depth", "4", "--iters", "150", "--val-every", "50", "--seed", "3", "--device", "cpu",
+        "train",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--size",
+        "64",
+        "--train-n",
+        "12",
+        "--val-n",
+        "4",
+        "--width",
+        "16",
+        "--depth",
+        "4",
+        "--iters",
+        "150",
+        "--val-every",
+        "50",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     // Predict a few original-size images, then score them against their masks.
@@ -36,14 +69,25 @@ fn predict_then_evaluate_round_trip() {
     let reference = d.join("reference");
     std::fs::create_dir_all(&input).unwrap();
     std::fs::create_dir_all(&reference).unwrap();
-    let split: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("split.json")).unwrap()).unwrap();
-    let test_ids: Vec<String> = split["test"].as_array().unwrap().iter().take(10).map(|v| v.as_str().unwrap().to_string()).collect();
+    let split: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("split.json")).unwrap()).unwrap();
+    let test_ids: Vec<String> =
+        split["test"].as_array().unwrap().iter().take(10).map(|v| v.as_str().unwrap().to_string()).collect();
     for id in &test_ids {
         std::fs::copy(data.join("images").join(format!("{id}.jpg")), input.join(format!("{id}.jpg"))).unwrap();
         std::fs::copy(data.join("masks").join(format!("{id}.png")), reference.join(format!("{id}.png"))).unwrap();
     }
     let pred = d.join("pred");
-    let o = genseg(&["predict", "--run", run.to_str().unwrap(), input.to_str().unwrap(), "--out", pred.to_str().unwrap(), "--device", "cpu"]);
+    let o = genseg(&[
+        "predict",
+        "--run",
+        run.to_str().unwrap(),
+        input.to_str().unwrap(),
+        "--out",
+        pred.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     for id in &test_ids {
         let m = image::open(pred.join(format!("{id}.png"))).unwrap();
@@ -56,7 +100,8 @@ fn predict_then_evaluate_round_trip() {
     assert!(o.status.success(), "{}", stderr(&o));
     let csv = std::fs::read_to_string(eval.join("cases.csv")).unwrap();
     assert_eq!(csv.lines().count(), test_ids.len() + 1);
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(eval.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(eval.join("summary.json")).unwrap()).unwrap();
     let dice = summary["summary"]["dice"]["mean"].as_f64().unwrap();
     // At the original size the score tracks the run's own 64 px score on the same cases.
     let cases = std::fs::read_to_string(run.join("test_cases.csv")).unwrap();
@@ -78,12 +123,17 @@ fn predict_then_evaluate_round_trip() {
 #[test]
 #[ignore = "slow: trains on real data (make test)"]
 fn generator_pretraining_lowers_held_out_l1() {
-    use genseg::train::gan::{pretrain, Gan, GanConfig, GanSpec, PretrainConfig};
     use genseg::data::split::load_splits;
+    use genseg::train::gan::{pretrain, Gan, GanConfig, GanSpec, PretrainConfig};
     let dir = tempfile::tempdir().unwrap();
     let cfg = small_config(&shared("kvasir_seg"), Method::Separate, 16, 0);
     let splits = load_splits(&cfg.data, 1).unwrap();
-    let spec = GanSpec { gan: GanConfig { ngf: 16, ndf: 16, ..Default::default() }, shape: vec![64, 64], channels: 3, mask_channels: 1 };
+    let spec = GanSpec {
+        gan: GanConfig { ngf: 16, ndf: 16, ..Default::default() },
+        shape: vec![64, 64],
+        channels: 3,
+        mask_channels: 1,
+    };
     tch::manual_seed(0);
     let untrained = Gan::new(&spec, Device::Cpu).unwrap().l1_on(&splits.test, Device::Cpu);
     let pcfg = PretrainConfig { iters: 150, batch_size: 4, sample_every: 50, seed: 1 };
@@ -115,13 +165,17 @@ fn genseg_run_moves_alpha_and_never_trains_on_validation_cases() {
     let alpha = summary.alpha.unwrap();
     let moved = alpha.iter().flatten().map(|p| (p - 1.0 / 3.0).abs()).fold(0.0, f64::max);
     assert!(moved > 5e-3, "alpha did not move: max |softmax - 1/3| = {moved}");
-    let usage: DataUsage = serde_json::from_str(&std::fs::read_to_string(out.join("data_usage.json")).unwrap()).unwrap();
+    let usage: DataUsage =
+        serde_json::from_str(&std::fs::read_to_string(out.join("data_usage.json")).unwrap()).unwrap();
     assert!(!usage.seg_optimizer_ids.is_empty());
     for id in &usage.val_ids {
         assert!(!usage.seg_optimizer_ids.contains(id), "validation case {id} reached the segmentation optimiser");
     }
     let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-    let norms: Vec<f64> = lines.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["hypergrad_norm"].as_f64()).collect();
+    let norms: Vec<f64> = lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["hypergrad_norm"].as_f64())
+        .collect();
     assert!(!norms.is_empty() && norms.iter().all(|n| *n > 0.0), "hypergradient norms {norms:?}");
     assert!(out.join("samples.png").is_file());
 }

@@ -10,15 +10,39 @@ fn killed_run_resumes_from_its_checkpoint() {
     let data = phantom_dataset(d.path(), 20);
     let out = d.path().join("run");
     let args = [
-        "train", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--size", "32", "--train-n", "8", "--val-n", "4",
-        "--width", "4", "--depth", "3", "--iters", "3000", "--val-every", "20", "--device", "cpu", "--threads", "1",
+        "train",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--size",
+        "32",
+        "--train-n",
+        "8",
+        "--val-n",
+        "4",
+        "--width",
+        "4",
+        "--depth",
+        "3",
+        "--iters",
+        "3000",
+        "--val-every",
+        "20",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
     ];
     let mut child = Command::new(env!("CARGO_BIN_EXE_genseg")).args(args).spawn().unwrap();
     let state = out.join("checkpoint/state.json");
     let start = Instant::now();
     let mut killed_at = 0;
     while start.elapsed() < Duration::from_secs(120) {
-        if let Some(iter) = std::fs::read_to_string(&state).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).and_then(|v| v["iter"].as_u64()) {
+        if let Some(iter) = std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["iter"].as_u64())
+        {
             if iter >= 100 {
                 killed_at = iter;
                 break;

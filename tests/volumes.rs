@@ -17,13 +17,19 @@ fn three_d_training_beats_untrained_and_predicts_in_original_geometry() {
     let per_label: Vec<(u32, f64)> = summary.labels.iter().map(|l| (l.label, l.test.dice.mean)).collect();
     println!("3-D test Dice {:.3} (per label {per_label:?}) vs untrained {floor:.3}", summary.test.dice.mean);
     assert_eq!(summary.labels.len(), 2, "hippocampus has labels 1 and 2");
-    assert!(summary.test.dice.mean > 0.35 && summary.test.dice.mean > floor + 0.25, "trained {:.3} vs untrained {floor:.3}", summary.test.dice.mean);
+    assert!(
+        summary.test.dice.mean > 0.35 && summary.test.dice.mean > floor + 0.25,
+        "trained {:.3} vs untrained {floor:.3}",
+        summary.test.dice.mean
+    );
     assert!(per_label.iter().all(|&(_, d)| d > floor), "{per_label:?}");
 
     // Predict three held-out volumes: one label map each, on the input's own grid and header.
     let data = shared("msd_hippocampus");
-    let split: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("split.json")).unwrap()).unwrap();
-    let ids: Vec<String> = split["test"].as_array().unwrap().iter().take(3).map(|v| v.as_str().unwrap().to_string()).collect();
+    let split: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("split.json")).unwrap()).unwrap();
+    let ids: Vec<String> =
+        split["test"].as_array().unwrap().iter().take(3).map(|v| v.as_str().unwrap().to_string()).collect();
     let (input, reference, pred) = (dir.path().join("input"), dir.path().join("reference"), dir.path().join("pred"));
     for d in [&input, &reference] {
         std::fs::create_dir_all(d).unwrap();
@@ -33,7 +39,16 @@ fn three_d_training_beats_untrained_and_predicts_in_original_geometry() {
         std::fs::copy(data.join("images").join(&name), input.join(&name)).unwrap();
         std::fs::copy(data.join("masks").join(&name), reference.join(&name)).unwrap();
     }
-    let o = genseg(&["predict", "--run", run.to_str().unwrap(), input.to_str().unwrap(), "--out", pred.to_str().unwrap(), "--device", "cpu"]);
+    let o = genseg(&[
+        "predict",
+        "--run",
+        run.to_str().unwrap(),
+        input.to_str().unwrap(),
+        "--out",
+        pred.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     for id in &ids {
         let name = format!("{id}.nii.gz");
@@ -47,9 +62,18 @@ fn three_d_training_beats_untrained_and_predicts_in_original_geometry() {
         assert!(pred.join("overlays").join(format!("{id}.png")).is_file());
     }
     let eval = dir.path().join("eval");
-    let o = genseg(&["evaluate", pred.to_str().unwrap(), reference.to_str().unwrap(), "--out", eval.to_str().unwrap(), "--labels", "1,2"]);
+    let o = genseg(&[
+        "evaluate",
+        pred.to_str().unwrap(),
+        reference.to_str().unwrap(),
+        "--out",
+        eval.to_str().unwrap(),
+        "--labels",
+        "1,2",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(eval.join("summary.json")).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(eval.join("summary.json")).unwrap()).unwrap();
     for label in ["1", "2"] {
         let dice = s["labels"][label]["dice"]["mean"].as_f64().unwrap();
         println!("predicted NIfTI label {label}: Dice {dice:.3} in the original geometry");
@@ -91,7 +115,11 @@ fn bad_volume_sets_are_refused_naming_the_file() {
         std::fs::create_dir_all(set.join(sub)).unwrap();
     }
     let copy = |from_sub: &str, id: &str, to_sub: &str, to_id: &str| {
-        std::fs::copy(src.join(from_sub).join(format!("{id}.nii.gz")), set.join(to_sub).join(format!("{to_id}.nii.gz"))).unwrap();
+        std::fs::copy(
+            src.join(from_sub).join(format!("{id}.nii.gz")),
+            set.join(to_sub).join(format!("{to_id}.nii.gz")),
+        )
+        .unwrap();
     };
     copy("images", "hippocampus_001", "images", "hippocampus_001");
     copy("masks", "hippocampus_001", "masks", "hippocampus_001");
@@ -102,7 +130,19 @@ fn bad_volume_sets_are_refused_naming_the_file() {
     assert!(stderr(&o).contains("hippocampus_003.nii.gz") && stderr(&o).contains("no label volume"), "{}", stderr(&o));
     // A label map on another grid than its image (case 004's labels under case 003's name).
     copy("masks", "hippocampus_004", "masks", "hippocampus_003");
-    for args in [vec!["check", set.to_str().unwrap()], vec!["train", set.to_str().unwrap(), "--out", dir.path().join("run").to_str().unwrap(), "--train-n", "1", "--val-n", "0"]] {
+    for args in [
+        vec!["check", set.to_str().unwrap()],
+        vec![
+            "train",
+            set.to_str().unwrap(),
+            "--out",
+            dir.path().join("run").to_str().unwrap(),
+            "--train-n",
+            "1",
+            "--val-n",
+            "0",
+        ],
+    ] {
         let o = genseg(&args);
         assert!(!o.status.success(), "{args:?} should fail");
         let text = format!("{}{}", stdout(&o), stderr(&o));
@@ -119,7 +159,11 @@ fn volume_labels_become_channels() {
     use genseg::data::volume::load_dataset;
     use genseg::data::{LoadOptions, VolumeOptions};
     let root = shared("msd_hippocampus");
-    let opts = |labels, binarize| LoadOptions { volume: VolumeOptions { labels, ..Default::default() }, binarize, ..Default::default() };
+    let opts = |labels, binarize| LoadOptions {
+        volume: VolumeOptions { labels, ..Default::default() },
+        binarize,
+        ..Default::default()
+    };
     let all = load_dataset(&root, &opts(None, false)).unwrap();
     assert_eq!((all.len(), all.labels.clone(), all.shape.clone()), (260, vec![1, 2], vec![32, 48, 32]));
     assert_eq!(all.masks.size(), vec![260, 2, 32, 48, 32]);

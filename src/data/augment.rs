@@ -26,7 +26,14 @@ pub struct AugmentConfig {
 impl Default for AugmentConfig {
     /// GenSeg's mask augmentation ranges.
     fn default() -> Self {
-        AugmentConfig { flip_p: 0.5, pad_crop: 0.1, scale: (0.8, 1.2), translate: 0.1, rotate_deg: 15.0, shear_deg: 8.0 }
+        AugmentConfig {
+            flip_p: 0.5,
+            pad_crop: 0.1,
+            scale: (0.8, 1.2),
+            translate: 0.1,
+            rotate_deg: 15.0,
+            shear_deg: 8.0,
+        }
     }
 }
 
@@ -222,7 +229,13 @@ pub fn augment_masks<R: Rng>(masks: &Tensor, cfg: &AugmentConfig, rng: &mut R) -
 
 /// Classic augmentation: one geometric draw per pair applied to image and mask alike, plus
 /// brightness and contrast jitter (up to +-`jitter`) on the image.
-pub fn augment_pairs<R: Rng>(images: &Tensor, masks: &Tensor, cfg: &AugmentConfig, jitter: f64, rng: &mut R) -> (Tensor, Tensor) {
+pub fn augment_pairs<R: Rng>(
+    images: &Tensor,
+    masks: &Tensor,
+    cfg: &AugmentConfig,
+    jitter: f64,
+    rng: &mut R,
+) -> (Tensor, Tensor) {
     let b = images.size()[0];
     let draws = draws(images, cfg, rng);
     let warped = warp(images, &draws);
@@ -252,7 +265,10 @@ mod tests {
         let y = r.view([size, 1]);
         let x = r.view([1, size]);
         let c = size as f64 / 2.0;
-        ((x - c).square() + (y - c).square()).lt((size as f64 / 4.0).powi(2)).to_kind(Kind::Float).view([1, 1, size, size])
+        ((x - c).square() + (y - c).square())
+            .lt((size as f64 / 4.0).powi(2))
+            .to_kind(Kind::Float)
+            .view([1, 1, size, size])
     }
 
     #[test]
@@ -287,7 +303,8 @@ mod tests {
         let var = |f: &dyn Fn(&AffineDraw) -> f64, m: f64| draws.iter().map(|d| (f(d) - m).powi(2)).sum::<f64>() / n;
         assert!((mean(&|d| d.flip as u8 as f64) - 0.5).abs() < 0.02);
         // U(a, b): mean (a+b)/2, variance (b-a)^2/12
-        let checks: [(&dyn Fn(&AffineDraw) -> f64, f64, f64); 5] = [
+        type Uniform<'a> = (&'a dyn Fn(&AffineDraw) -> f64, f64, f64);
+        let checks: [Uniform; 5] = [
             (&|d| d.scale[0], 0.8, 1.2),
             (&|d| d.translate[1], -0.1, 0.1),
             (&|d| d.rotate_deg[0], -15.0, 15.0),

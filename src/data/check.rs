@@ -75,13 +75,25 @@ impl fmt::Display for CheckReport {
                 let (w, h) = (s.width_range, s.height_range);
                 writeln!(f, "widths {}..{}, heights {}..{}", w.0, w.1, h.0, h.1)?;
                 writeln!(f, "mask values (before binarisation): {:?}", s.mask_value_sets)?;
-                writeln!(f, "empty masks: {}, mean foreground fraction {:.3}", s.empty_masks, s.mean_foreground_fraction)?;
+                writeln!(
+                    f,
+                    "empty masks: {}, mean foreground fraction {:.3}",
+                    s.empty_masks, s.mean_foreground_fraction
+                )?;
             }
             Stats::Volumes(s) => {
-                writeln!(f, "shapes {:?}..{:?} voxels, spacing {:?}..{:?} mm", s.shape_min, s.shape_max, s.spacing_min, s.spacing_max)?;
+                writeln!(
+                    f,
+                    "shapes {:?}..{:?} voxels, spacing {:?}..{:?} mm",
+                    s.shape_min, s.shape_max, s.spacing_min, s.spacing_max
+                )?;
                 writeln!(f, "labels found: {:?}", s.labels)?;
                 let lost = 100.0 * s.cropped_foreground;
-                writeln!(f, "training shape {:?}: {lost:.3} % of foreground voxels fall outside the centred crop", s.training_shape)?;
+                writeln!(
+                    f,
+                    "training shape {:?}: {lost:.3} % of foreground voxels fall outside the centred crop",
+                    s.training_shape
+                )?;
             }
         }
         for p in &self.problems {

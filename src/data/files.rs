@@ -176,8 +176,9 @@ mod tests {
     #[test]
     fn pairing_names_every_orphan_on_both_sides() {
         let map = |ids: &[&str]| ids.iter().map(|i| (i.to_string(), PathBuf::from(format!("{i}.png")))).collect();
-        let (pairs, problems) =
-            pair_by_id(map(&["a", "b", "c"]), map(&["b", "c", "d"]), |side, id| (format!("{side:?} {id}"), side == Side::First));
+        let (pairs, problems) = pair_by_id(map(&["a", "b", "c"]), map(&["b", "c", "d"]), |side, id| {
+            (format!("{side:?} {id}"), side == Side::First)
+        });
         assert_eq!(pairs.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["b", "c"]);
         let named: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         assert_eq!(named, ["error: a.png: First a", "warning: d.png: Second d"]);

@@ -62,7 +62,7 @@ pub fn decode_mask(path: &Path, binarize: bool) -> Result<BinaryMask> {
         );
     }
     // A single value is an empty mask when it is 0, otherwise all foreground.
-    let threshold = (lo as u32 + hi as u32 + 1) / 2;
+    let threshold = (lo as u32 + hi as u32).div_ceil(2);
     let is_foreground = |v: u32| if lo == hi { lo != 0 } else { v >= threshold };
     let mask = GrayImage::from_fn(img.width(), img.height(), |x, y| {
         image::Luma([if is_foreground(img.get_pixel(x, y).0[0] as u32) { 255 } else { 0 }])

@@ -41,7 +41,10 @@ fn list_files(dir: &Path, problems: &mut Vec<Problem>) -> Result<Vec<PathBuf>> {
             files.push(path);
         } else {
             let supported = image_io::IMAGE_EXTENSIONS.join(", ");
-            let message = format!("unknown extension; supported: {supported}. Convert the file or move it out of {}", dir.display());
+            let message = format!(
+                "unknown extension; supported: {supported}. Convert the file or move it out of {}",
+                dir.display()
+            );
             problems.push(Problem::error(&path, message));
         }
     }
@@ -58,7 +61,8 @@ pub fn scan(root: &Path, opts: &LoadOptions) -> Result<Inventory> {
     let layout = folders.layout;
     let mut problems = Vec::new();
     if layout == Layout::NnUnetRaw && !root.join("dataset.json").is_file() {
-        problems.push(Problem::warning(&root.join("dataset.json"), "missing (nnU-Net layout); labels are assumed binary"));
+        problems
+            .push(Problem::warning(&root.join("dataset.json"), "missing (nnU-Net layout); labels are assumed binary"));
     }
     let images = list_files(&folders.images, &mut problems)?;
     let masks = list_files(&folders.masks, &mut problems)?;
@@ -80,7 +84,10 @@ pub fn scan(root: &Path, opts: &LoadOptions) -> Result<Inventory> {
             }
         }
         if let Some(previous) = by_id.insert(id.clone(), path.clone()) {
-            problems.push(Problem::error(&path, format!("same case id '{id}' as {}; keep one of them", previous.display())));
+            problems.push(Problem::error(
+                &path,
+                format!("same case id '{id}' as {}; keep one of them", previous.display()),
+            ));
         }
     }
     let mut mask_for: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -96,20 +103,26 @@ pub fn scan(root: &Path, opts: &LoadOptions) -> Result<Inventory> {
             .map(str::to_string)
             .unwrap_or(s);
         if let Some(previous) = mask_for.insert(id.clone(), path.clone()) {
-            problems.push(Problem::error(&path, format!("second mask for case '{id}' (first: {}); keep one", previous.display())));
+            problems.push(Problem::error(
+                &path,
+                format!("second mask for case '{id}' (first: {}); keep one", previous.display()),
+            ));
         }
     }
     let suffixes = opts.mask_suffixes.join(",");
     let mask_dir = folders.masks.display();
-    let (pairs, orphans) = pair_by_id(by_id, mask_for, |side, id| match side {
+    let (pairs, orphans) = pair_by_id(by_id, mask_for, |side, id| {
+        match side {
         Side::First => (
             format!("no mask in {mask_dir} (looked for {id}.ext and {id}{{{suffixes}}}.ext); add the mask or remove the image"),
             true,
         ),
         Side::Second => ("mask without a matching image; ignored".into(), false),
+    }
     });
     problems.extend(orphans);
-    let cases = pairs.into_iter().map(|Pair { id, first, second }| CaseFiles { id, image: first, mask: second }).collect();
+    let cases =
+        pairs.into_iter().map(|Pair { id, first, second }| CaseFiles { id, image: first, mask: second }).collect();
     Ok(Inventory { root: root.to_path_buf(), layout, cases, problems })
 }
 
@@ -138,7 +151,10 @@ fn read_case(case: &CaseFiles, channels: usize, opts: &LoadOptions) -> Result<(L
     }
     let mut problems = Vec::new();
     if mask.thresholded {
-        problems.push(Problem::warning(&case.mask, format!("{} grey values (lossy file) thresholded at half range", mask.values.len())));
+        problems.push(Problem::warning(
+            &case.mask,
+            format!("{} grey values (lossy file) thresholded at half range", mask.values.len()),
+        ));
     }
     let loaded = LoadedCase {
         id: case.id.clone(),
@@ -204,22 +220,26 @@ pub fn load(root: &Path, opts: &LoadOptions) -> Result<SegDataset> {
 pub fn check(root: &Path, opts: &LoadOptions) -> Result<CheckReport> {
     let inv = scan(root, opts)?;
     let pairs = inv.cases.len();
-    let (cases, mut problems, channels) = if pairs > 0 { read_cases(&inv, opts)? } else { (vec![], inv.problems.clone(), 0) };
+    let (cases, mut problems, channels) =
+        if pairs > 0 { read_cases(&inv, opts)? } else { (vec![], inv.problems.clone(), 0) };
     let originally_empty = |c: &LoadedCase| c.mask_values == [0];
     for c in &cases {
         if !originally_empty(c) && c.mask.iter().all(|&v| v == 0.0) {
             let files = inv.cases.iter().find(|f| f.id == c.id).expect("decoded cases come from the inventory");
-            problems.push(Problem::warning(&files.mask, format!("foreground vanishes when resized to {0}x{0}; raise --size", opts.size)));
+            problems.push(Problem::warning(
+                &files.mask,
+                format!("foreground vanishes when resized to {0}x{0}; raise --size", opts.size),
+            ));
         }
     }
     let mut mask_value_sets = BTreeMap::new();
     for c in &cases {
         *mask_value_sets.entry(format!("{:?}", c.mask_values)).or_insert(0) += 1;
     }
-    let fg: Vec<f64> = cases.iter().map(|c| c.mask.iter().map(|&v| v as f64).sum::<f64>() / c.mask.len() as f64).collect();
-    let range = |f: fn(&LoadedCase) -> u32| {
-        (cases.iter().map(f).min().unwrap_or(0), cases.iter().map(f).max().unwrap_or(0))
-    };
+    let fg: Vec<f64> =
+        cases.iter().map(|c| c.mask.iter().map(|&v| v as f64).sum::<f64>() / c.mask.len() as f64).collect();
+    let range =
+        |f: fn(&LoadedCase) -> u32| (cases.iter().map(f).min().unwrap_or(0), cases.iter().map(f).max().unwrap_or(0));
     let stats = ImageStats {
         layout: inv.layout,
         channels,
@@ -230,11 +250,26 @@ pub fn check(root: &Path, opts: &LoadOptions) -> Result<CheckReport> {
         empty_masks: cases.iter().filter(|c| originally_empty(c)).count(),
         mean_foreground_fraction: if fg.is_empty() { 0.0 } else { fg.iter().sum::<f64>() / fg.len() as f64 },
     };
-    Ok(CheckReport { root: root.to_path_buf(), pairs, usable_pairs: cases.len(), stats: Stats::Images(stats), problems })
+    Ok(CheckReport {
+        root: root.to_path_buf(),
+        pairs,
+        usable_pairs: cases.len(),
+        stats: Stats::Images(stats),
+        problems,
+    })
+}
+
+/// Images for prediction, resized to the network's input, with the files they came from.
+pub struct ImageBatch {
+    pub files: Vec<PathBuf>,
+    /// `[N, channels, size, size]` in [0, 1].
+    pub images: Tensor,
+    /// Each file's original (width, height).
+    pub sizes: Vec<(u32, u32)>,
 }
 
 /// Images of a folder (or one file) for prediction, with their original sizes.
-pub fn load_images(input: &Path, channels: usize, size: u32) -> Result<(Vec<PathBuf>, Tensor, Vec<(u32, u32)>)> {
+pub fn load_images(input: &Path, channels: usize, size: u32) -> Result<ImageBatch> {
     let files: Vec<PathBuf> = if input.is_dir() {
         let mut problems = Vec::new();
         let files = list_files(input, &mut problems)?;
@@ -247,7 +282,7 @@ pub fn load_images(input: &Path, channels: usize, size: u32) -> Result<(Vec<Path
     } else {
         bail!("{}: no such file or folder; give an image or a folder of images", input.display());
     };
-    let decoded: Vec<Result<(Vec<f32>, (u32, u32))>> = files
+    let decoded: Vec<Result<_>> = files
         .par_iter()
         .map(|f| {
             let img = image_io::decode(f)?;
@@ -262,8 +297,8 @@ pub fn load_images(input: &Path, channels: usize, size: u32) -> Result<(Vec<Path
         sizes.push(wh);
     }
     let n = files.len() as i64;
-    let t = Tensor::from_slice(&data).view([n, channels as i64, size as i64, size as i64]);
-    Ok((files, t, sizes))
+    let images = Tensor::from_slice(&data).view([n, channels as i64, size as i64, size as i64]);
+    Ok(ImageBatch { files, images, sizes })
 }
 
 /// Pairs two folders of 2-D masks (predictions and references) by case id; every unmatched
@@ -277,10 +312,17 @@ pub fn pair_mask_folders(pred: &Path, reference: &Path, suffixes: &[String]) -> 
     }
     let strip = |p: &Path| {
         let s = stem(p);
-        suffixes.iter().filter_map(|suf| s.strip_suffix(suf.as_str())).min_by_key(|id| id.len()).map(str::to_string).unwrap_or(s)
+        suffixes
+            .iter()
+            .filter_map(|suf| s.strip_suffix(suf.as_str()))
+            .min_by_key(|id| id.len())
+            .map(str::to_string)
+            .unwrap_or(s)
     };
-    let preds: BTreeMap<String, PathBuf> = list_files(pred, &mut problems)?.into_iter().map(|p| (strip(&p), p)).collect();
-    let refs: BTreeMap<String, PathBuf> = list_files(reference, &mut problems)?.into_iter().map(|p| (strip(&p), p)).collect();
+    let preds: BTreeMap<String, PathBuf> =
+        list_files(pred, &mut problems)?.into_iter().map(|p| (strip(&p), p)).collect();
+    let refs: BTreeMap<String, PathBuf> =
+        list_files(reference, &mut problems)?.into_iter().map(|p| (strip(&p), p)).collect();
     let (pairs, orphans) = pair_by_id(preds, refs, |side, id| match side {
         Side::First => (format!("no reference mask for case '{id}' in {}", reference.display()), true),
         Side::Second => (format!("no predicted mask for case '{id}' in {}", pred.display()), true),

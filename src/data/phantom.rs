@@ -49,7 +49,8 @@ impl Blob {
         let (dx, dy) = (x - self.cx, y - self.cy);
         let (u, v) = ((c * dx + s * dy) / self.rx, (-s * dx + c * dy) / self.ry);
         let theta = v.atan2(u);
-        let radius = 1.0 + self.wobble.iter().enumerate().map(|(k, (a, p))| a * ((k as f64 + 2.0) * theta + p).sin()).sum::<f64>();
+        let radius = 1.0
+            + self.wobble.iter().enumerate().map(|(k, (a, p))| a * ((k as f64 + 2.0) * theta + p).sin()).sum::<f64>();
         (u * u + v * v).sqrt() < radius
     }
 }
@@ -78,7 +79,8 @@ pub fn phantom(size: u32, rng: &mut ChaCha8Rng) -> (RgbImage, GrayImage) {
             let (u, v) = (x as f64 / s, y as f64 / s);
             let inside = blobs.iter().any(|b| b.contains(u, v));
             let noise: f64 = rng.gen_range(-0.15..0.15);
-            let (level, hue_shift) = if inside { (0.52 + 0.15 * lesion.at(u, v), 0.06) } else { (0.45 + 0.15 * background.at(u, v), 0.0) };
+            let (level, hue_shift) =
+                if inside { (0.52 + 0.15 * lesion.at(u, v), 0.06) } else { (0.45 + 0.15 * background.at(u, v), 0.0) };
             let px = |c: usize| {
                 let base = tint[c] + if c == 0 { hue_shift } else { -hue_shift / 2.0 };
                 ((level * base * 2.0 + noise).clamp(0.0, 1.0) * 255.0).round() as u8

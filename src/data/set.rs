@@ -28,7 +28,13 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { size: 256, channels: None, mask_suffixes: default_mask_suffixes(), binarize: false, volume: Default::default() }
+        LoadOptions {
+            size: 256,
+            channels: None,
+            mask_suffixes: default_mask_suffixes(),
+            binarize: false,
+            volume: Default::default(),
+        }
     }
 }
 
@@ -102,10 +108,19 @@ impl SegDataset {
         let index: Vec<i64> = ids
             .iter()
             .map(|id| {
-                self.ids.iter().position(|x| x == id).map(|i| i as i64).with_context(|| format!("case '{id}' not in the dataset"))
+                self.ids
+                    .iter()
+                    .position(|x| x == id)
+                    .map(|i| i as i64)
+                    .with_context(|| format!("case '{id}' not in the dataset"))
             })
             .collect::<Result<_>>()?;
         let idx = Tensor::from_slice(&index);
-        Ok(SegDataset::new(ids.to_vec(), self.images.index_select(0, &idx), self.masks.index_select(0, &idx), self.labels.clone()))
+        Ok(SegDataset::new(
+            ids.to_vec(),
+            self.images.index_select(0, &idx),
+            self.masks.index_select(0, &idx),
+            self.labels.clone(),
+        ))
     }
 }

@@ -26,7 +26,15 @@ impl DataConfig {
     /// The defaults: a seeded split of 16 training and 4 validation cases of `data`, loaded
     /// with the default options.
     pub fn new(data: &Path) -> DataConfig {
-        DataConfig { data: data.to_path_buf(), ood: None, load: LoadOptions::default(), train_n: 16, val_n: 4, train_ids: None, val_ids: None }
+        DataConfig {
+            data: data.to_path_buf(),
+            ood: None,
+            load: LoadOptions::default(),
+            train_n: 16,
+            val_n: 4,
+            train_ids: None,
+            val_ids: None,
+        }
     }
 }
 
@@ -49,7 +57,13 @@ pub fn load_splits(cfg: &DataConfig, seed: u64) -> Result<Splits> {
         Some(dir) => Some(super::load(dir, &LoadOptions { channels: Some(all.channels), ..cfg.load.clone() })?),
         None => None,
     };
-    Ok(Splits { train: all.select(&split.train)?, val: all.select(&split.val)?, test: all.select(&split.test)?, ood, split })
+    Ok(Splits {
+        train: all.select(&split.train)?,
+        val: all.select(&split.val)?,
+        test: all.select(&split.test)?,
+        ood,
+        split,
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -90,7 +104,9 @@ pub fn explicit(ids: &[String], train_file: &Path, val_file: Option<&Path>) -> R
         Some(f) => read_ids(f)?,
         None => vec![],
     };
-    for (id, file) in train.iter().map(|i| (i, train_file)).chain(val.iter().map(|i| (i, val_file.unwrap_or(train_file)))) {
+    for (id, file) in
+        train.iter().map(|i| (i, train_file)).chain(val.iter().map(|i| (i, val_file.unwrap_or(train_file))))
+    {
         if !ids.contains(id) {
             bail!("{}: case '{id}' is not in the dataset; fix the id list", file.display());
         }

@@ -32,7 +32,9 @@ pub fn read_volume(path: &Path) -> Result<Volume> {
 }
 
 fn decode_volume(path: &Path) -> Result<Volume> {
-    let obj = ReaderOptions::new().read_file(path).map_err(|e| anyhow!("cannot read NIfTI ({e}); re-export it as .nii.gz"))?;
+    let obj = ReaderOptions::new()
+        .read_file(path)
+        .map_err(|e| anyhow!("cannot read NIfTI ({e}); re-export it as .nii.gz"))?;
     let header = obj.header().clone();
     let array = obj.into_volume().into_ndarray::<f32>().map_err(|e| anyhow!("cannot decode voxels ({e})"))?;
     let s = array.shape().to_vec();
@@ -97,7 +99,9 @@ pub fn pair_volumes(root: &Path) -> Result<(Vec<Pair>, Vec<Problem>)> {
     }
     Ok(pair_by_id(images, labels, |side, id| match side {
         Side::First => (format!("no label volume for case '{id}'; add masks/{id}.nii.gz or move the image out"), true),
-        Side::Second => (format!("no image volume for case '{id}'; add images/{id}.nii.gz or move the label map out"), true),
+        Side::Second => {
+            (format!("no image volume for case '{id}'; add images/{id}.nii.gz or move the label map out"), true)
+        }
     }))
 }
 
@@ -111,7 +115,12 @@ fn read_pair(pair: &Pair) -> std::result::Result<(Volume, Vec<u32>), Problem> {
     let img = decode_volume(&pair.first).map_err(|e| Problem::error(&pair.first, format!("{e:#}")))?;
     let (labels, lab) = decode_labels(&pair.second).map_err(|e| Problem::error(&pair.second, format!("{e:#}")))?;
     if img.shape != lab.shape {
-        let message = format!("label map is {:?} but its image {} is {:?}; export both on the same grid", lab.shape, pair.first.display(), img.shape);
+        let message = format!(
+            "label map is {:?} but its image {} is {:?}; export both on the same grid",
+            lab.shape,
+            pair.first.display(),
+            img.shape
+        );
         return Err(Problem::error(&pair.second, message));
     }
     Ok((img, labels))
@@ -153,11 +162,11 @@ pub fn check(root: &Path, opts: &LoadOptions) -> Result<CheckReport> {
             Ok((img, labels)) => {
                 usable += 1;
                 let spacing = img.spacing();
-                for a in 0..3 {
-                    stats.shape_min[a] = stats.shape_min[a].min(img.shape[a]);
-                    stats.shape_max[a] = stats.shape_max[a].max(img.shape[a]);
-                    stats.spacing_min[a] = stats.spacing_min[a].min(spacing[a]);
-                    stats.spacing_max[a] = stats.spacing_max[a].max(spacing[a]);
+                for (a, (&side, &step)) in img.shape.iter().zip(&spacing).enumerate() {
+                    stats.shape_min[a] = stats.shape_min[a].min(side);
+                    stats.shape_max[a] = stats.shape_max[a].max(side);
+                    stats.spacing_min[a] = stats.spacing_min[a].min(step);
+                    stats.spacing_max[a] = stats.spacing_max[a].max(step);
                 }
                 stats.labels.extend(labels.iter().copied().filter(|&l| l > 0));
                 let fgv: Vec<f32> = labels.iter().map(|&l| (l > 0) as u8 as f32).collect();
@@ -168,7 +177,13 @@ pub fn check(root: &Path, opts: &LoadOptions) -> Result<CheckReport> {
         }
     }
     stats.cropped_foreground = if fg == 0 { 0.0 } else { 1.0 - kept as f64 / fg as f64 };
-    Ok(CheckReport { root: root.to_path_buf(), pairs: pairs.len(), usable_pairs: usable, stats: Stats::Volumes(stats), problems })
+    Ok(CheckReport {
+        root: root.to_path_buf(),
+        pairs: pairs.len(),
+        usable_pairs: usable,
+        stats: Stats::Volumes(stats),
+        problems,
+    })
 }
 
 /// Loads every image/label pair: intensities normalised per volume, centred crop/pad to the
@@ -177,7 +192,8 @@ pub fn load_dataset(root: &Path, opts: &LoadOptions) -> Result<SegDataset> {
     let (pairs, problems) = pair_volumes(root)?;
     refuse_fatal(unusable(root), &problems)?;
     let (shape, binarize) = (opts.volume.shape, opts.binarize);
-    let loaded: Vec<std::result::Result<LoadedVolume, Problem>> = pairs.par_iter().map(|p| load_pair(p, shape)).collect();
+    let loaded: Vec<std::result::Result<LoadedVolume, Problem>> =
+        pairs.par_iter().map(|p| load_pair(p, shape)).collect();
     let problems: Vec<Problem> = loaded.iter().filter_map(|r| r.as_ref().err().cloned()).collect();
     refuse_fatal(unusable(root), &problems)?;
     let loaded: Vec<LoadedVolume> = loaded.into_iter().flatten().collect();
@@ -202,7 +218,9 @@ pub fn load_dataset(root: &Path, opts: &LoadOptions) -> Result<SegDataset> {
     let mut masks = Vec::with_capacity(loaded.len() * labels.len() * voxels);
     for v in &loaded {
         for &l in &labels {
-            masks.extend(v.labels.iter().map(|&x| if (binarize && x > 0) || (!binarize && x == l) { 1.0f32 } else { 0.0 }));
+            masks.extend(
+                v.labels.iter().map(|&x| if (binarize && x > 0) || (!binarize && x == l) { 1.0f32 } else { 0.0 }),
+            );
         }
     }
     let [d, h, w] = shape.map(|s| s as i64);
@@ -246,7 +264,8 @@ impl CropPad {
                 for k in 0..from[2] {
                     let tk = k as i64 + shift[2];
                     if tk >= 0 && tk < to[2] as i64 {
-                        out[(ti as usize * to[1] + tj as usize) * to[2] + tk as usize] = data[(i * from[1] + j) * from[2] + k];
+                        out[(ti as usize * to[1] + tj as usize) * to[2] + tk as usize] =
+                            data[(i * from[1] + j) * from[2] + k];
                     }
                 }
             }

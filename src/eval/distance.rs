@@ -47,7 +47,9 @@ fn lower_envelope(f: &[f64], s2: f64, out: &mut Vec<f64>, v: &mut Vec<usize>, z:
     out.clear();
     v.clear();
     z.clear();
-    let meet = |q: usize, r: usize| ((f[r] + s2 * (r * r) as f64) - (f[q] + s2 * (q * q) as f64)) / (2.0 * s2 * (r as f64 - q as f64));
+    let meet = |q: usize, r: usize| {
+        ((f[r] + s2 * (r * r) as f64) - (f[q] + s2 * (q * q) as f64)) / (2.0 * s2 * (r as f64 - q as f64))
+    };
     // v: parabola apexes of the lower envelope; z[i]: where parabola v[i] starts to be lowest.
     for q in (0..n).filter(|&q| f[q].is_finite()) {
         loop {
@@ -132,14 +134,33 @@ pub struct SurfaceMetrics {
 
 /// Surface metrics of prediction `a` against reference `b`. One empty mask: distances are
 /// infinite and NSD 0; both empty: `both_empty` (NaN, or a perfect score, by policy).
-pub fn surface_metrics(a: &[bool], b: &[bool], shape: &[usize], spacing: &[f64], tolerance: f64, both_empty: Option<SurfaceMetrics>) -> SurfaceMetrics {
+pub fn surface_metrics(
+    a: &[bool],
+    b: &[bool],
+    shape: &[usize],
+    spacing: &[f64],
+    tolerance: f64,
+    both_empty: Option<SurfaceMetrics>,
+) -> SurfaceMetrics {
     let (ea, eb) = (a.iter().any(|&x| x), b.iter().any(|&x| x));
     match (ea, eb) {
         (false, false) => {
-            return both_empty.unwrap_or(SurfaceMetrics { hd: f64::NAN, hd95: f64::NAN, assd: f64::NAN, masd: f64::NAN, nsd: f64::NAN });
+            return both_empty.unwrap_or(SurfaceMetrics {
+                hd: f64::NAN,
+                hd95: f64::NAN,
+                assd: f64::NAN,
+                masd: f64::NAN,
+                nsd: f64::NAN,
+            });
         }
         (true, false) | (false, true) => {
-            return SurfaceMetrics { hd: f64::INFINITY, hd95: f64::INFINITY, assd: f64::INFINITY, masd: f64::INFINITY, nsd: 0.0 };
+            return SurfaceMetrics {
+                hd: f64::INFINITY,
+                hd95: f64::INFINITY,
+                assd: f64::INFINITY,
+                masd: f64::INFINITY,
+                nsd: 0.0,
+            };
         }
         _ => {}
     }
@@ -202,7 +223,11 @@ mod tests {
         for i in 0..shape[0] {
             for j in 0..shape[1] {
                 for k in 0..shape[2] {
-                    let d = [i as f64 * spacing[0] - centre[0], j as f64 * spacing[1] - centre[1], k as f64 * spacing[2] - centre[2]];
+                    let d = [
+                        i as f64 * spacing[0] - centre[0],
+                        j as f64 * spacing[1] - centre[1],
+                        k as f64 * spacing[2] - centre[2],
+                    ];
                     v.push(d.iter().map(|x| x * x).sum::<f64>() <= radius * radius);
                 }
             }
@@ -233,7 +258,7 @@ mod tests {
         let feats: Vec<bool> = (0..7 * 9 * 5).map(|i| i % 37 == 3 || i % 53 == 11).collect();
         let d = squared_edt(&feats, &shape, &spacing);
         let coord = |i: usize| [i / 45, (i / 5) % 9, i % 5];
-        for i in 0..feats.len() {
+        for (i, &di) in d.iter().enumerate() {
             let p = coord(i);
             let brute = (0..feats.len())
                 .filter(|&j| feats[j])
@@ -242,7 +267,7 @@ mod tests {
                     (0..3).map(|k| ((p[k] as f64 - q[k] as f64) * spacing[k]).powi(2)).sum::<f64>()
                 })
                 .fold(f64::INFINITY, f64::min);
-            assert!((d[i] - brute).abs() < 1e-9, "voxel {i}: {} vs {brute}", d[i]);
+            assert!((di - brute).abs() < 1e-9, "voxel {i}: {di} vs {brute}");
         }
     }
 
@@ -351,7 +376,11 @@ mod tests {
         let pred: Vec<bool> = (0..100).map(|i| i % 10 == 1 && (1..=3).contains(&(i / 10))).collect();
         let gt: Vec<bool> = (0..100).map(|i| i % 10 == 6 && (5..=7).contains(&(i / 10))).collect();
         let not = |v: &[bool]| v.iter().map(|x| !x).collect::<Vec<bool>>();
-        for (tau_bg, tau_fg, bg, fg) in [(0.0, 0.0, 1.0 - 12.0 / 84.0, 0.0), (2.8, 5.5, 1.0 - 3.0 / 84.0, 1.0 - 4.0 / 6.0), (3.0, 6.0, 1.0 - 1.0 / 84.0, 1.0 - 2.0 / 6.0)] {
+        for (tau_bg, tau_fg, bg, fg) in [
+            (0.0, 0.0, 1.0 - 12.0 / 84.0, 0.0),
+            (2.8, 5.5, 1.0 - 3.0 / 84.0, 1.0 - 4.0 / 6.0),
+            (3.0, 6.0, 1.0 - 1.0 / 84.0, 1.0 - 2.0 / 6.0),
+        ] {
             let b = surface_metrics(&not(&pred), &not(&gt), &shape, &[1.0, 1.0], tau_bg, None).nsd;
             let f = surface_metrics(&pred, &gt, &shape, &[1.0, 1.0], tau_fg, None).nsd;
             assert!((b - bg).abs() < 1e-12 && (f - fg).abs() < 1e-12, "tau {tau_bg}/{tau_fg}: {b} {f} vs {bg} {fg}");

@@ -75,7 +75,13 @@ impl CaseMetrics {
             EmptyPolicy::Nan => f64::NAN,
             EmptyPolicy::One => 1.0,
         };
-        let perfect = (opts.empty == EmptyPolicy::One).then_some(SurfaceMetrics { hd: 0.0, hd95: 0.0, assd: 0.0, masd: 0.0, nsd: 1.0 });
+        let perfect = (opts.empty == EmptyPolicy::One).then_some(SurfaceMetrics {
+            hd: 0.0,
+            hd95: 0.0,
+            assd: 0.0,
+            masd: 0.0,
+            nsd: 1.0,
+        });
         let (t, p, n) = (tp as f64, fp as f64, fn_ as f64);
         CaseMetrics {
             id: id.to_string(),
@@ -96,10 +102,18 @@ impl CaseMetrics {
 
 /// Per-case metrics for binary batches `[B, L, spatial...]` (> 0.5 is foreground). With one
 /// channel the case id is kept; with several, channel c is scored as `{id}/{labels[c]}`.
-pub fn batch_metrics(ids: &[String], pred: &Tensor, reference: &Tensor, labels: &[u32], opts: &MetricOptions) -> Vec<CaseMetrics> {
+pub fn batch_metrics(
+    ids: &[String],
+    pred: &Tensor,
+    reference: &Tensor,
+    labels: &[u32],
+    opts: &MetricOptions,
+) -> Vec<CaseMetrics> {
     let s = pred.size();
     let shape: Vec<usize> = s[2..].iter().map(|&v| v as usize).collect();
-    let to_bools = |t: &Tensor| Vec::<u8>::try_from(t.gt(0.5).to_kind(Kind::Uint8).to_device(tch::Device::Cpu).contiguous().view(-1)).unwrap();
+    let to_bools = |t: &Tensor| {
+        Vec::<u8>::try_from(t.gt(0.5).to_kind(Kind::Uint8).to_device(tch::Device::Cpu).contiguous().view(-1)).unwrap()
+    };
     let (p, r) = (to_bools(pred), to_bools(reference));
     let voxels: usize = shape.iter().product();
     let channels = s[1] as usize;
@@ -134,7 +148,11 @@ pub fn aggregate(values: impl IntoIterator<Item = f64>) -> Aggregate {
     let v: Vec<f64> = all.iter().copied().filter(|x| !x.is_nan()).collect();
     let n = v.len();
     let mean = if n == 0 { f64::NAN } else { v.iter().sum::<f64>() / n as f64 };
-    let sd = if n < 2 || mean.is_infinite() { 0.0 } else { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() };
+    let sd = if n < 2 || mean.is_infinite() {
+        0.0
+    } else {
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+    };
     Aggregate { mean, sd, n, n_nan: all.len() - n, n_inf: v.iter().filter(|x| x.is_infinite()).count() }
 }
 
@@ -150,7 +168,13 @@ mod tests {
     fn monai_meandice_case_1() {
         // MONAI test_compute_meandice C1: pred [[1,0],[0,1]], gt [[1,0],[1,1]] -> Dice 0.8;
         // test_compute_meaniou C1 on the same inputs -> IoU 0.6667.
-        let m = batch_metrics(&["c".into()], &t(&[1., 0., 0., 1.], 2, 2), &t(&[1., 0., 1., 1.], 2, 2), &[1], &MetricOptions::pixels(EmptyPolicy::Nan, 2));
+        let m = batch_metrics(
+            &["c".into()],
+            &t(&[1., 0., 0., 1.], 2, 2),
+            &t(&[1., 0., 1., 1.], 2, 2),
+            &[1],
+            &MetricOptions::pixels(EmptyPolicy::Nan, 2),
+        );
         assert!((m[0].dice - 0.8).abs() < 1e-12);
         assert!((m[0].iou - 2.0 / 3.0).abs() < 1e-12);
         assert!((m[0].sensitivity - 2.0 / 3.0).abs() < 1e-12);

@@ -31,7 +31,13 @@ pub fn label_cases(cases: &[CaseMetrics], label: u32) -> Vec<CaseMetrics> {
 
 /// Compares a folder of predicted masks with a folder of reference masks at the reference's
 /// size; writes OUT/cases.csv and OUT/summary.json.
-pub fn evaluate_folders(pred: &Path, reference: &Path, suffixes: &[String], opts: &MetricOptions, out: &Path) -> Result<report::Summary> {
+pub fn evaluate_folders(
+    pred: &Path,
+    reference: &Path,
+    suffixes: &[String],
+    opts: &MetricOptions,
+    out: &Path,
+) -> Result<report::Summary> {
     let pairs = pair_mask_folders(pred, reference, suffixes)?;
     ensure_writable_dir(out)?;
     let cases: Vec<Result<CaseMetrics>> = pairs
@@ -40,7 +46,13 @@ pub fn evaluate_folders(pred: &Path, reference: &Path, suffixes: &[String], opts
             let pm = decode_mask(p, false)?.mask;
             let rm = decode_mask(r, false)?.mask;
             if pm.dimensions() != rm.dimensions() {
-                bail!("{}: prediction is {:?} but reference {} is {:?}; predict at the original size", p.display(), pm.dimensions(), r.display(), rm.dimensions());
+                bail!(
+                    "{}: prediction is {:?} but reference {} is {:?}; predict at the original size",
+                    p.display(),
+                    pm.dimensions(),
+                    r.display(),
+                    rm.dimensions()
+                );
             }
             let bits = |m: &image::GrayImage| m.pixels().map(|v| v.0[0] > 127).collect::<Vec<bool>>();
             let shape = [rm.height() as usize, rm.width() as usize];
@@ -56,7 +68,13 @@ pub fn evaluate_folders(pred: &Path, reference: &Path, suffixes: &[String], opts
 
 /// Compares NIfTI label maps per label (`labels`, e.g. 1,2), with each reference's own voxel
 /// spacing; writes OUT/cases.csv (id = case/label) and OUT/summary.json (one summary per label).
-pub fn evaluate_nifti_folders(pred: &Path, reference: &Path, labels: &[u32], opts: &MetricOptions, out: &Path) -> Result<Vec<(u32, report::Summary)>> {
+pub fn evaluate_nifti_folders(
+    pred: &Path,
+    reference: &Path,
+    labels: &[u32],
+    opts: &MetricOptions,
+    out: &Path,
+) -> Result<Vec<(u32, report::Summary)>> {
     let (pairs, problems) = pair_by_id(nifti_files(pred)?, nifti_files(reference)?, |side, id| match side {
         Side::First => (format!("no reference volume for case '{id}' in {}", reference.display()), true),
         Side::Second => (format!("no predicted volume for case '{id}' in {}", pred.display()), true),
@@ -68,7 +86,12 @@ pub fn evaluate_nifti_folders(pred: &Path, reference: &Path, labels: &[u32], opt
         .map(|Pair { id, first: p, second: r }| {
             let ((pl, pv), (rl, rv)) = (read_labels(p)?, read_labels(r)?);
             if pv.shape != rv.shape {
-                bail!("{}: prediction shape {:?} differs from the reference's {:?}; predict in the reference geometry", p.display(), pv.shape, rv.shape);
+                bail!(
+                    "{}: prediction shape {:?} differs from the reference's {:?}; predict in the reference geometry",
+                    p.display(),
+                    pv.shape,
+                    rv.shape
+                );
             }
             let case_opts = MetricOptions { spacing: rv.spacing().to_vec(), ..opts.clone() };
             Ok(labels
@@ -85,9 +108,15 @@ pub fn evaluate_nifti_folders(pred: &Path, reference: &Path, labels: &[u32], opt
     report::write_cases_csv(&out.join("cases.csv"), &cases.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>())?;
     let per_label: Vec<(u32, report::Summary)> = labels
         .iter()
-        .map(|&l| (l, report::summarize(&cases.iter().filter(|(k, _)| *k == l).map(|(_, c)| c.clone()).collect::<Vec<_>>())))
+        .map(|&l| {
+            (l, report::summarize(&cases.iter().filter(|(k, _)| *k == l).map(|(_, c)| c.clone()).collect::<Vec<_>>()))
+        })
         .collect();
-    let json: serde_json::Map<String, serde_json::Value> = per_label.iter().map(|(l, s)| (l.to_string(), serde_json::to_value(s).unwrap())).collect();
-    write_json(&out.join("summary.json"), &serde_json::json!({"options": opts, "spacing": "from each reference header", "labels": json}))?;
+    let json: serde_json::Map<String, serde_json::Value> =
+        per_label.iter().map(|(l, s)| (l.to_string(), serde_json::to_value(s).unwrap())).collect();
+    write_json(
+        &out.join("summary.json"),
+        &serde_json::json!({"options": opts, "spacing": "from each reference header", "labels": json}),
+    )?;
     Ok(per_label)
 }

@@ -39,7 +39,21 @@ pub fn write_cases_csv(path: &Path, cases: &[CaseMetrics]) -> Result<()> {
         let s = &c.surface;
         text.push_str(&format!(
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            c.id, c.dice, c.iou, c.sensitivity, c.precision, s.hd, s.hd95, s.assd, s.masd, s.nsd, c.tp, c.fp, c.fn_, c.n_pred, c.n_ref
+            c.id,
+            c.dice,
+            c.iou,
+            c.sensitivity,
+            c.precision,
+            s.hd,
+            s.hd95,
+            s.assd,
+            s.masd,
+            s.nsd,
+            c.tp,
+            c.fp,
+            c.fn_,
+            c.n_pred,
+            c.n_ref
         ));
     }
     write_atomic(path, text.as_bytes())

@@ -47,7 +47,16 @@ impl GeneratorConfig {
             bail!("the generator halves every side at least 3 times: shape {shape:?} must be divisible by 8 on every axis; change --size/--shape");
         }
         let dims = shape.len();
-        Ok(GeneratorConfig { in_channels, out_channels, ngf, levels, dropout: true, fused: true, dims, mixed_encoder: dims == 3 })
+        Ok(GeneratorConfig {
+            in_channels,
+            out_channels,
+            ngf,
+            levels,
+            dropout: true,
+            fused: true,
+            dims,
+            mixed_encoder: dims == 3,
+        })
     }
 
     fn channels(&self, level: usize) -> i64 {

@@ -34,7 +34,15 @@ impl MixedConv {
         Self::new(p, dims, [cout, cin], cout, bias, fused, false)
     }
 
-    fn new(p: nn::Path, dims: usize, lead: [i64; 2], cout: i64, bias: bool, fused: bool, transposed: bool) -> MixedConv {
+    fn new(
+        p: nn::Path,
+        dims: usize,
+        lead: [i64; 2],
+        cout: i64,
+        bias: bool,
+        fused: bool,
+        transposed: bool,
+    ) -> MixedConv {
         let kernels = CANDIDATES
             .iter()
             .map(|&(k, _)| {
@@ -145,7 +153,10 @@ mod tests {
         let h = 1e-6;
         for i in 0..3 {
             let e = Tensor::zeros([3], (Kind::Double, Device::Cpu)).index_fill(0, &Tensor::from_slice(&[i]), h);
-            let fd = tch::no_grad(|| (f64::try_from(loss(&(&alpha + &e))).unwrap() - f64::try_from(loss(&(&alpha - &e))).unwrap()) / (2.0 * h));
+            let fd = tch::no_grad(|| {
+                (f64::try_from(loss(&(&alpha + &e))).unwrap() - f64::try_from(loss(&(&alpha - &e))).unwrap())
+                    / (2.0 * h)
+            });
             let g = grad.double_value(&[i]);
             assert!((g - fd).abs() <= 1e-6 * (1.0 + fd.abs()), "alpha[{i}]: autograd {g} vs finite difference {fd}");
         }

@@ -67,14 +67,26 @@ impl Conv {
 }
 
 /// `Tensor::convolution` with the same stride and padding on every axis.
-pub fn convolve(x: &Tensor, w: &Tensor, b: Option<&Tensor>, dims: usize, stride: i64, padding: i64, transposed: bool) -> Tensor {
+pub fn convolve(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    dims: usize,
+    stride: i64,
+    padding: i64,
+    transposed: bool,
+) -> Tensor {
     let (s, p, d, o) = (vec![stride; dims], vec![padding; dims], vec![1; dims], vec![0; dims]);
     x.convolution(w, b, &s, &p, &d, transposed, &o, 1)
 }
 
 /// BatchNorm over `[B, C, spatial...]`; `gan` uses Pix2Pix's initialisation (gamma N(1, 0.02)).
 pub fn batch_norm(p: nn::Path, dims: usize, channels: i64, gan: bool) -> nn::BatchNorm {
-    let cfg = if gan { nn::BatchNormConfig { ws_init: Init::Randn { mean: 1.0, stdev: 0.02 }, ..Default::default() } } else { Default::default() };
+    let cfg = if gan {
+        nn::BatchNormConfig { ws_init: Init::Randn { mean: 1.0, stdev: 0.02 }, ..Default::default() }
+    } else {
+        Default::default()
+    };
     match dims {
         2 => nn::batch_norm2d(p, channels, cfg),
         3 => nn::batch_norm3d(p, channels, cfg),

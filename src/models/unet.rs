@@ -95,14 +95,23 @@ impl UNet {
         let ch = |i: usize| config.width << i;
         let dims = config.dims;
         let inc = DoubleConv::new(p / "inc", dims, config.in_channels, ch(0));
-        let downs = (1..config.depth).map(|i| DoubleConv::new(p / format!("down{i}"), dims, ch(i - 1), ch(i))).collect();
+        let downs =
+            (1..config.depth).map(|i| DoubleConv::new(p / format!("down{i}"), dims, ch(i - 1), ch(i))).collect();
         let ups = (1..config.depth)
             .rev()
             .map(|i| {
                 let q = p / format!("up{i}");
                 let up = match config.upsampling {
-                    Upsampling::Transposed => UpSample::Transposed(Conv::transposed(&q / "up", dims, ch(i), ch(i) / 2, ConvSpec::new(2, 2, 0))),
-                    Upsampling::Bilinear => UpSample::Linear(Conv::new(&q / "reduce", dims, ch(i), ch(i) / 2, ConvSpec::new(1, 1, 0))),
+                    Upsampling::Transposed => UpSample::Transposed(Conv::transposed(
+                        &q / "up",
+                        dims,
+                        ch(i),
+                        ch(i) / 2,
+                        ConvSpec::new(2, 2, 0),
+                    )),
+                    Upsampling::Bilinear => {
+                        UpSample::Linear(Conv::new(&q / "reduce", dims, ch(i), ch(i) / 2, ConvSpec::new(1, 1, 0)))
+                    }
                 };
                 (up, DoubleConv::new(&q / "conv", dims, ch(i), ch(i - 1)))
             })
@@ -141,7 +150,14 @@ mod tests {
     #[test]
     fn parameter_count_matches_the_reference_unet() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let cfg = UNetConfig { in_channels: 3, out_channels: 1, width: 64, depth: 5, upsampling: Upsampling::Transposed, dims: 2 };
+        let cfg = UNetConfig {
+            in_channels: 3,
+            out_channels: 1,
+            width: 64,
+            depth: 5,
+            upsampling: Upsampling::Transposed,
+            dims: 2,
+        };
         let _net = UNet::new(&vs.root(), &cfg);
         assert_eq!(crate::models::count(&vs.trainable_variables()), 31_037_633);
     }
@@ -173,7 +189,15 @@ mod tests {
                 Upsampling::Transposed => 8 * c * (c / 2) + c / 2,
                 Upsampling::Bilinear => c * (c / 2) + c / 2,
             };
-            let expected = block(1, 4) + block(4, 8) + block(8, 16) + up_params(16) + block(16, 8) + up_params(8) + block(8, 4) + 4 * 2 + 2;
+            let expected = block(1, 4)
+                + block(4, 8)
+                + block(8, 16)
+                + up_params(16)
+                + block(16, 8)
+                + up_params(8)
+                + block(8, 4)
+                + 4 * 2
+                + 2;
             assert_eq!(crate::models::count(&vs.trainable_variables()), expected);
         }
     }

@@ -6,9 +6,9 @@ use super::loss::RegionLoss;
 use super::optim::OptimConfig;
 use crate::data::augment::AugmentConfig;
 use crate::data::split::DataConfig;
+use crate::data::SegDataset;
 use crate::eval::metrics::EmptyPolicy;
 use crate::models::unet::{UNetConfig, Upsampling};
-use crate::data::SegDataset;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

@@ -64,7 +64,12 @@ impl From<GanSpecFile> for GanSpec {
 impl GanSpec {
     /// The GAN for a dataset's shape, image channels and labels.
     pub fn for_data(gan: GanConfig, data: &SegDataset) -> GanSpec {
-        GanSpec { gan, shape: data.shape.clone(), channels: data.channels as i64, mask_channels: data.labels.len() as i64 }
+        GanSpec {
+            gan,
+            shape: data.shape.clone(),
+            channels: data.channels as i64,
+            mask_channels: data.labels.len() as i64,
+        }
     }
 }
 
@@ -172,9 +177,11 @@ impl Gan {
     /// A generator folder written by `pretrain` (or a train run's generator/).
     pub fn load(dir: &Path, device: Device) -> Result<Gan> {
         let spec_path = dir.join("gan.json");
-        let text = std::fs::read_to_string(&spec_path)
-            .with_context(|| format!("{} not found: give a folder written by `genseg pretrain-generator`", spec_path.display()))?;
-        let spec: GanSpec = serde_json::from_str(&text).with_context(|| format!("{} is not a generator description", spec_path.display()))?;
+        let text = std::fs::read_to_string(&spec_path).with_context(|| {
+            format!("{} not found: give a folder written by `genseg pretrain-generator`", spec_path.display())
+        })?;
+        let spec: GanSpec = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a generator description", spec_path.display()))?;
         let mut gan = Gan::new(&spec, device)?;
         gan.load_weights(dir)?;
         Ok(gan)
@@ -210,7 +217,12 @@ pub fn pretrain(spec: &GanSpec, cfg: &PretrainConfig, train: &SegDataset, out: &
     if *spec != GanSpec::for_data(spec.gan.clone(), train) {
         bail!(
             "generator spec ({} channels, shape {:?}, {} labels) does not match the data ({}, {:?}, {})",
-            spec.channels, spec.shape, spec.mask_channels, train.channels, train.shape, train.labels.len()
+            spec.channels,
+            spec.shape,
+            spec.mask_channels,
+            train.channels,
+            train.shape,
+            train.labels.len()
         );
     }
     tch::manual_seed(cfg.seed as i64);
@@ -243,8 +255,11 @@ pub fn pretrain(spec: &GanSpec, cfg: &PretrainConfig, train: &SegDataset, out: &
         bar.inc(1);
         bar.set_message(format!("D {:.3} G {:.3} L1 {:.3}", losses.d, losses.g_adv, losses.l1));
         let done = iter + 1;
-        if done % cfg.sample_every == 0 || done == cfg.iters {
-            append_jsonl(&out.join("gan_metrics.jsonl"), &serde_json::json!({"iter": done, "d": losses.d, "g_adv": losses.g_adv, "l1": losses.l1}))?;
+        if done.is_multiple_of(cfg.sample_every) || done == cfg.iters {
+            append_jsonl(
+                &out.join("gan_metrics.jsonl"),
+                &serde_json::json!({"iter": done, "d": losses.d, "g_adv": losses.g_adv, "l1": losses.l1}),
+            )?;
             let grid = sample_grid(&gan, &shown, device);
             crate::viz::save_png(&samples_dir.join(format!("step_{done:06}.png")), &grid)?;
             checkpoint::save_dir(&ckpt, |dir| {

@@ -96,7 +96,8 @@ impl Lower<'_> {
         shift(&params, train_grads, -xi);
         let v = gradients(&self.val_loss(val.0, val.1), &params);
         seg_snapshot.restore();
-        let norm = tch::no_grad(|| v.iter().map(|t| t.square().sum(tch::Kind::Double).double_value(&[])).sum::<f64>().sqrt());
+        let norm =
+            tch::no_grad(|| v.iter().map(|t| t.square().sum(tch::Kind::Double).double_value(&[])).sum::<f64>().sqrt());
         let alpha = &self.gan.g.alpha;
         if norm == 0.0 || !norm.is_finite() {
             return alpha.zeros_like();
@@ -116,7 +117,13 @@ impl Lower<'_> {
             }
             HypergradMode::Exact => {
                 let g = Tensor::run_backward(&[self.synthetic_loss(batch, &leaf)], &params, true, true);
-                let dot = g.iter().zip(&v).filter(|(g, _)| g.defined()).map(|(g, v)| (g * v).sum(g.kind())).reduce(|a, b| a + b).unwrap();
+                let dot = g
+                    .iter()
+                    .zip(&v)
+                    .filter(|(g, _)| g.defined())
+                    .map(|(g, v)| (g * v).sum(g.kind()))
+                    .reduce(|a, b| a + b)
+                    .unwrap();
                 let d = gradients(&dot, std::slice::from_ref(&leaf)).pop().unwrap();
                 seg_snapshot.restore();
                 d
@@ -182,7 +189,9 @@ mod tests {
         let mut full = vec![n, 1];
         full.extend_from_slice(shape);
         let noise = Tensor::randn(coarse.as_slice(), (Kind::Double, Device::Cpu));
-        crate::models::spatial::upsample_like(&noise, &Tensor::zeros(full.as_slice(), (Kind::Double, Device::Cpu))).gt(0.3).to_kind(Kind::Double)
+        crate::models::spatial::upsample_like(&noise, &Tensor::zeros(full.as_slice(), (Kind::Double, Device::Cpu)))
+            .gt(0.3)
+            .to_kind(Kind::Double)
     }
 
     /// A tiny segmenter and generator in double precision, so finite differences are exact
@@ -190,10 +199,22 @@ mod tests {
     fn fixture(shape: &[i64]) -> Fixture {
         tch::manual_seed(7);
         let mut seg_vs = VarStore::new(Device::Cpu);
-        let cfg = UNetConfig { in_channels: 1, out_channels: 1, width: 3, depth: 2, upsampling: Upsampling::Transposed, dims: shape.len() };
+        let cfg = UNetConfig {
+            in_channels: 1,
+            out_channels: 1,
+            width: 3,
+            depth: 2,
+            upsampling: Upsampling::Transposed,
+            dims: shape.len(),
+        };
         let seg = UNet::new(&seg_vs.root(), &cfg);
         seg_vs.double();
-        let spec = GanSpec { gan: GanConfig { ngf: 3, ndf: 3, ..Default::default() }, shape: shape.to_vec(), channels: 1, mask_channels: 1 };
+        let spec = GanSpec {
+            gan: GanConfig { ngf: 3, ndf: 3, ..Default::default() },
+            shape: shape.to_vec(),
+            channels: 1,
+            mask_channels: 1,
+        };
         let mut gan = Gan::new(&spec, Device::Cpu).unwrap();
         gan.g_vs.double();
         gan.arch_vs.double();
@@ -207,7 +228,13 @@ mod tests {
         let synthetic_masks = blobs(2, shape, 2);
         let val_masks = blobs(2, shape, 3);
         let val_images = &val_masks * 0.6 + val_masks.rand_like() * 0.4;
-        Fixture { seg_vs, seg, gan, batch: TrainBatch { images, masks, synthetic_masks, seed: 11 }, val: (val_images, val_masks) }
+        Fixture {
+            seg_vs,
+            seg,
+            gan,
+            batch: TrainBatch { images, masks, synthetic_masks, seed: 11 },
+            val: (val_images, val_masks),
+        }
     }
 
     fn lower(f: &Fixture) -> Lower<'_> {
@@ -233,7 +260,8 @@ mod tests {
             snapshot.restore();
             loss
         };
-        let out: Vec<f64> = (0..alpha.numel() as i64).map(|k| (val_after_step(h, k) - val_after_step(-h, k)) / (2.0 * h)).collect();
+        let out: Vec<f64> =
+            (0..alpha.numel() as i64).map(|k| (val_after_step(h, k) - val_after_step(-h, k)) / (2.0 * h)).collect();
         tch::no_grad(|| {
             let mut a = alpha.shallow_clone();
             a.copy_(&original);
@@ -260,8 +288,10 @@ mod tests {
         let params = f.seg_vs.trainable_variables();
         let synthetic = lo.synthesize(&f.batch);
         let grads = gradients(&lo.train_loss(&f.batch, &synthetic), &params);
-        let hyper = lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, xi, HypergradMode::Fd, FD_SCALE);
-        let exact = lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, xi, HypergradMode::Exact, FD_SCALE);
+        let hyper =
+            lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, xi, HypergradMode::Fd, FD_SCALE);
+        let exact =
+            lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, xi, HypergradMode::Exact, FD_SCALE);
         let brute = brute_force(f, xi, 1e-6);
         let h = Vec::<f64>::try_from(hyper.view(-1)).unwrap();
         let b = Vec::<f64>::try_from(brute.view(-1)).unwrap();

@@ -1,8 +1,8 @@
 //! Segmentation losses: BCE-with-logits plus a soft region term on sigmoid probabilities.
 use serde::{Deserialize, Serialize};
-use tch::{Reduction, Tensor};
 #[cfg(test)]
 use tch::Kind;
+use tch::{Reduction, Tensor};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]

@@ -43,7 +43,11 @@ impl Batches {
     pub fn draw(&mut self, data: &SegDataset) -> (Vec<usize>, Tensor, Tensor) {
         let idx: Vec<usize> = (0..self.size).map(|_| self.rng.gen_range(0..data.len())).collect();
         let t = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>());
-        (idx, data.images.index_select(0, &t).to_device(self.device), data.masks.index_select(0, &t).to_device(self.device))
+        (
+            idx,
+            data.images.index_select(0, &t).to_device(self.device),
+            data.masks.index_select(0, &t).to_device(self.device),
+        )
     }
 }
 
@@ -87,7 +91,8 @@ impl Arm {
         Ok(match cfg.method {
             Method::Separate => Arm::Separate { gan },
             _ => {
-                let arch_opt = Optimizer::new(OptimConfig::adam(cfg.arch_lr, ARCH_BETA1), vec![gan.g.alpha.shallow_clone()]);
+                let arch_opt =
+                    Optimizer::new(OptimConfig::adam(cfg.arch_lr, ARCH_BETA1), vec![gan.g.alpha.shallow_clone()]);
                 Arm::Genseg { gan, arch_opt }
             }
         })
@@ -108,27 +113,32 @@ impl Arm {
         })
     }
 
-    /// Segmenter gradients of one step on the real batch `(x, m)`; `genseg` also takes its GAN
-    /// step and, when `arch_step`, its architecture step on a validation batch. Draws from
-    /// `batches` in a fixed order (augmentation, then the validation batch), so a resumed run
-    /// repeats the same stream.
+    /// Segmenter gradients of step `iter` on the real batch `(x, m)`; `genseg` also takes its GAN
+    /// step and, every `arch_every` steps, its architecture step on a validation batch. Draws
+    /// from `batches` in a fixed order (augmentation, then the validation batch), so a resumed
+    /// run repeats the same stream.
     pub fn step(
         &mut self,
         cfg: &TrainConfig,
         seg: &Segmenter,
+        iter: usize,
         (x, m): (Tensor, Tensor),
-        seed: i64,
-        arch_step: bool,
         batches: &mut Batches,
         val: &SegDataset,
     ) -> (Vec<Tensor>, StepLog) {
+        let seed = step_seed(cfg.seed, iter);
         let params = seg.vs.trainable_variables();
         let mut log = StepLog { loss: 0.0, gan: None, hypergrad_norm: None };
         let (x, m) = match self {
             Arm::Plain => (x, m),
             Arm::Augment => augment_pairs(&x, &m, &cfg.augment, cfg.jitter, &mut batches.rng),
             Arm::Separate { gan } => {
-                let batch = TrainBatch { synthetic_masks: augment_masks(&m, &cfg.augment, &mut batches.rng), images: x, masks: m, seed };
+                let batch = TrainBatch {
+                    synthetic_masks: augment_masks(&m, &cfg.augment, &mut batches.rng),
+                    images: x,
+                    masks: m,
+                    seed,
+                };
                 let lower = Lower { seg: &seg.net, seg_vs: &seg.vs, gan, region: cfg.region_loss, lambda: cfg.lambda };
                 // Frozen generator: synthetic images are plain inputs.
                 let synthetic = tch::no_grad(|| lower.synthesize(&batch));
@@ -138,8 +148,13 @@ impl Arm {
             }
             Arm::Genseg { gan, arch_opt } => {
                 log.gan = Some(gan.step(&x, &m));
-                let batch = TrainBatch { synthetic_masks: augment_masks(&m, &cfg.augment, &mut batches.rng), images: x, masks: m, seed };
-                let val_batch = arch_step.then(|| batches.draw(val));
+                let batch = TrainBatch {
+                    synthetic_masks: augment_masks(&m, &cfg.augment, &mut batches.rng),
+                    images: x,
+                    masks: m,
+                    seed,
+                };
+                let val_batch = iter.is_multiple_of(cfg.arch_every).then(|| batches.draw(val));
                 let lower = Lower { seg: &seg.net, seg_vs: &seg.vs, gan, region: cfg.region_loss, lambda: cfg.lambda };
                 let synthetic = lower.synthesize(&batch);
                 let loss = lower.train_loss(&batch, &synthetic);
@@ -147,7 +162,8 @@ impl Arm {
                 let grads = gradients(&loss, &params);
                 if let Some((_, vx, vm)) = val_batch {
                     let xi = cfg.xi.unwrap_or(cfg.optim.lr);
-                    let g_alpha = lower.hypergradient(&batch, &synthetic, (&vx, &vm), &grads, xi, cfg.hypergrad, cfg.fd_scale);
+                    let g_alpha =
+                        lower.hypergradient(&batch, &synthetic, (&vx, &vm), &grads, xi, cfg.hypergrad, cfg.fd_scale);
                     log.hypergrad_norm = Some(g_alpha.norm().double_value(&[]));
                     arch_opt.step(&[g_alpha]);
                 }

@@ -99,7 +99,13 @@ impl Optimizer {
     }
 
     pub fn load_state(&mut self, named: &[(String, Tensor)]) -> Result<()> {
-        let get = |name: &str| named.iter().find(|(n, _)| n == name).map(|(_, t)| t).with_context(|| format!("optimizer state lacks {name}"));
+        let get = |name: &str| {
+            named
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t)
+                .with_context(|| format!("optimizer state lacks {name}"))
+        };
         self.steps = get("steps")?.int64_value(&[0]);
         tch::no_grad(|| -> Result<()> {
             for i in 0..self.params.len() {

@@ -56,7 +56,14 @@ pub struct LoopState {
 
 impl LoopState {
     pub fn start() -> LoopState {
-        LoopState { iter: 0, best_val_dice: f64::NEG_INFINITY, best_iter: 0, rng_word_pos: 0, seconds: 0.0, seg_optimizer_ids: BTreeSet::new() }
+        LoopState {
+            iter: 0,
+            best_val_dice: f64::NEG_INFINITY,
+            best_iter: 0,
+            rng_word_pos: 0,
+            seconds: 0.0,
+            seg_optimizer_ids: BTreeSet::new(),
+        }
     }
 }
 

@@ -85,7 +85,8 @@ fn save_samples(path: &Path, gan: &Gan, train: &SegDataset, cfg: &TrainConfig, d
     let shown: Vec<String> = train.ids.iter().take(4).cloned().collect();
     let shown = train.select(&shown)?;
     let aug = augment_masks(&shown.masks, &cfg.augment, &mut ChaCha8Rng::seed_from_u64(cfg.seed));
-    let (fake, fake_aug) = tch::no_grad(|| (gan.synthesize(&shown.masks.to_device(device)), gan.synthesize(&aug.to_device(device))));
+    let (fake, fake_aug) =
+        tch::no_grad(|| (gan.synthesize(&shown.masks.to_device(device)), gan.synthesize(&aug.to_device(device))));
     let rows: Vec<Vec<Tensor>> = (0..shown.len() as i64)
         .map(|i| {
             vec![

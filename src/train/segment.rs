@@ -15,7 +15,10 @@ use crate::eval::evaluate;
 use crate::eval::report::summarize;
 use crate::infer::ModelSpec;
 use crate::models::unet::UNet;
-use crate::runtime::{append_jsonl, ensure_writable_dir, load_tensors, load_vars, save_tensors, save_vars, versions, write_atomic, write_json};
+use crate::runtime::{
+    append_jsonl, ensure_writable_dir, load_tensors, load_vars, save_tensors, save_vars, versions, write_atomic,
+    write_json,
+};
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -54,7 +57,7 @@ pub fn run(cfg: &TrainConfig, out: &Path, device: Device) -> Result<RunSummary> 
         loss_acc = (loss_acc.0 + log.loss, loss_acc.1 + 1);
         bar.inc(1);
         let done = iter + 1;
-        if done % cfg.val_every == 0 || done == cfg.iters {
+        if done.is_multiple_of(cfg.val_every) || done == cfg.iters {
             let (val_dice, val_iou) = t.validate(&splits, device);
             // Without validation cases the last model is kept.
             if val_dice > state.best_val_dice || splits.val.is_empty() {
@@ -82,11 +85,16 @@ fn open_run_folder(cfg: &TrainConfig, out: &Path) -> Result<Option<RunSummary>> 
     let config_path = out.join("config.json");
     if config_path.is_file() {
         let text = std::fs::read_to_string(&config_path)?;
-        let previous: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is corrupt", config_path.display()))?;
+        let previous: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is corrupt", config_path.display()))?;
         // Compared as structs, so options added later (serde defaults) keep old runs resumable.
-        let same = serde_json::from_value::<TrainConfig>(previous["config"].clone()).map(|p| p == *cfg).unwrap_or(false);
+        let same =
+            serde_json::from_value::<TrainConfig>(previous["config"].clone()).map(|p| p == *cfg).unwrap_or(false);
         if !same {
-            bail!("{} holds a run with a different configuration; choose another --out or delete that folder", out.display());
+            bail!(
+                "{} holds a run with a different configuration; choose another --out or delete that folder",
+                out.display()
+            );
         }
         if let Ok(text) = std::fs::read_to_string(out.join("summary.json")) {
             tracing::info!("{} already finished; delete summary.json to rerun", out.display());
@@ -124,11 +132,9 @@ impl<'a> Trainer<'a> {
     }
 
     fn step(&mut self, iter: usize, splits: &Splits) -> StepLog {
-        let seed = step_seed(self.cfg.seed, iter);
-        tch::manual_seed(seed);
+        tch::manual_seed(step_seed(self.cfg.seed, iter));
         let (idx, x, m) = self.batches.draw(&splits.train);
-        let arch_step = iter % self.cfg.arch_every == 0;
-        let (grads, log) = self.arm.step(self.cfg, &self.seg, (x, m), seed, arch_step, &mut self.batches, &splits.val);
+        let (grads, log) = self.arm.step(self.cfg, &self.seg, iter, (x, m), &mut self.batches, &splits.val);
         self.seg_opt.step(&grads);
         self.seen.extend(idx.iter().map(|&i| splits.train.ids[i].clone()));
         log
@@ -143,7 +149,13 @@ impl<'a> Trainer<'a> {
         (s.dice.mean, s.iou.mean)
     }
 
-    fn metrics_line(&self, state: &LoopState, log: &StepLog, loss: f64, (val_dice, val_iou): (f64, f64)) -> MetricsLine {
+    fn metrics_line(
+        &self,
+        state: &LoopState,
+        log: &StepLog,
+        loss: f64,
+        (val_dice, val_iou): (f64, f64),
+    ) -> MetricsLine {
         MetricsLine {
             iter: state.iter,
             loss,

@@ -28,7 +28,8 @@ pub fn stdout(o: &Output) -> String {
 
 /// A small, fast configuration: 64 px, narrow networks, few iterations.
 pub fn small_config(data: &Path, method: Method, train_n: usize, iters: usize) -> TrainConfig {
-    let data = DataConfig { load: LoadOptions { size: 64, ..Default::default() }, train_n, val_n: 4, ..DataConfig::new(data) };
+    let data =
+        DataConfig { load: LoadOptions { size: 64, ..Default::default() }, train_n, val_n: 4, ..DataConfig::new(data) };
     TrainConfig {
         method,
         seed: 1,
