@@ -140,6 +140,29 @@ pub fn gan_step(ngf: i64, size: i64, batch: i64, fused: bool, steps: usize, devi
     })
 }
 
+/// `genseg bench hypergrad`: [`hypergrad_accuracy`] of a U-Net of (`width`, `depth`) on
+/// batches of `batch` cases of `data`, over `batches` batches, with a pretrained generator, at
+/// four perturbation scales.
+pub fn hypergrad_report(
+    data: &std::path::Path,
+    generator: &std::path::Path,
+    (width, depth, batch, batches): (i64, usize, i64, usize),
+    device: Device,
+) -> Result<Vec<(f64, f64, f64)>> {
+    let gan = Gan::load(generator, device)?;
+    let set =
+        crate::data::load(data, &crate::data::LoadOptions { size: gan.spec.shape[0] as u32, ..Default::default() })?;
+    let cfg = UNetConfig {
+        in_channels: set.channels as i64,
+        out_channels: set.labels.len() as i64,
+        width,
+        depth,
+        upsampling: Upsampling::Transposed,
+        dims: set.dims(),
+    };
+    Ok(hypergrad_accuracy(&set, &gan, &cfg, batch, batches, &[1.0, 0.1, 0.01, 1e-3], device))
+}
+
 /// How close the finite-difference hypergradient is to the exact (double-backward) one on real
 /// batches: (fd_scale, mean cosine similarity, mean norm ratio fd/exact) per perturbation scale.
 pub fn hypergrad_accuracy(

@@ -61,14 +61,25 @@ pub struct DataArgs {
     #[arg(long)]
     binarize: bool,
     /// NIfTI volumes: shape every volume is centre-cropped/padded to (axis order of the files)
-    #[arg(long, value_parser = parse_shape, default_value = "32,48,32")]
-    shape: [usize; 3],
+    #[arg(long, value_parser = parse_shape, default_value_t = Shape(VolumeOptions::default().shape))]
+    shape: Shape,
     /// NIfTI volumes: labels to segment, one output channel each (default: every label found)
     #[arg(long, value_delimiter = ',')]
     labels: Option<Vec<u32>>,
 }
 
-fn parse_shape(text: &str) -> std::result::Result<[usize; 3], String> {
+/// A volume shape as the command line writes it: `32,48,32`.
+#[derive(Clone, Copy)]
+struct Shape([usize; 3]);
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [a, b, c] = self.0;
+        write!(f, "{a},{b},{c}")
+    }
+}
+
+fn parse_shape(text: &str) -> std::result::Result<Shape, String> {
     let sides: Vec<usize> = text
         .split(',')
         .map(|v| v.trim().parse::<usize>())
@@ -79,7 +90,7 @@ fn parse_shape(text: &str) -> std::result::Result<[usize; 3], String> {
     if shape.contains(&0) {
         return Err(format!("'{text}' has a side of 0; every side must be at least 1"));
     }
-    Ok(shape)
+    Ok(Shape(shape))
 }
 
 impl DataArgs {
@@ -95,7 +106,7 @@ impl DataArgs {
             channels: self.channels,
             mask_suffixes: default_mask_suffixes().into_iter().chain(self.mask_suffix.iter().cloned()).collect(),
             binarize: self.binarize,
-            volume: VolumeOptions { shape: self.shape, labels: self.labels.clone() },
+            volume: VolumeOptions { shape: self.shape.0, labels: self.labels.clone() },
         })
     }
 

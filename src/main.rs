@@ -7,10 +7,9 @@ use anyhow::{bail, Result};
 use clap::Parser;
 use cli::{BenchArgs, BenchWhat, Cli, Command, EvaluateArgs};
 use genseg::data::files::holds_volumes;
-use genseg::data::split::load_splits;
-use genseg::models::unet::{UNetConfig, Upsampling};
-use genseg::runtime::{parse_device, set_threads, versions, write_json};
-use genseg::train::gan::{pretrain, Gan, GanSpec};
+use genseg::models::unet::UNetConfig;
+use genseg::runtime::{parse_device, set_threads};
+use genseg::train::gan::pretrain_on_split;
 use genseg::train::segment;
 use tch::Device;
 
@@ -58,14 +57,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Evaluate(args) => evaluate(&args)?,
         Command::PretrainGenerator { args, out } => {
             let (data, gan, pcfg) = args.config()?;
-            let splits = load_splits(&data, pcfg.seed)?;
-            let spec = GanSpec::for_data(gan, &splits.train);
-            let trained = pretrain(&spec, &pcfg, &splits.train, &out, device)?;
-            let record =
-                serde_json::json!({"data": data.data, "train_ids": splits.split.train, "versions": versions(device)});
-            write_json(&out.join("train_data.json"), &record)?;
-            let untrained = Gan::new(&spec, device)?.l1_on(&splits.test, device);
-            let trained = trained.l1_on(&splits.test, device);
+            let (trained, untrained) = pretrain_on_split(&data, gan, &pcfg, &out, device)?;
             println!("held-out L1 (validation + test cases): trained {trained:.4}, untrained {untrained:.4}");
             println!("generator folder: {} (samples in {})", out.display(), out.join("samples").display());
         }
@@ -125,31 +117,20 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
 }
 
 fn bench(a: &BenchArgs, device: Device) -> Result<()> {
-    let unet = |in_channels, out_channels, dims| UNetConfig {
-        in_channels,
-        out_channels,
-        width: a.width,
-        depth: a.depth,
-        upsampling: Upsampling::Transposed,
-        dims,
-    };
     let result = match a.what {
-        BenchWhat::Unet => genseg::bench::unet_step(&unet(3, 1, 2), a.size, a.batch, a.steps, device)?,
+        BenchWhat::Unet => {
+            let unet = UNetConfig { width: a.width, depth: a.depth, ..UNetConfig::reference() };
+            genseg::bench::unet_step(&unet, a.size, a.batch, a.steps, device)?
+        }
         BenchWhat::Gan => genseg::bench::gan_step(a.width, a.size, a.batch, !a.separate_ops, a.steps, device)?,
         BenchWhat::Hypergrad => {
             let (Some(data), Some(generator)) = (&a.data, &a.generator) else {
                 bail!("bench hypergrad needs --data and --generator")
             };
-            let gan = Gan::load(generator, device)?;
-            let set = genseg::data::load(
-                data,
-                &genseg::data::LoadOptions { size: gan.spec.shape[0] as u32, ..Default::default() },
-            )?;
-            let cfg = unet(set.channels as i64, set.labels.len() as i64, set.dims());
-            for (scale, cosine, ratio) in
-                genseg::bench::hypergrad_accuracy(&set, &gan, &cfg, a.batch, a.steps, &[1.0, 0.1, 0.01, 1e-3], device)
-            {
-                println!("fd_scale {scale:e}: cosine to exact {cosine:.3}, norm ratio fd/exact {ratio:.2} (mean of {} batches)", a.steps);
+            let net = (a.width, a.depth, a.batch, a.steps);
+            for (scale, cosine, ratio) in genseg::bench::hypergrad_report(data, generator, net, device)? {
+                let steps = a.steps;
+                println!("fd_scale {scale:e}: cosine to exact {cosine:.3}, norm ratio fd/exact {ratio:.2} (mean of {steps} batches)");
             }
             return Ok(());
         }

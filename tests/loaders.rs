@@ -166,3 +166,25 @@ fn nnunet_raw_layout_matches_the_folder_layout() {
     assert_eq!(a.ids, b.ids);
     assert!(a.masks.equal(&b.masks) && a.images.equal(&b.images));
 }
+
+/// A second load of unchanged files comes from the cache (the same tensors); changing a file
+/// loads it again.
+#[test]
+fn repeated_loads_share_decoded_tensors_until_a_file_changes() {
+    let d = tempfile::tempdir().unwrap();
+    let data = phantom_dataset(d.path(), 6);
+    let first = dataset::load(&data, &opts(32)).unwrap();
+    let again = dataset::load(&data, &opts(32)).unwrap();
+    assert_eq!(first.images.data_ptr(), again.images.data_ptr(), "not served from the cache");
+    let other_size = dataset::load(&data, &opts(16)).unwrap();
+    assert_eq!(other_size.images.size()[2], 16);
+    // Swap two images: same sizes, new modification times and contents.
+    let (a, b) = (data.join("images/phantom_000.png"), data.join("images/phantom_001.png"));
+    let (bytes_a, bytes_b) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&a, &bytes_b).unwrap();
+    std::fs::write(&b, &bytes_a).unwrap();
+    let changed = dataset::load(&data, &opts(32)).unwrap();
+    assert_ne!(first.images.data_ptr(), changed.images.data_ptr());
+    assert!(changed.images.get(0).equal(&first.images.get(1)), "the changed file was not read again");
+}

@@ -34,6 +34,12 @@ fn two() -> usize {
 }
 
 impl UNetConfig {
+    /// The GenSeg reference's 2-D U-Net: RGB in, one mask channel out, width 64, depth 5,
+    /// transposed-convolution up-sampling.
+    pub fn reference() -> UNetConfig {
+        UNetConfig { in_channels: 3, out_channels: 1, width: 64, depth: 5, upsampling: Upsampling::Transposed, dims: 2 }
+    }
+
     /// Every side must survive `depth - 1` halvings exactly.
     pub fn validate(&self, shape: &[i64]) -> Result<()> {
         if self.depth < 2 {
@@ -150,15 +156,7 @@ mod tests {
     #[test]
     fn parameter_count_matches_the_reference_unet() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let cfg = UNetConfig {
-            in_channels: 3,
-            out_channels: 1,
-            width: 64,
-            depth: 5,
-            upsampling: Upsampling::Transposed,
-            dims: 2,
-        };
-        let _net = UNet::new(&vs.root(), &cfg);
+        let _net = UNet::new(&vs.root(), &UNetConfig::reference());
         assert_eq!(crate::models::count(&vs.trainable_variables()), 31_037_633);
     }
 

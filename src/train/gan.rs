@@ -2,10 +2,13 @@
 //! and loading a pretrained generator.
 use super::checkpoint;
 use super::optim::{gradients, OptimConfig, Optimizer};
+use crate::data::split::{load_splits, DataConfig};
 use crate::data::SegDataset;
 use crate::models::discriminator::PatchGan;
 use crate::models::generator::{Generator, GeneratorConfig};
-use crate::runtime::{append_jsonl, ensure_writable_dir, load_tensors, load_vars, save_tensors, save_vars, write_json};
+use crate::runtime::{
+    append_jsonl, ensure_writable_dir, load_tensors, load_vars, save_tensors, save_vars, versions, write_json,
+};
 use anyhow::{bail, Context, Result};
 use rand::Rng;
 use rand::SeedableRng;
@@ -272,6 +275,25 @@ pub fn pretrain(spec: &GanSpec, cfg: &PretrainConfig, train: &SegDataset, out: &
     bar.finish();
     gan.save(out)?;
     Ok(gan)
+}
+
+/// `genseg pretrain-generator`: pretrains on the training cases of `data`'s split into `out`,
+/// records the data it saw (train_data.json, which `synth --from-train` reads) and returns the
+/// held-out (validation + test) L1 of the trained and of an untrained generator.
+pub fn pretrain_on_split(
+    data: &DataConfig,
+    gan: GanConfig,
+    cfg: &PretrainConfig,
+    out: &Path,
+    device: Device,
+) -> Result<(f64, f64)> {
+    let splits = load_splits(data, cfg.seed)?;
+    let spec = GanSpec::for_data(gan, &splits.train);
+    let trained = pretrain(&spec, cfg, &splits.train, out, device)?;
+    let record = serde_json::json!({"data": data.data, "train_ids": splits.split.train, "versions": versions(device)});
+    write_json(&out.join("train_data.json"), &record)?;
+    let untrained = Gan::new(&spec, device)?;
+    Ok((trained.l1_on(&splits.test, device), untrained.l1_on(&splits.test, device)))
 }
 
 /// Rows of mask | real | generated for the given cases (volumes: their middle slices).
