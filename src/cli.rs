@@ -66,6 +66,9 @@ pub struct DataArgs {
     /// NIfTI volumes: labels to segment, one output channel each (default: every label found)
     #[arg(long, value_delimiter = ',')]
     labels: Option<Vec<u32>>,
+    /// Accept a set whose every mask is empty (refused by default: nothing to learn)
+    #[arg(long)]
+    allow_empty_masks: bool,
 }
 
 /// A volume shape as the command line writes it: `32,48,32`.
@@ -107,6 +110,7 @@ impl DataArgs {
             mask_suffixes: default_mask_suffixes().into_iter().chain(self.mask_suffix.iter().cloned()).collect(),
             binarize: self.binarize,
             volume: VolumeOptions { shape: self.shape.0, labels: self.labels.clone() },
+            allow_empty: self.allow_empty_masks,
         })
     }
 
@@ -162,6 +166,15 @@ fn non_negative(flag: &str, v: f64) -> Result<()> {
         bail!("{flag} {v}: must be a finite number, 0 or above");
     }
     Ok(())
+}
+
+/// A count that must be at least 1, as a clap value parser.
+fn at_least_1(text: &str) -> std::result::Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(format!("{e}")),
+    }
 }
 
 fn at_least_one(flag: &str, v: usize) -> Result<()> {
@@ -341,7 +354,7 @@ pub struct EvaluateArgs {
     #[arg(long = "mask-suffix")]
     mask_suffix: Vec<String>,
     /// Pixel spacing in mm, rows,columns
-    #[arg(long, value_delimiter = ',', default_value = "1,1")]
+    #[arg(long, value_delimiter = ',', default_value = "1,1", allow_hyphen_values = true)]
     spacing: Vec<f64>,
     /// Normalised surface Dice tolerance in mm
     #[arg(long, default_value_t = 1.0)]
@@ -377,6 +390,7 @@ pub enum Command {
         data: DataArgs,
     },
     /// Train a segmenter (plain, augment, separate or genseg) into a run folder
+    #[command(allow_negative_numbers = true)]
     Train {
         #[command(flatten)]
         args: TrainArgs,
@@ -392,8 +406,10 @@ pub enum Command {
         out: PathBuf,
     },
     /// Compare predicted masks with reference masks (per-case CSV + summary.json)
+    #[command(allow_negative_numbers = true)]
     Evaluate(EvaluateArgs),
     /// Pretrain the mask-to-image generator (Pix2Pix with mixed ops) on training pairs
+    #[command(allow_negative_numbers = true)]
     PretrainGenerator {
         #[command(flatten)]
         args: PretrainArgs,
@@ -411,7 +427,7 @@ pub enum Command {
         /// Use the generator's own training masks
         #[arg(long)]
         from_train: bool,
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_parser = at_least_1)]
         n: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -419,14 +435,15 @@ pub enum Command {
         out: PathBuf,
     },
     /// Every (N, seed, method) combination; results.csv, results.md and data-efficiency plots
+    #[command(allow_negative_numbers = true)]
     Study {
         #[command(flatten)]
         args: TrainArgs,
         /// Training-set sizes, comma separated
-        #[arg(long, value_delimiter = ',', default_value = "8,16,32")]
+        #[arg(long, value_delimiter = ',', default_value = "8,16,32", value_parser = at_least_1)]
         n: Vec<usize>,
         /// Number of seeds (1..=k)
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
         seeds: u64,
         #[arg(long, value_delimiter = ',', default_value = "plain,augment,separate,genseg")]
         methods: Vec<Method>,
@@ -439,9 +456,10 @@ pub enum Command {
     Phantom {
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 60, value_parser = at_least_1)]
         n: usize,
-        #[arg(long, default_value_t = 64)]
+        /// Side in pixels (at least 8, so every blob covers pixels)
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(8..))]
         size: u32,
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -467,15 +485,15 @@ pub enum BenchWhat {
 pub struct BenchArgs {
     #[arg(value_enum)]
     pub what: BenchWhat,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(i64).range(1..))]
     pub width: i64,
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = at_least_1)]
     pub depth: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(i64).range(1..))]
     pub size: i64,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i64).range(1..))]
     pub batch: i64,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = at_least_1)]
     pub steps: usize,
     /// gan: three separate transposed convs per mixed op instead of the fused one
     #[arg(long)]

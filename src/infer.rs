@@ -2,9 +2,9 @@
 //! each input volume's own geometry (NIfTI), plus overlay pictures.
 use crate::data::files::{is_nifti, stem};
 use crate::data::images::{load_images, ImageBatch};
-use crate::data::volume::{network_input, read_volume, write_volume};
+use crate::data::volume::{network_input, read_volume, write_volume, Volume};
 use crate::models::unet::{UNet, UNetConfig};
-use crate::runtime::{ensure_writable_dir, load_vars};
+use crate::runtime::{all_finite, ensure_writable_dir, load_vars};
 use crate::viz::{foreground, overlay, picture, save_png, tensor_to_rgb};
 use anyhow::{bail, Context, Result};
 use image::GrayImage;
@@ -57,6 +57,9 @@ pub fn load_model(run: &Path, device: Device) -> Result<(VarStore, UNet, ModelSp
     let mut vs = VarStore::new(device);
     let unet = UNet::new(&vs.root(), &spec.unet);
     load_vars(&mut vs, &run.join("model.safetensors"))?;
+    if !all_finite(&vs) {
+        bail!("{}: the model's weights are not finite (a diverged run); retrain it with a lower --lr", run.display());
+    }
     Ok((vs, unet, spec))
 }
 
@@ -64,13 +67,12 @@ pub fn load_model(run: &Path, device: Device) -> Result<(VarStore, UNet, ModelSp
 /// and OUT/overlays/{stem}.png.
 pub fn predict(run: &Path, input: &Path, out: &Path, device: Device) -> Result<Vec<PathBuf>> {
     let (_vs, unet, spec) = load_model(run, device)?;
-    ensure_writable_dir(out)?;
-    let overlays = out.join("overlays");
-    ensure_writable_dir(&overlays)?;
     if let Some(shape) = spec.volume_shape {
         return predict_volumes(&unet, &spec, shape, input, out, device);
     }
+    // Every input is decoded before the first output is written.
     let ImageBatch { files, images, sizes } = load_images(input, spec.channels, spec.size)?;
+    let overlays = output_folders(out)?;
     let probs = predict_probs(&unet, &images, device);
     let mut written = Vec::new();
     for (i, file) in files.iter().enumerate() {
@@ -87,6 +89,14 @@ pub fn predict(run: &Path, input: &Path, out: &Path, device: Device) -> Result<V
         written.push(path);
     }
     Ok(written)
+}
+
+/// OUT and OUT/overlays, created and proven writable; returns the overlays folder.
+fn output_folders(out: &Path) -> Result<PathBuf> {
+    let overlays = out.join("overlays");
+    ensure_writable_dir(out)?;
+    ensure_writable_dir(&overlays)?;
+    Ok(overlays)
 }
 
 fn volume_files(input: &Path) -> Result<Vec<PathBuf>> {
@@ -115,9 +125,20 @@ fn predict_volumes(
     out: &Path,
     device: Device,
 ) -> Result<Vec<PathBuf>> {
+    // Every input is read and checked before the first output is written.
+    let volumes: Vec<(PathBuf, Volume)> = volume_files(input)?
+        .into_iter()
+        .map(|file| {
+            let volume = read_volume(&file)?;
+            if let Some(problem) = volume.non_finite() {
+                bail!("{}: {problem}", file.display());
+            }
+            Ok((file, volume))
+        })
+        .collect::<Result<_>>()?;
+    let overlays = output_folders(out)?;
     let mut written = Vec::new();
-    for file in volume_files(input)? {
-        let volume = read_volume(&file)?;
+    for (file, volume) in volumes {
         let (crop, image) = network_input(&volume, shape);
         let [d, h, w] = shape.map(|s| s as i64);
         let x = Tensor::from_slice(&image).view([1, 1, d, h, w]);
@@ -130,7 +151,7 @@ fn predict_volumes(
         let path = out.join(format!("{id}.nii.gz"));
         write_volume(&path, &crop.invert(&labels), volume.shape, &volume.header)?;
         let overlay = overlay(&tensor_to_rgb(&picture(&x.get(0))), &foreground(&probs), None);
-        save_png(&out.join("overlays").join(format!("{id}.png")), &overlay)?;
+        save_png(&overlays.join(format!("{id}.png")), &overlay)?;
         written.push(path);
     }
     Ok(written)

@@ -30,8 +30,8 @@ fn run(cli: Cli) -> Result<()> {
             let report = genseg::data::check(&data.data, &data.options()?)?;
             print!("{report}");
             if !report.usable() {
-                let first =
-                    report.problems.iter().find(|p| p.fatal).map(|p| format!(", first: {p}")).unwrap_or_default();
+                let first = report.problems.iter().find(|p| p.fatal);
+                let first = first.map(|p| format!(", first: {}: {}", p.file.display(), p.message)).unwrap_or_default();
                 bail!("{} cannot be used as it is{first}; fix the errors above", data.data.display());
             }
             println!("ok: usable");

@@ -119,13 +119,87 @@ pub fn ensure_writable_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Named tensors (optimiser state) in one file.
+/// Named tensors (optimiser state) in one safetensors file. Written by Rust code, so a full disk
+/// is an error naming the file (libtorch's own format aborts the process instead).
 pub fn save_tensors(path: &Path, named: &[(String, tch::Tensor)]) -> Result<()> {
-    tch::Tensor::save_multi(named, path).with_context(|| format!("cannot write {}", path.display()))
+    let contiguous: Vec<(&str, tch::Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t.contiguous())).collect();
+    tch::Tensor::write_safetensors(&contiguous, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 pub fn load_tensors(path: &Path) -> Result<Vec<(String, tch::Tensor)>> {
-    tch::Tensor::load_multi(path).with_context(|| format!("cannot read {}", path.display()))
+    tch::Tensor::read_safetensors(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// True when every variable of `vs` (weights and BatchNorm buffers) is finite.
+pub fn all_finite(vs: &tch::nn::VarStore) -> bool {
+    tch::no_grad(|| vs.variables().values().all(|t| bool::try_from(t.isfinite().all()).unwrap_or(false)))
+}
+
+/// An exclusive lock on a run (or study) folder: the file `.lock` (holding the pid), locked by the
+/// operating system for as long as this value lives. The OS releases it when the process dies,
+/// so a lock left by a killed run never blocks; dropping it also removes the file.
+#[derive(Debug)]
+pub struct FolderLock {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        // Removed while still locked; a process that opened the old file finds it unlinked
+        // after locking it and starts over (see `lock_folder`).
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+/// Locks `dir` for this process; a folder another live process holds is refused naming its pid.
+/// Temporary files that dead writers left behind in `dir` are removed once the lock is held.
+pub fn lock_folder(dir: &Path) -> Result<FolderLock> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::MetadataExt;
+    let path = dir.join(".lock");
+    let mut file = loop {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                file.read_to_string(&mut holder).ok();
+                bail!(
+                    "{} is in use by another genseg process (pid {}); wait for it to finish or choose another --out",
+                    dir.display(),
+                    holder.trim()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => bail!("cannot lock {}: {e}", path.display()),
+        }
+        // The holder may have removed the file between our open and our lock: then the lock
+        // is on a file nobody else will see, so try again on the current one.
+        let current = std::fs::metadata(&path).map(|m| m.ino()).ok();
+        if current == Some(file.metadata()?.ino()) {
+            break file;
+        }
+    };
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        // write_atomic's `.tmp-{pid}-{name}` and checkpoint folders' `.{name}.tmp-{pid}`.
+        if name.starts_with('.') && name.contains(".tmp-") {
+            let path = entry.path();
+            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            removed.with_context(|| format!("cannot remove the stale temporary {}", path.display()))?;
+        }
+    }
+    Ok(FolderLock { file, path })
 }
 
 /// Saves a VarStore through a temp file (format from the extension, e.g. .safetensors).

@@ -3,7 +3,7 @@
 //! rerun; results.csv, results.md and data-efficiency plots.
 use crate::data::split::load_splits;
 use crate::eval::metrics::aggregate;
-use crate::runtime::{ensure_writable_dir, write_atomic};
+use crate::runtime::{ensure_writable_dir, lock_folder, write_atomic};
 use crate::train::gan::{pretrain, GanSpec, PretrainConfig};
 use crate::train::{segment, Method, RunSummary, TrainConfig};
 use anyhow::Result;
@@ -28,6 +28,7 @@ pub struct Row {
 
 pub fn run(cfg: &StudyConfig, out: &Path, device: Device) -> Result<Vec<Row>> {
     ensure_writable_dir(out)?;
+    let _lock = lock_folder(out)?;
     let mut rows = Vec::new();
     // Seeds outermost: an interrupted study still has whole data-efficiency curves.
     for &seed in &cfg.seeds {

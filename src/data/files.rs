@@ -23,6 +23,18 @@ impl Problem {
     pub fn warning(file: &Path, message: impl Into<String>) -> Problem {
         Problem { file: file.to_path_buf(), message: message.into(), fatal: false }
     }
+
+    /// A fatal problem from a loader's error, whose message starts with the file it is about
+    /// (one of `files`): that file, and the rest of the message.
+    pub fn from_error(files: &[&Path], e: &anyhow::Error) -> Problem {
+        let text = format!("{e:#}");
+        for file in files {
+            if let Some(rest) = text.strip_prefix(&format!("{}: ", file.display())) {
+                return Problem::error(file, rest);
+            }
+        }
+        Problem::error(files[0], text)
+    }
 }
 
 impl std::fmt::Display for Problem {

@@ -18,9 +18,15 @@ fn is_lossy(path: &Path) -> bool {
     matches!(extension(path).as_deref(), Some("jpg") | Some("jpeg"))
 }
 
+/// Decodes an image file. A JPEG without its end-of-image marker is refused: decoders fill the
+/// missing rows with grey and report success, so a truncated download would train silently.
 pub fn decode(path: &Path) -> Result<DynamicImage> {
-    ImageReader::open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?
+    let bytes = std::fs::read(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let tail = &bytes[bytes.len().saturating_sub(4096)..];
+    if is_lossy(path) && !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
+        bail!("{}: truncated JPEG (no end-of-image marker); re-export or re-download it", path.display());
+    }
+    ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .with_context(|| format!("cannot read {}", path.display()))?
         .decode()
@@ -39,7 +45,10 @@ pub struct BinaryMask {
 /// their range because compression adds intermediate values. Lossless masks with more than two
 /// values are refused unless `binarize` is set, since guessing would silently change the label.
 pub fn decode_mask(path: &Path, binarize: bool) -> Result<BinaryMask> {
-    let img = decode(path)?.to_luma16();
+    let decoded = decode(path)?;
+    // Values are reported in the file's own scale (0..255 for 8-bit masks).
+    let scale = if decoded.color().bytes_per_pixel() / decoded.color().channel_count() >= 2 { 1 } else { 257 };
+    let img = decoded.to_luma16();
     let mut seen = [false; 65536];
     let mut values = Vec::new();
     for p in img.pixels() {
@@ -58,7 +67,7 @@ pub fn decode_mask(path: &Path, binarize: bool) -> Result<BinaryMask> {
              re-save it as a binary 0/255 mask, or pass --binarize to threshold at half its range",
             path.display(),
             values.len(),
-            &values[..values.len().min(6)]
+            values[..values.len().min(6)].iter().map(|v| v / scale).collect::<Vec<_>>()
         );
     }
     // A single value is an empty mask when it is 0, otherwise all foreground.
@@ -68,6 +77,7 @@ pub fn decode_mask(path: &Path, binarize: bool) -> Result<BinaryMask> {
         image::Luma([if is_foreground(img.get_pixel(x, y).0[0] as u32) { 255 } else { 0 }])
     });
     values.truncate(8);
+    let values = values.into_iter().map(|v| v / scale).collect();
     Ok(BinaryMask { mask, values, thresholded })
 }
 

@@ -34,8 +34,16 @@ fn list_files(dir: &Path, problems: &mut Vec<Problem>) -> Result<Vec<PathBuf>> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let path = entry?.path();
         let hidden = path.file_name().map(|n| n.to_string_lossy().starts_with('.')).unwrap_or(true);
-        if hidden || path.is_dir() {
+        if hidden {
             continue;
+        }
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => continue,
+            Ok(_) => {}
+            Err(e) => {
+                problems.push(Problem::error(&path, format!("cannot read it ({e}); fix or remove the file")));
+                continue;
+            }
         }
         if has_image_extension(&path) {
             files.push(path);
@@ -187,8 +195,13 @@ pub fn read_cases(inv: &Inventory, opts: &LoadOptions) -> Result<(Vec<LoadedCase
                 problems.extend(p);
                 cases.push(loaded);
             }
-            Err(e) => problems.push(Problem::error(&case.image, format!("{e:#}"))),
+            Err(e) => problems.push(Problem::from_error(&[&case.image, &case.mask], &e)),
         }
+    }
+    if !opts.allow_empty && !cases.is_empty() && cases.iter().all(|c| c.mask_values == [0]) {
+        let message = "every mask is empty: there is nothing to segment; check the mask export, or pass \
+                       --allow-empty-masks if that is intended";
+        problems.push(Problem::error(&inv.root, message));
     }
     Ok((cases, problems, channels))
 }
@@ -274,7 +287,7 @@ pub fn load_images(input: &Path, channels: usize, size: u32) -> Result<ImageBatc
         let mut problems = Vec::new();
         let files = list_files(input, &mut problems)?;
         if let Some(p) = problems.iter().find(|p| p.fatal) {
-            bail!("{p}");
+            bail!("{}: {}", p.file.display(), p.message);
         }
         files
     } else if input.is_file() {

@@ -24,6 +24,9 @@ pub struct LoadOptions {
     /// Shape and labels of NIfTI volume sets (unused for 2-D images).
     #[serde(default)]
     pub volume: VolumeOptions,
+    /// Accept a set whose every mask is empty (refused by default: nothing to learn).
+    #[serde(default)]
+    pub allow_empty: bool,
 }
 
 impl Default for LoadOptions {
@@ -34,6 +37,7 @@ impl Default for LoadOptions {
             mask_suffixes: default_mask_suffixes(),
             binarize: false,
             volume: Default::default(),
+            allow_empty: false,
         }
     }
 }

@@ -54,7 +54,22 @@ pub fn load_splits(cfg: &DataConfig, seed: u64) -> Result<Splits> {
         None => seeded(&all.ids, cfg.train_n, cfg.val_n, seed)?,
     };
     let ood = match &cfg.ood {
-        Some(dir) => Some(super::load(dir, &LoadOptions { channels: Some(all.channels), ..cfg.load.clone() })?),
+        Some(dir) => {
+            let ood = super::load(dir, &LoadOptions { channels: Some(all.channels), ..cfg.load.clone() })?;
+            if (&ood.shape, ood.labels.len()) != (&all.shape, all.labels.len()) {
+                bail!(
+                    "--ood {}: cases of shape {:?} with {} label(s), but the training data {} has {:?} with {}; give an \
+                     out-of-domain set of the same kind",
+                    dir.display(),
+                    ood.shape,
+                    ood.labels.len(),
+                    cfg.data.display(),
+                    all.shape,
+                    all.labels.len()
+                );
+            }
+            Some(ood)
+        }
         None => None,
     };
     Ok(Splits {
@@ -100,6 +115,9 @@ fn read_ids(path: &Path) -> Result<Vec<String>> {
 /// Train and validation ids from files (one id a line); test is every other case.
 pub fn explicit(ids: &[String], train_file: &Path, val_file: Option<&Path>) -> Result<Split> {
     let train = read_ids(train_file)?;
+    if train.is_empty() {
+        bail!("{}: lists no case ids; put one training case id per line", train_file.display());
+    }
     let val = match val_file {
         Some(f) => read_ids(f)?,
         None => vec![],

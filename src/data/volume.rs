@@ -24,6 +24,33 @@ impl Volume {
     pub fn spacing(&self) -> [f64; 3] {
         [1, 2, 3].map(|i| self.header.pixdim[i].abs() as f64)
     }
+
+    /// How many voxels are NaN or infinite, named as a problem when any is.
+    pub fn non_finite(&self) -> Option<String> {
+        let bad = self.data.iter().filter(|v| !v.is_finite()).count();
+        (bad > 0).then(|| format!("{bad} voxels are NaN or infinite; fix the export"))
+    }
+
+    /// Where this volume's grid differs from `other`'s beyond rounding: the voxel spacing, or
+    /// the voxel-to-world transform of a code both headers set (sform rows, or qform
+    /// quaternion and offset). `None` when they agree.
+    pub fn geometry_differs(&self, other: &Volume) -> Option<String> {
+        let (a, b) = (&self.header, &other.header);
+        let close =
+            |x: &[f32], y: &[f32]| x.iter().zip(y).all(|(p, q)| (p - q).abs() <= 1e-3 + 1e-4 * p.abs().max(q.abs()));
+        if !close(&a.pixdim[1..4], &b.pixdim[1..4]) {
+            return Some(format!("spacing {:?} vs {:?} mm", &a.pixdim[1..4], &b.pixdim[1..4]));
+        }
+        let rows = |h: &NiftiHeader| [h.srow_x, h.srow_y, h.srow_z].concat();
+        if a.sform_code > 0 && b.sform_code > 0 && !close(&rows(a), &rows(b)) {
+            return Some(format!("sform {:?} vs {:?}", rows(a), rows(b)));
+        }
+        let quatern = |h: &NiftiHeader| [h.quatern_b, h.quatern_c, h.quatern_d, h.quatern_x, h.quatern_y, h.quatern_z];
+        if a.qform_code > 0 && b.qform_code > 0 && !close(&quatern(a), &quatern(b)) {
+            return Some(format!("qform (b, c, d, offset) {:?} vs {:?}", quatern(a), quatern(b)));
+        }
+        None
+    }
 }
 
 /// Reads a NIfTI volume; errors name the file.
@@ -114,6 +141,9 @@ struct LoadedVolume {
 fn read_pair(pair: &Pair) -> std::result::Result<(Volume, Vec<u32>), Problem> {
     let img = decode_volume(&pair.first).map_err(|e| Problem::error(&pair.first, format!("{e:#}")))?;
     let (labels, lab) = decode_labels(&pair.second).map_err(|e| Problem::error(&pair.second, format!("{e:#}")))?;
+    if let Some(problem) = img.non_finite() {
+        return Err(Problem::error(&pair.first, problem));
+    }
     if img.shape != lab.shape {
         let message = format!(
             "label map is {:?} but its image {} is {:?}; export both on the same grid",
@@ -121,6 +151,11 @@ fn read_pair(pair: &Pair) -> std::result::Result<(Volume, Vec<u32>), Problem> {
             pair.first.display(),
             img.shape
         );
+        return Err(Problem::error(&pair.second, message));
+    }
+    if let Some(how) = lab.geometry_differs(&img) {
+        let message =
+            format!("label map's geometry differs from its image's ({how}); resample it onto the image's grid");
         return Err(Problem::error(&pair.second, message));
     }
     Ok((img, labels))
@@ -177,6 +212,9 @@ pub fn check(root: &Path, opts: &LoadOptions) -> Result<CheckReport> {
         }
     }
     stats.cropped_foreground = if fg == 0 { 0.0 } else { 1.0 - kept as f64 / fg as f64 };
+    if usable > 0 && stats.labels.is_empty() {
+        problems.push(Problem::error(root, "every label map is empty: there is nothing to segment; check the export"));
+    }
     Ok(CheckReport {
         root: root.to_path_buf(),
         pairs: pairs.len(),

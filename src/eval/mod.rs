@@ -85,6 +85,12 @@ pub fn evaluate_nifti_folders(
         .par_iter()
         .map(|Pair { id, first: p, second: r }| {
             let ((pl, pv), (rl, rv)) = (read_labels(p)?, read_labels(r)?);
+            if let Some(how) = pv.geometry_differs(&rv) {
+                bail!(
+                    "{}: prediction's geometry differs from the reference's ({how}); predict on the reference's grid",
+                    p.display()
+                );
+            }
             if pv.shape != rv.shape {
                 bail!(
                     "{}: prediction shape {:?} differs from the reference's {:?}; predict in the reference geometry",

@@ -6,6 +6,7 @@ use crate::data::split::{load_splits, DataConfig};
 use crate::data::SegDataset;
 use crate::models::discriminator::PatchGan;
 use crate::models::generator::{Generator, GeneratorConfig};
+use crate::runtime::{all_finite, lock_folder};
 use crate::runtime::{
     append_jsonl, ensure_writable_dir, load_tensors, load_vars, save_tensors, save_vars, versions, write_json,
 };
@@ -162,8 +163,8 @@ impl Gan {
     }
 
     pub fn save_optimizers(&self, dir: &Path) -> Result<()> {
-        save_tensors(&dir.join("g_optim.ot"), &self.g_opt.state())?;
-        save_tensors(&dir.join("d_optim.ot"), &self.d_opt.state())
+        save_tensors(&dir.join("g_optim.safetensors"), &self.g_opt.state())?;
+        save_tensors(&dir.join("d_optim.safetensors"), &self.d_opt.state())
     }
 
     pub fn load_weights(&mut self, dir: &Path) -> Result<()> {
@@ -173,8 +174,8 @@ impl Gan {
     }
 
     pub fn load_optimizers(&mut self, dir: &Path) -> Result<()> {
-        self.g_opt.load_state(&load_tensors(&dir.join("g_optim.ot"))?)?;
-        self.d_opt.load_state(&load_tensors(&dir.join("d_optim.ot"))?)
+        self.g_opt.load_state(&load_tensors(&dir.join("g_optim.safetensors"))?)?;
+        self.d_opt.load_state(&load_tensors(&dir.join("d_optim.safetensors"))?)
     }
 
     /// A generator folder written by `pretrain` (or a train run's generator/).
@@ -187,6 +188,12 @@ impl Gan {
             .with_context(|| format!("{} is not a generator description", spec_path.display()))?;
         let mut gan = Gan::new(&spec, device)?;
         gan.load_weights(dir)?;
+        if ![&gan.g_vs, &gan.arch_vs].into_iter().all(all_finite) {
+            bail!(
+                "{}: the generator's weights are not finite (a diverged run); pretrain it again with a lower --gan-lr",
+                dir.display()
+            );
+        }
         Ok(gan)
     }
 }
@@ -217,6 +224,7 @@ struct PretrainState {
 /// Writes a sample grid (mask | real | generated) every `sample_every` steps.
 pub fn pretrain(spec: &GanSpec, cfg: &PretrainConfig, train: &SegDataset, out: &Path, device: Device) -> Result<Gan> {
     ensure_writable_dir(out)?;
+    let _lock = lock_folder(out)?;
     if *spec != GanSpec::for_data(spec.gan.clone(), train) {
         bail!(
             "generator spec ({} channels, shape {:?}, {} labels) does not match the data ({}, {:?}, {})",
@@ -255,10 +263,24 @@ pub fn pretrain(spec: &GanSpec, cfg: &PretrainConfig, train: &SegDataset, out: &
         let x = train.images.index_select(0, &idx).to_device(device);
         let m = train.masks.index_select(0, &idx).to_device(device);
         let losses = gan.step(&x, &m);
+        let done = iter + 1;
+        let diverged = |what: String| {
+            anyhow::anyhow!(
+                "generator pretraining diverged at step {done}: {what}; {} keeps its last checkpoint. Lower --gan-lr \
+                 and pretrain into a new folder",
+                out.display()
+            )
+        };
+        let phases = [("discriminator", losses.d), ("generator", losses.g_adv), ("L1", losses.l1)];
+        if let Some((phase, v)) = phases.into_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(diverged(format!("the {phase} loss is {v}")));
+        }
         bar.inc(1);
         bar.set_message(format!("D {:.3} G {:.3} L1 {:.3}", losses.d, losses.g_adv, losses.l1));
-        let done = iter + 1;
         if done.is_multiple_of(cfg.sample_every) || done == cfg.iters {
+            if ![&gan.g_vs, &gan.d_vs].into_iter().all(all_finite) {
+                return Err(diverged("the GAN's weights are not finite".into()));
+            }
             append_jsonl(
                 &out.join("gan_metrics.jsonl"),
                 &serde_json::json!({"iter": done, "d": losses.d, "g_adv": losses.g_adv, "l1": losses.l1}),

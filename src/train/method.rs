@@ -182,7 +182,7 @@ impl Arm {
             gan.save_optimizers(dir)?;
         }
         if let Arm::Genseg { arch_opt, .. } = self {
-            save_tensors(&dir.join("arch_optim.ot"), &arch_opt.state())?;
+            save_tensors(&dir.join("arch_optim.safetensors"), &arch_opt.state())?;
         }
         Ok(())
     }
@@ -197,7 +197,7 @@ impl Arm {
             Arm::Genseg { gan, arch_opt } => {
                 gan.load_weights(dir)?;
                 gan.load_optimizers(dir)?;
-                arch_opt.load_state(&load_tensors(&dir.join("arch_optim.ot"))?)?;
+                arch_opt.load_state(&load_tensors(&dir.join("arch_optim.safetensors"))?)?;
             }
         }
         Ok(())

@@ -15,6 +15,7 @@ use crate::eval::evaluate;
 use crate::eval::report::summarize;
 use crate::infer::ModelSpec;
 use crate::models::unet::UNet;
+use crate::runtime::{all_finite, lock_folder};
 use crate::runtime::{
     append_jsonl, ensure_writable_dir, load_tensors, load_vars, save_tensors, save_vars, versions, write_atomic,
     write_json,
@@ -41,6 +42,8 @@ pub struct Trainer<'a> {
 /// Trains one model into `out` (resuming if a checkpoint of the same config is there) and
 /// returns its summary. A finished run is returned as is.
 pub fn run(cfg: &TrainConfig, out: &Path, device: Device) -> Result<RunSummary> {
+    ensure_writable_dir(out)?;
+    let _lock = lock_folder(out)?;
     if let Some(finished) = open_run_folder(cfg, out)? {
         return Ok(finished);
     }
@@ -54,10 +57,14 @@ pub fn run(cfg: &TrainConfig, out: &Path, device: Device) -> Result<RunSummary> 
     let mut loss_acc = (0.0, 0usize);
     for iter in state.iter..cfg.iters {
         let log = t.step(iter, &splits);
+        stop_if_diverged(&log, iter + 1, &state)?;
         loss_acc = (loss_acc.0 + log.loss, loss_acc.1 + 1);
         bar.inc(1);
         let done = iter + 1;
         if done.is_multiple_of(cfg.val_every) || done == cfg.iters {
+            if let Some(part) = t.non_finite_part() {
+                bail!("{}", diverged(done, &format!("{part} are not finite"), &state));
+            }
             let (val_dice, val_iou) = t.validate(&splits, device);
             // Without validation cases the last model is kept.
             if val_dice > state.best_val_dice || splits.val.is_empty() {
@@ -79,9 +86,37 @@ pub fn run(cfg: &TrainConfig, out: &Path, device: Device) -> Result<RunSummary> 
     report::finish(out, device, t, &splits, &state)
 }
 
+/// The first non-finite loss stops the run (see [`diverged`]).
+fn stop_if_diverged(log: &StepLog, iter: usize, state: &LoopState) -> Result<()> {
+    let mut phases = vec![("segmentation loss", log.loss)];
+    if let Some(g) = log.gan {
+        phases.extend([("GAN discriminator loss", g.d), ("GAN generator loss", g.g_adv), ("GAN L1 loss", g.l1)]);
+    }
+    phases.extend(log.hypergrad_norm.map(|h| ("architecture hypergradient", h)));
+    match phases.into_iter().find(|(_, v)| !v.is_finite()) {
+        Some((phase, v)) => bail!("{}", diverged(iter, &format!("the {phase} is {v}"), state)),
+        None => Ok(()),
+    }
+}
+
+/// What a diverged run says: where it stopped, what it kept, what to change.
+fn diverged(iter: usize, what: &str, state: &LoopState) -> String {
+    let kept = if state.iter == 0 {
+        "nothing to keep yet (no validation reached)".to_string()
+    } else {
+        format!(
+            "its checkpoint of iteration {} and its best model (iteration {}) are kept",
+            state.iter, state.best_iter
+        )
+    };
+    format!(
+        "training diverged at iteration {iter}: {what}; the run stopped, {kept}. Lower the learning rate (--lr, \
+         --gan-lr or --arch-lr) and train into a new --out"
+    )
+}
+
 /// Checks that `out` is new or holds this very run; returns the summary of a finished one.
 fn open_run_folder(cfg: &TrainConfig, out: &Path) -> Result<Option<RunSummary>> {
-    ensure_writable_dir(out)?;
     let config_path = out.join("config.json");
     if config_path.is_file() {
         let text = std::fs::read_to_string(&config_path)?;
@@ -149,6 +184,18 @@ impl<'a> Trainer<'a> {
         (s.dice.mean, s.iou.mean)
     }
 
+    /// Which networks hold a non-finite weight or buffer, if any.
+    fn non_finite_part(&self) -> Option<&'static str> {
+        if !all_finite(&self.seg.vs) {
+            return Some("the segmenter's weights");
+        }
+        let gan = self.arm.gan()?;
+        if !all_finite(&gan.arch_vs) {
+            return Some("the architecture logits (alpha)");
+        }
+        (!all_finite(&gan.g_vs) || !all_finite(&gan.d_vs)).then_some("the GAN's weights")
+    }
+
     fn metrics_line(
         &self,
         state: &LoopState,
@@ -172,7 +219,7 @@ impl<'a> Trainer<'a> {
     fn save_checkpoint(&self, dir: &Path, state: &LoopState) -> Result<()> {
         checkpoint::save_dir(dir, |d| {
             save_vars(&self.seg.vs, &d.join("model.safetensors"))?;
-            save_tensors(&d.join("seg_optim.ot"), &self.seg_opt.state())?;
+            save_tensors(&d.join("seg_optim.safetensors"), &self.seg_opt.state())?;
             self.arm.save(d)?;
             write_json(&d.join("state.json"), state)
         })
@@ -190,7 +237,7 @@ impl<'a> Trainer<'a> {
             return Ok(LoopState::start());
         };
         load_vars(&mut self.seg.vs, &dir.join("model.safetensors"))?;
-        self.seg_opt.load_state(&load_tensors(&dir.join("seg_optim.ot"))?)?;
+        self.seg_opt.load_state(&load_tensors(&dir.join("seg_optim.safetensors"))?)?;
         self.arm.load(&dir)?;
         let state: LoopState = serde_json::from_str(&std::fs::read_to_string(dir.join("state.json"))?)?;
         self.batches.rng.set_word_pos(state.rng_word_pos);
