@@ -72,4 +72,13 @@ fn killed_run_resumes_from_its_checkpoint() {
     let expected: Vec<u64> = (1..=150).map(|k| k * 20).collect();
     assert_eq!(iters, expected, "metrics.jsonl must hold every validation exactly once");
     assert!(out.join("summary.json").is_file() && !out.join("checkpoint").exists());
+    // The interrupted run ends exactly where an uninterrupted one does.
+    let straight = d.path().join("straight");
+    let mut again = args.to_vec();
+    again[3] = straight.to_str().unwrap();
+    assert!(genseg(&again).status.success());
+    for f in ["model.safetensors", "test_cases.csv"] {
+        let (a, b) = (std::fs::read(out.join(f)).unwrap(), std::fs::read(straight.join(f)).unwrap());
+        assert!(a == b, "{f} differs between the resumed and the uninterrupted run");
+    }
 }
