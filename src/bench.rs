@@ -81,6 +81,40 @@ fn time_steps(warmup: usize, steps: usize, mut step: impl FnMut()) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0 / steps as f64
 }
 
+/// What the nnU-Net augmentation adds to a U-Net training step: (ms per plain step, ms per step
+/// with the batch augmented first), on the same batches.
+pub fn augment_overhead(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, device: Device) -> (f64, f64) {
+    use crate::data::nnaug::{augment, NnUnetAugment};
+    use rand::SeedableRng;
+    tch::manual_seed(0);
+    let vs = VarStore::new(device);
+    let net = UNet::new(&vs.root(), cfg);
+    let mut opt = Optimizer::new(OptimConfig::adam(1e-3, 0.9), vs.trainable_variables());
+    let x = Tensor::rand([batch, cfg.in_channels, size, size], (Kind::Float, device));
+    let y = Tensor::rand([batch, 1, size, size], (Kind::Float, device)).gt(0.7).to_kind(Kind::Float);
+    let aug = NnUnetAugment::defaults(2, None);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut step = |augmented: bool| {
+        let (x, y) = if augmented { augment(&x, &y, &aug, &mut rng) } else { (x.shallow_clone(), y.shallow_clone()) };
+        let loss = segmentation_loss(&net.forward_t(&x, true), &y, RegionLoss::Dice);
+        let g = gradients(&loss, opt.params());
+        opt.step(&g);
+        if device.is_cuda() {
+            tch::Cuda::synchronize(0);
+        }
+    };
+    // Interleaved, so both see the same machine state.
+    let (mut plain, mut with) = (0.0, 0.0);
+    for round in 0..steps + 2 {
+        let a = time_steps(0, 1, || step(false));
+        let b = time_steps(0, 1, || step(true));
+        if round >= 2 {
+            (plain, with) = (plain + a, with + b);
+        }
+    }
+    (plain / steps as f64, with / steps as f64)
+}
+
 /// One U-Net training step (forward, BCE + Dice loss, backward, Adam), as the supervised loop does.
 pub fn unet_step(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, device: Device) -> Result<BenchResult> {
     tch::manual_seed(0);

@@ -3,10 +3,12 @@
 //! [`GanConfig::default`]), so the CLI, the demo and the tests share them.
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
+use genseg::data::nnaug::AugmentPreset;
 use genseg::data::set::{default_mask_suffixes, LoadOptions, VolumeOptions};
 use genseg::data::split::DataConfig;
 use genseg::eval::metrics::{EmptyPolicy, MetricOptions};
 use genseg::models::unet::Upsampling;
+use genseg::train::config::Schedule;
 use genseg::train::gan::{GanConfig, PretrainConfig};
 use genseg::train::hypergrad::HypergradMode;
 use genseg::train::loss::RegionLoss;
@@ -215,10 +217,31 @@ pub struct TrainArgs {
     upsampling: Upsampling,
     #[arg(long, value_enum, default_value_t = train_defaults().region_loss)]
     loss: RegionLoss,
+    /// adam, rmsprop, or sgd (Nesterov momentum 0.99, weight decay 3e-5: nnU-Net's)
     #[arg(long, value_enum, default_value_t = train_defaults().optim.kind)]
     optimizer: OptimKind,
-    #[arg(long, default_value_t = train_defaults().optim.lr)]
-    lr: f64,
+    /// Learning rate (default: 1e-3 for adam and rmsprop, 1e-2 for sgd)
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Weight decay (default: the optimiser's: adam 0, rmsprop 1e-8, sgd 3e-5)
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Learning-rate schedule: constant, or poly (nnU-Net's (1 - t/T)^0.9)
+    #[arg(long, value_enum, default_value_t = train_defaults().schedule)]
+    schedule: Schedule,
+    /// What `--method augment` applies: none, geometric (GenSeg's set) or nnunet (nnU-Net v2's defaults)
+    #[arg(long = "augment", value_enum, default_value_t = train_defaults().augment_preset)]
+    augment_preset: AugmentPreset,
+    /// Spatial axes the nnunet preset may mirror, e.g. 1 (default: all; leave out axes whose
+    /// sides carry different labels, such as left/right anatomy)
+    #[arg(long, value_delimiter = ',')]
+    mirror_axes: Option<Vec<usize>>,
+    /// Early stopping: validations without a better validation Dice before the run stops (0 = off)
+    #[arg(long, default_value_t = train_defaults().patience)]
+    patience: usize,
+    /// Early stopping never stops before this iteration
+    #[arg(long, default_value_t = train_defaults().min_iters)]
+    min_iters: usize,
     #[arg(long, default_value_t = train_defaults().iters)]
     iters: usize,
     #[arg(long, default_value_t = train_defaults().batch_size)]
@@ -266,17 +289,21 @@ impl TrainArgs {
             at_least_one(flag, v)?;
         }
         at_least_one("--batch-size", self.batch_size.max(0) as usize)?;
-        positive("--lr", self.lr)?;
+        let mut optim = OptimConfig::of_kind(self.optimizer);
+        if let Some(lr) = self.lr {
+            positive("--lr", lr)?;
+            optim.lr = lr;
+        }
+        if let Some(wd) = self.weight_decay {
+            non_negative("--weight-decay", wd)?;
+            optim.weight_decay = wd;
+        }
         positive("--arch-lr", self.arch_lr)?;
         positive("--fd-scale", self.fd_scale)?;
         non_negative("--lambda", self.lambda)?;
         if let Some(xi) = self.xi {
             positive("--xi", xi)?;
         }
-        let optim = match self.optimizer {
-            OptimKind::Adam => OptimConfig { lr: self.lr, ..train_defaults().optim },
-            OptimKind::Rmsprop => OptimConfig::rmsprop(self.lr),
-        };
         let data = DataConfig {
             ood: self.ood.clone(),
             train_ids: self.train_ids.clone(),
@@ -304,6 +331,11 @@ impl TrainArgs {
             fd_scale: self.fd_scale,
             hypergrad: self.hypergrad,
             empty_policy: self.empty_policy,
+            augment_preset: self.augment_preset,
+            mirror_axes: self.mirror_axes.clone(),
+            schedule: self.schedule,
+            patience: self.patience,
+            min_iters: self.min_iters,
             ..TrainConfig::new(data)
         })
     }
@@ -476,6 +508,8 @@ pub enum Command {
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
 pub enum BenchWhat {
     Unet,
+    /// A plain U-Net step with and without the nnunet augmentation preset
+    Augment,
     Gan,
     Hypergrad,
     Metrics,

@@ -134,6 +134,13 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
             }
             return Ok(());
         }
+        BenchWhat::Augment => {
+            let unet = UNetConfig { width: a.width, depth: a.depth, ..UNetConfig::reference() };
+            let (plain, with) = genseg::bench::augment_overhead(&unet, a.size, a.batch, a.steps, device);
+            let extra = 100.0 * (with / plain - 1.0);
+            println!("unet w{} d{} {}px b{}: plain step {plain:.1} ms, with nnunet augmentation {with:.1} ms (+{extra:.0} %)", a.width, a.depth, a.size, a.batch);
+            return Ok(());
+        }
         BenchWhat::Metrics => {
             let (two_d, three_d) = genseg::bench::metrics_speed(1000);
             println!("metrics: 1000 pairs of 512x512 masks (all metrics) {two_d:.2} s; surface metrics of one 256^3 pair {three_d:.2} s");

@@ -85,7 +85,7 @@ pub fn write_results(out: &Path, rows: &[Row], methods: &[Method]) -> Result<()>
     labels.sort_unstable();
     labels.dedup();
     let mut csv = String::from(
-        "method,n,seed,test_dice,test_iou,test_cases,ood_dice,ood_iou,ood_cases,best_iter,seconds_per_iter",
+        "method,n,seed,test_dice,test_iou,test_cases,ood_dice,ood_iou,ood_cases,best_iter,stopped_iter,iters,seconds_per_iter",
     );
     for l in &labels {
         write!(csv, ",test_dice_label{l}")?;
@@ -97,7 +97,7 @@ pub fn write_results(out: &Path, rows: &[Row], methods: &[Method]) -> Result<()>
             s.ood.as_ref().map(|o| (o.dice.mean, o.iou.mean, o.cases)).unwrap_or((f64::NAN, f64::NAN, 0));
         write!(
             csv,
-            "{},{},{},{:.5},{:.5},{},{:.5},{:.5},{},{},{:.4}",
+            "{},{},{},{:.5},{:.5},{},{:.5},{:.5},{},{},{},{},{:.4}",
             s.method.name(),
             r.n,
             r.seed,
@@ -108,6 +108,8 @@ pub fn write_results(out: &Path, rows: &[Row], methods: &[Method]) -> Result<()>
             oi,
             on,
             s.best_iter,
+            s.stopped_iter,
+            s.iters,
             s.seconds_per_iter
         )?;
         for &l in &labels {

@@ -66,7 +66,7 @@ pub struct AffineDraw {
     pub order: [usize; 6],
 }
 
-fn uniform<R: Rng>(rng: &mut R, lo: f64, hi: f64) -> f64 {
+pub(crate) fn uniform<R: Rng>(rng: &mut R, lo: f64, hi: f64) -> f64 {
     if hi > lo {
         rng.gen_range(lo..hi)
     } else {
@@ -104,10 +104,11 @@ pub fn draw<R: Rng>(cfg: &AugmentConfig, dims: usize, rng: &mut R) -> AffineDraw
     AffineDraw { dims, flip, pad, scale, translate, rotate_deg, shear_deg, order }
 }
 
-/// Homogeneous 3-D affine map of normalised coordinates (x, y, z, 1).
-type Mat4 = [[f64; 4]; 4];
+/// Homogeneous 3-D affine map of normalised coordinates (x, y, z, 1); x is the tensor's last
+/// axis (width), z its first spatial axis in 3-D.
+pub(crate) type Mat4 = [[f64; 4]; 4];
 
-fn identity() -> Mat4 {
+pub(crate) fn identity() -> Mat4 {
     let mut m = [[0.0; 4]; 4];
     for (i, row) in m.iter_mut().enumerate() {
         row[i] = 1.0;
@@ -115,7 +116,7 @@ fn identity() -> Mat4 {
     m
 }
 
-fn mul(a: &Mat4, b: &Mat4) -> Mat4 {
+pub(crate) fn mul(a: &Mat4, b: &Mat4) -> Mat4 {
     let mut c = [[0.0; 4]; 4];
     for i in 0..4 {
         for j in 0..4 {
@@ -125,7 +126,7 @@ fn mul(a: &Mat4, b: &Mat4) -> Mat4 {
     c
 }
 
-fn diagonal(d: [f64; 3], t: [f64; 3]) -> Mat4 {
+pub(crate) fn diagonal(d: [f64; 3], t: [f64; 3]) -> Mat4 {
     let mut m = identity();
     for a in 0..3 {
         m[a][a] = d[a];
@@ -135,7 +136,7 @@ fn diagonal(d: [f64; 3], t: [f64; 3]) -> Mat4 {
 }
 
 /// Rotation by `deg` in the plane of axes (a, b).
-fn rotation(a: usize, b: usize, deg: f64) -> Mat4 {
+pub(crate) fn rotation(a: usize, b: usize, deg: f64) -> Mat4 {
     let (s, c) = deg.to_radians().sin_cos();
     let mut m = identity();
     m[a][a] = c;
@@ -199,18 +200,28 @@ impl AffineDraw {
     /// The `dims x (dims + 1)` matrix grid sampling needs: output coordinates -> input
     /// coordinates, row-major.
     pub fn sampling_theta(&self) -> Vec<f64> {
-        let inv = invert(&self.forward());
-        let n = self.dims;
-        (0..n).flat_map(|i| (0..n).map(move |j| inv[i][j]).chain(std::iter::once(inv[i][3]))).collect()
+        sampling_theta(&self.forward(), self.dims)
     }
 }
 
+/// The grid-sampling matrix of a forward map: its inverse's first `dims` rows and columns plus
+/// the translation, row-major.
+pub(crate) fn sampling_theta(forward: &Mat4, dims: usize) -> Vec<f64> {
+    let inv = invert(forward);
+    (0..dims).flat_map(|i| (0..dims).map(move |j| inv[i][j]).chain(std::iter::once(inv[i][3]))).collect()
+}
+
 fn warp(x: &Tensor, draws: &[AffineDraw]) -> Tensor {
+    let thetas: Vec<f64> = draws.iter().flat_map(|d| d.sampling_theta()).collect();
+    warp_with(x, &thetas)
+}
+
+/// Resamples each case of `x` with its grid-sampling matrix (concatenated in `thetas`):
+/// (bi/tri)linear, zero outside.
+pub(crate) fn warp_with(x: &Tensor, thetas: &[f64]) -> Tensor {
     let n = (x.dim() - 2) as i64;
-    let theta: Vec<f64> = draws.iter().flat_map(|d| d.sampling_theta()).collect();
-    let theta = Tensor::from_slice(&theta).view([draws.len() as i64, n, n + 1]).to_kind(x.kind()).to_device(x.device());
+    let theta = Tensor::from_slice(thetas).view([x.size()[0], n, n + 1]).to_kind(x.kind()).to_device(x.device());
     let grid = Tensor::affine_grid_generator(&theta, x.size(), false);
-    // (bi/tri)linear, zero padding
     x.grid_sampler(&grid, 0, 0, false)
 }
 

@@ -8,6 +8,7 @@ pub mod check;
 pub mod files;
 pub mod image_io;
 pub mod images;
+pub mod nnaug;
 pub mod phantom;
 pub mod set;
 pub mod split;

@@ -5,6 +5,7 @@ use super::hypergrad::HypergradMode;
 use super::loss::RegionLoss;
 use super::optim::OptimConfig;
 use crate::data::augment::AugmentConfig;
+use crate::data::nnaug::AugmentPreset;
 use crate::data::split::DataConfig;
 use crate::data::SegDataset;
 use crate::eval::metrics::EmptyPolicy;
@@ -78,6 +79,42 @@ pub struct TrainConfig {
     #[serde(default)]
     pub hypergrad: HypergradMode,
     pub empty_policy: EmptyPolicy,
+    /// What `augment` applies to real pairs.
+    #[serde(default)]
+    pub augment_preset: AugmentPreset,
+    /// Spatial axes the `nnunet` preset may mirror; `None` = all (off for left/right labels).
+    #[serde(default)]
+    pub mirror_axes: Option<Vec<usize>>,
+    /// Learning-rate schedule of the segmenter.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Early stopping: stop after this many validations without a better validation Dice
+    /// (0 = train the whole budget).
+    #[serde(default)]
+    pub patience: usize,
+    /// Early stopping never stops before this iteration.
+    #[serde(default)]
+    pub min_iters: usize,
+}
+
+/// Learning rate over the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    #[default]
+    Constant,
+    /// nnU-Net's polynomial decay: lr (1 - t / T)^0.9.
+    Poly,
+}
+
+impl Schedule {
+    /// The learning rate of iteration `iter` (0-based) of `iters`.
+    pub fn lr(self, base: f64, iter: usize, iters: usize) -> f64 {
+        match self {
+            Schedule::Constant => base,
+            Schedule::Poly => base * (1.0 - iter as f64 / iters.max(1) as f64).max(0.0).powf(0.9),
+        }
+    }
 }
 
 /// Adam's beta1 for the architecture logits (DARTS uses 0.5).
@@ -110,6 +147,11 @@ impl TrainConfig {
             fd_scale: 0.01,
             hypergrad: HypergradMode::Fd,
             empty_policy: EmptyPolicy::Nan,
+            augment_preset: AugmentPreset::Geometric,
+            mirror_axes: None,
+            schedule: Schedule::Constant,
+            patience: 0,
+            min_iters: 0,
         }
     }
 
@@ -124,5 +166,20 @@ impl TrainConfig {
             upsampling: self.upsampling,
             dims: data.dims(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poly_schedule_values() {
+        let lr = |i| Schedule::Poly.lr(0.01, i, 1000);
+        assert_eq!(lr(0), 0.01);
+        assert!((lr(500) - 0.01 * 0.5f64.powf(0.9)).abs() < 1e-15);
+        assert!((lr(900) - 0.01 * 0.1f64.powf(0.9)).abs() < 1e-15);
+        assert!(lr(999) > 0.0 && lr(999) < 1e-4);
+        assert_eq!(Schedule::Constant.lr(0.01, 999, 1000), 0.01);
     }
 }

@@ -7,6 +7,7 @@ use super::hypergrad::{Lower, TrainBatch};
 use super::loss::segmentation_loss;
 use super::optim::{gradients, OptimConfig, Optimizer};
 use crate::data::augment::{augment_masks, augment_pairs};
+use crate::data::nnaug::{self, AugmentPreset, NnUnetAugment};
 use crate::data::SegDataset;
 use crate::models::unet::UNet;
 use crate::runtime::{load_tensors, save_tensors};
@@ -19,9 +20,17 @@ use tch::{Device, Kind, Tensor};
 
 pub enum Arm {
     Plain,
+    /// GenSeg's geometric set and jitter.
     Augment,
-    Separate { gan: Gan },
-    Genseg { gan: Gan, arch_opt: Optimizer },
+    /// nnU-Net's default augmentation.
+    AugmentNnunet(NnUnetAugment),
+    Separate {
+        gan: Gan,
+    },
+    Genseg {
+        gan: Gan,
+        arch_opt: Optimizer,
+    },
 }
 
 /// What one step reports for metrics.jsonl.
@@ -61,8 +70,19 @@ impl Arm {
     /// The method's state; generator methods load the given generator or pretrain one into
     /// `out/generator`.
     pub fn build(cfg: &TrainConfig, train: &SegDataset, out: &Path, device: Device) -> Result<Arm> {
+        if let Some(axes) = &cfg.mirror_axes {
+            if let Some(a) = axes.iter().find(|&&a| a >= train.dims()) {
+                bail!("--mirror-axes {a}: the data has {} spatial axes (0..{})", train.dims(), train.dims() - 1);
+            }
+        }
         if !cfg.method.uses_generator() {
-            return Ok(if cfg.method == Method::Augment { Arm::Augment } else { Arm::Plain });
+            return Ok(match (cfg.method, cfg.augment_preset) {
+                (Method::Augment, AugmentPreset::Geometric) => Arm::Augment,
+                (Method::Augment, AugmentPreset::Nnunet) => {
+                    Arm::AugmentNnunet(NnUnetAugment::defaults(train.dims(), cfg.mirror_axes.as_deref()))
+                }
+                _ => Arm::Plain,
+            });
         }
         let spec = GanSpec::for_data(cfg.gan.clone(), train);
         let gan = match &cfg.generator {
@@ -101,7 +121,7 @@ impl Arm {
     pub fn gan(&self) -> Option<&Gan> {
         match self {
             Arm::Separate { gan } | Arm::Genseg { gan, .. } => Some(gan),
-            Arm::Plain | Arm::Augment => None,
+            Arm::Plain | Arm::Augment | Arm::AugmentNnunet(_) => None,
         }
     }
 
@@ -132,6 +152,7 @@ impl Arm {
         let (x, m) = match self {
             Arm::Plain => (x, m),
             Arm::Augment => augment_pairs(&x, &m, &cfg.augment, cfg.jitter, &mut batches.rng),
+            Arm::AugmentNnunet(aug) => nnaug::augment(&x, &m, aug, &mut batches.rng),
             Arm::Separate { gan } => {
                 let batch = TrainBatch {
                     synthetic_masks: augment_masks(&m, &cfg.augment, &mut batches.rng),
@@ -189,7 +210,7 @@ impl Arm {
 
     pub fn load(&mut self, dir: &Path) -> Result<()> {
         match self {
-            Arm::Plain | Arm::Augment => {}
+            Arm::Plain | Arm::Augment | Arm::AugmentNnunet(_) => {}
             Arm::Separate { gan } => {
                 gan.load_weights(dir)?;
                 gan.load_optimizers(dir)?;

@@ -28,6 +28,12 @@ pub struct RunSummary {
     pub seed: u64,
     pub train_n: usize,
     pub best_iter: usize,
+    /// The last iteration trained: the budget, or where early stopping ended the run.
+    #[serde(default)]
+    pub stopped_iter: usize,
+    /// The budget (`--iters`).
+    #[serde(default)]
+    pub iters: usize,
     #[serde(with = "crate::runtime::json_f64")]
     pub best_val_dice: f64,
     /// Over every (case, label) pair.
@@ -52,6 +58,9 @@ pub struct LoopState {
     pub rng_word_pos: u128,
     pub seconds: f64,
     pub seg_optimizer_ids: BTreeSet<String>,
+    /// Set when early stopping ended the run (a resumed run does not train on).
+    #[serde(default)]
+    pub stopped: bool,
 }
 
 impl LoopState {
@@ -63,7 +72,13 @@ impl LoopState {
             rng_word_pos: 0,
             seconds: 0.0,
             seg_optimizer_ids: BTreeSet::new(),
+            stopped: false,
         }
+    }
+
+    /// Early stopping: `patience` validations without a better Dice, at or after `min_iters`.
+    pub fn plateaued(&self, patience: usize, val_every: usize, min_iters: usize) -> bool {
+        patience > 0 && self.iter >= min_iters && self.iter - self.best_iter >= patience * val_every
     }
 }
 
@@ -91,4 +106,19 @@ pub struct MetricsLine {
     pub hypergrad_norm: Option<f64>,
     pub alpha: Option<Vec<Vec<f64>>>,
     pub seconds: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_stopping_waits_for_the_minimum_and_a_plateau() {
+        let state = |iter, best_iter| LoopState { iter, best_iter, ..LoopState::start() };
+        // patience 3 validations of 10 iterations, minimum 100.
+        assert!(!state(60, 20).plateaued(3, 10, 100), "stopped before the minimum");
+        assert!(!state(120, 100).plateaued(3, 10, 100), "stopped while still improving");
+        assert!(state(130, 100).plateaued(3, 10, 100));
+        assert!(!state(500, 0).plateaued(0, 10, 100), "patience 0 never stops");
+    }
 }

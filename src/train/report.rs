@@ -66,13 +66,15 @@ pub fn finish(out: &Path, device: Device, mut t: Trainer, splits: &Splits, state
         seed: cfg.seed,
         train_n: splits.train.len(),
         best_iter: state.best_iter,
+        stopped_iter: state.iter,
+        iters: cfg.iters,
         best_val_dice: state.best_val_dice,
         test: summarize(&test_cases),
         ood: ood_cases.as_ref().map(|c| summarize(c)),
         labels,
         alpha,
         seconds: state.seconds,
-        seconds_per_iter: state.seconds / cfg.iters.max(1) as f64,
+        seconds_per_iter: state.seconds / state.iter.max(1) as f64,
     };
     write_json(&out.join("summary.json"), &summary)?;
     std::fs::remove_dir_all(out.join("checkpoint")).ok();

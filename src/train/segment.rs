@@ -55,7 +55,8 @@ pub fn run(cfg: &TrainConfig, out: &Path, device: Device) -> Result<RunSummary> 
     bar.set_position(state.iter as u64);
     let (started, seconds_before) = (std::time::Instant::now(), state.seconds);
     let mut loss_acc = (0.0, 0usize);
-    for iter in state.iter..cfg.iters {
+    let end = if state.stopped { state.iter } else { cfg.iters };
+    for iter in state.iter..end {
         let log = t.step(iter, &splits);
         stop_if_diverged(&log, iter + 1, &state)?;
         loss_acc = (loss_acc.0 + log.loss, loss_acc.1 + 1);
@@ -78,8 +79,16 @@ pub fn run(cfg: &TrainConfig, out: &Path, device: Device) -> Result<RunSummary> 
             let mean_loss = loss_acc.0 / loss_acc.1.max(1) as f64;
             append_jsonl(&out.join("metrics.jsonl"), &t.metrics_line(&state, &log, mean_loss, (val_dice, val_iou)))?;
             loss_acc = (0.0, 0);
+            state.stopped = state.plateaued(cfg.patience, cfg.val_every, cfg.min_iters);
             t.save_checkpoint(&ckpt, &state)?;
             bar.set_message(format!("loss {:.3} val Dice {:.3} (best {:.3})", log.loss, val_dice, state.best_val_dice));
+            if state.stopped {
+                tracing::info!(
+                    "early stop at iteration {done}: no better validation Dice since iteration {}",
+                    state.best_iter
+                );
+                break;
+            }
         }
     }
     bar.finish();
@@ -168,6 +177,7 @@ impl<'a> Trainer<'a> {
 
     fn step(&mut self, iter: usize, splits: &Splits) -> StepLog {
         tch::manual_seed(step_seed(self.cfg.seed, iter));
+        self.seg_opt.set_lr(self.cfg.schedule.lr(self.cfg.optim.lr, iter, self.cfg.iters));
         let (idx, x, m) = self.batches.draw(&splits.train);
         let (grads, log) = self.arm.step(self.cfg, &self.seg, iter, (x, m), &mut self.batches, &splits.val);
         self.seg_opt.step(&grads);

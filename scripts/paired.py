@@ -1,0 +1,39 @@
+"""Paired differences between arms of one or more studies (same N, same seed), with 95 %
+bootstrap confidence intervals.
+
+Usage: python3 scripts/paired.py BASE OTHER [OTHER ...]
+Each arm is RESULTS.csv:METHOD[:NAME] (a study's results.csv and a method in it). For every
+metric (test_dice, ood_dice) it prints, per OTHER, the mean of OTHER - BASE over the (N, seed)
+cells both have, pooled over N, with a 95 % percentile bootstrap interval (10,000 resamples of
+the cells), and "within noise" when the interval crosses 0.
+"""
+import csv, math, random, sys
+
+
+def arm(spec):
+    parts = spec.split(":")
+    path, method = parts[0], parts[1]
+    name = parts[2] if len(parts) > 2 else f"{method}@{path}"
+    rows = {(int(r["n"]), int(r["seed"])): r for r in csv.DictReader(open(path)) if r["method"] == method}
+    return name, rows
+
+
+def bootstrap(d, reps=10000, seed=0):
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choice(d) for _ in d) / len(d) for _ in range(reps))
+    return means[int(0.025 * reps)], means[int(0.975 * reps) - 1]
+
+
+base_name, base = arm(sys.argv[1])
+others = [arm(s) for s in sys.argv[2:]]
+for metric in ("test_dice", "ood_dice"):
+    print(f"{metric}: arm minus {base_name}, pooled over N and seeds")
+    for name, rows in others:
+        cells = sorted(set(base) & set(rows))
+        d = [float(rows[c][metric]) - float(base[c][metric]) for c in cells]
+        d = [x for x in d if not math.isnan(x)]
+        if not d:
+            continue
+        lo, hi = bootstrap(d)
+        verdict = "within noise" if lo <= 0 <= hi else ("better" if lo > 0 else "worse")
+        print(f"  {name:<24} {sum(d) / len(d):+.3f}  95% CI [{lo:+.3f}, {hi:+.3f}]  ({len(d)} cells)  {verdict}")

@@ -1,0 +1,488 @@
+//! nnU-Net v2's default training augmentation, on tensors, batched, one code path for 2-D and
+//! 3-D: the `nnunet` preset of `--augment`.
+//!
+//! Probabilities and ranges are those of `nnUNetTrainer.get_training_transforms` (nnU-Net v2,
+//! nnunetv2/training/nnUNetTrainer/nnUNetTrainer.py, batchgeneratorsv2 transforms):
+//! - SpatialTransform: p_rotation 0.2 (2-D: +-180 deg; 3-D: +-30 deg about each axis), p_scaling
+//!   0.2 with scaling (0.7, 1.4), one factor for all axes, p_elastic_deform 0;
+//! - GaussianNoiseTransform: p 0.1, noise_variance (0, 0.1), one sigma for all channels;
+//! - GaussianBlurTransform: p 0.2, blur_sigma (0.5, 1.0) drawn per axis, each channel with p 0.5;
+//! - MultiplicativeBrightnessTransform: p 0.15, multiplier BGContrast((0.75, 1.25)) per channel;
+//! - ContrastTransform: p 0.15, BGContrast((0.75, 1.25)) per channel, preserve_range;
+//! - SimulateLowResolutionTransform: p 0.25, scale (0.5, 1) shared by the axes, each channel with
+//!   p 0.5, nearest-neighbour down, cubic up (trilinear in 3-D);
+//! - GammaTransform: p 0.1 on the inverted image, then p 0.3; gamma BGContrast((0.7, 1.5)),
+//!   p_retain_stats 1;
+//! - MirrorTransform: each allowed axis with p 0.5 (all spatial axes unless `--mirror-axes`).
+//!
+//! nnU-Net applies these to z-scored images, padding with 0 (the mean). Here each case's
+//! channels are standardised first and restored afterwards, so the same magnitudes act on images
+//! in [0, 1]; masks follow the spatial map only (bilinear, re-binarised at 0.5).
+use super::augment::{diagonal, identity, mul, rotation, sampling_theta, uniform, warp_with, Mat4};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// Which augmentation the `augment` method applies to real pairs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AugmentPreset {
+    /// None: the same as `plain`.
+    None,
+    /// GenSeg's geometric set (flip, pad/crop, scale, translate, rotate, shear) and a
+    /// brightness/contrast jitter.
+    #[default]
+    Geometric,
+    /// nnU-Net v2's default spatial and intensity augmentation.
+    Nnunet,
+}
+
+/// Probabilities and ranges of every op.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NnUnetAugment {
+    pub p_rotation: f64,
+    pub max_rotation_deg: f64,
+    pub p_scaling: f64,
+    pub scaling: (f64, f64),
+    /// Spatial axes (0 = the first after the channels) that may be mirrored.
+    pub mirror_axes: Vec<usize>,
+    pub p_mirror: f64,
+    pub p_noise: f64,
+    pub noise_variance: (f64, f64),
+    pub p_blur: f64,
+    pub blur_sigma: (f64, f64),
+    pub p_blur_channel: f64,
+    pub p_brightness: f64,
+    pub brightness: (f64, f64),
+    pub p_contrast: f64,
+    pub contrast: (f64, f64),
+    pub p_low_res: f64,
+    pub low_res_scale: (f64, f64),
+    pub p_low_res_channel: f64,
+    pub p_gamma_inverted: f64,
+    pub p_gamma: f64,
+    pub gamma: (f64, f64),
+}
+
+impl NnUnetAugment {
+    /// nnU-Net's defaults for `dims` spatial axes; `mirror_axes` None = every axis.
+    pub fn defaults(dims: usize, mirror_axes: Option<&[usize]>) -> NnUnetAugment {
+        NnUnetAugment {
+            p_rotation: 0.2,
+            max_rotation_deg: if dims == 2 { 180.0 } else { 30.0 },
+            p_scaling: 0.2,
+            scaling: (0.7, 1.4),
+            mirror_axes: mirror_axes.map(<[usize]>::to_vec).unwrap_or_else(|| (0..dims).collect()),
+            p_mirror: 0.5,
+            p_noise: 0.1,
+            noise_variance: (0.0, 0.1),
+            p_blur: 0.2,
+            blur_sigma: (0.5, 1.0),
+            p_blur_channel: 0.5,
+            p_brightness: 0.15,
+            brightness: (0.75, 1.25),
+            p_contrast: 0.15,
+            contrast: (0.75, 1.25),
+            p_low_res: 0.25,
+            low_res_scale: (0.5, 1.0),
+            p_low_res_channel: 0.5,
+            p_gamma_inverted: 0.1,
+            p_gamma: 0.3,
+            gamma: (0.7, 1.5),
+        }
+    }
+
+    /// Every probability 0: the identity.
+    pub fn off(dims: usize) -> NnUnetAugment {
+        NnUnetAugment {
+            p_rotation: 0.0,
+            p_scaling: 0.0,
+            p_mirror: 0.0,
+            p_noise: 0.0,
+            p_blur: 0.0,
+            p_brightness: 0.0,
+            p_contrast: 0.0,
+            p_low_res: 0.0,
+            p_gamma_inverted: 0.0,
+            p_gamma: 0.0,
+            ..NnUnetAugment::defaults(dims, None)
+        }
+    }
+}
+
+/// One case's drawn parameters; `None` = op not applied. Per-channel entries are `None` for
+/// channels the op skips.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseDraw {
+    /// Degrees in the planes (x-y, x-z, y-z) of normalised coordinates (2-D: the first only).
+    pub rotate_deg: Option<[f64; 3]>,
+    pub scale: Option<f64>,
+    /// Per spatial axis of the tensor.
+    pub mirror: Vec<bool>,
+    pub noise_sigma: Option<f64>,
+    /// Per channel, a sigma per spatial axis (pixels).
+    pub blur: Option<Vec<Option<Vec<f64>>>>,
+    pub brightness: Option<Vec<f64>>,
+    pub contrast: Option<Vec<f64>>,
+    /// The shared scale and the channels it applies to.
+    pub low_res: Option<(f64, Vec<bool>)>,
+    pub gamma_inverted: Option<Vec<f64>>,
+    pub gamma: Option<Vec<f64>>,
+}
+
+/// batchgeneratorsv2's BGContrast: half the draws below 1, half above, so shrinking and
+/// stretching are equally likely whatever the range's asymmetry.
+fn bg_contrast<R: Rng>(rng: &mut R, (lo, hi): (f64, f64)) -> f64 {
+    if rng.gen_bool(0.5) && lo < 1.0 {
+        uniform(rng, lo, 1.0)
+    } else {
+        uniform(rng, lo.max(1.0), hi)
+    }
+}
+
+fn maybe<R: Rng, T>(rng: &mut R, p: f64, f: impl FnOnce(&mut R) -> T) -> Option<T> {
+    rng.gen_bool(p.clamp(0.0, 1.0)).then(|| f(rng))
+}
+
+/// Draws one case's parameters, in a fixed order.
+pub fn draw<R: Rng>(cfg: &NnUnetAugment, dims: usize, channels: usize, rng: &mut R) -> CaseDraw {
+    let r = cfg.max_rotation_deg;
+    let rotate_deg = maybe(rng, cfg.p_rotation, |rng| {
+        let mut a = [uniform(rng, -r, r), 0.0, 0.0];
+        if dims == 3 {
+            a[1] = uniform(rng, -r, r);
+            a[2] = uniform(rng, -r, r);
+        }
+        a
+    });
+    let scale = maybe(rng, cfg.p_scaling, |rng| uniform(rng, cfg.scaling.0, cfg.scaling.1));
+    let mirror = (0..dims).map(|a| cfg.mirror_axes.contains(&a) && rng.gen_bool(cfg.p_mirror)).collect();
+    let noise_sigma = maybe(rng, cfg.p_noise, |rng| uniform(rng, cfg.noise_variance.0, cfg.noise_variance.1).sqrt());
+    let blur = maybe(rng, cfg.p_blur, |rng| {
+        (0..channels)
+            .map(|_| {
+                maybe(rng, cfg.p_blur_channel, |rng| {
+                    (0..dims).map(|_| uniform(rng, cfg.blur_sigma.0, cfg.blur_sigma.1)).collect()
+                })
+            })
+            .collect()
+    });
+    let per_channel = |rng: &mut R, range| (0..channels).map(|_| bg_contrast(rng, range)).collect::<Vec<_>>();
+    let brightness = maybe(rng, cfg.p_brightness, |rng| per_channel(rng, cfg.brightness));
+    let contrast = maybe(rng, cfg.p_contrast, |rng| per_channel(rng, cfg.contrast));
+    let low_res = maybe(rng, cfg.p_low_res, |rng| {
+        let scale = uniform(rng, cfg.low_res_scale.0, cfg.low_res_scale.1);
+        (scale, (0..channels).map(|_| rng.gen_bool(cfg.p_low_res_channel)).collect())
+    });
+    let gamma_inverted = maybe(rng, cfg.p_gamma_inverted, |rng| per_channel(rng, cfg.gamma));
+    let gamma = maybe(rng, cfg.p_gamma, |rng| per_channel(rng, cfg.gamma));
+    CaseDraw { rotate_deg, scale, mirror, noise_sigma, blur, brightness, contrast, low_res, gamma_inverted, gamma }
+}
+
+impl CaseDraw {
+    /// Forward map of normalised coordinates: mirror . rotate . scale. A scale factor s samples
+    /// s times the field of view (nnU-Net's convention: s > 1 shrinks the content).
+    pub fn forward(&self, dims: usize) -> Mat4 {
+        let mut m = identity();
+        if let Some(s) = self.scale {
+            m = mul(&diagonal([1.0 / s; 3], [0.0; 3]), &m);
+        }
+        if let Some(r) = self.rotate_deg {
+            m = mul(&mul(&rotation(1, 2, r[2]), &mul(&rotation(0, 2, r[1]), &rotation(0, 1, r[0]))), &m);
+        }
+        let mut mirror = [1.0; 3];
+        for (axis, &flip) in self.mirror.iter().enumerate() {
+            if flip {
+                // Tensor axis `axis` is normalised coordinate dims - 1 - axis (x = width).
+                mirror[dims - 1 - axis] = -1.0;
+            }
+        }
+        mul(&diagonal(mirror, [0.0; 3]), &m)
+    }
+
+    fn moves(&self) -> bool {
+        self.rotate_deg.is_some() || self.scale.is_some() || self.mirror.iter().any(|&f| f)
+    }
+}
+
+/// Augments image/mask batches (`[B, C, spatial...]`, images in [0, 1], binary masks) with
+/// nnU-Net's defaults. Noise uses libtorch's generator, which the training loop seeds per step.
+pub fn augment<R: Rng>(images: &Tensor, masks: &Tensor, cfg: &NnUnetAugment, rng: &mut R) -> (Tensor, Tensor) {
+    let (dims, channels) = (images.dim() - 2, images.size()[1] as usize);
+    let draws: Vec<CaseDraw> = (0..images.size()[0]).map(|_| draw(cfg, dims, channels, rng)).collect();
+    apply(images, masks, &draws)
+}
+
+/// The augmentation of given draws (one per case).
+pub fn apply(images: &Tensor, masks: &Tensor, draws: &[CaseDraw]) -> (Tensor, Tensor) {
+    let dims = images.dim() - 2;
+    let axes: Vec<i64> = (2..images.dim() as i64).collect();
+    let mean = images.mean_dim(axes.as_slice(), true, Kind::Float);
+    let std = (images - &mean).square().mean_dim(axes.as_slice(), true, Kind::Float).sqrt() + 1e-6;
+    let mut z = (images - &mean) / &std;
+    let mut masks = masks.shallow_clone();
+    if draws.iter().any(CaseDraw::moves) {
+        let thetas: Vec<f64> = draws.iter().flat_map(|d| sampling_theta(&d.forward(dims), dims)).collect();
+        z = warp_with(&z, &thetas);
+        masks = warp_with(&masks, &thetas).gt(0.5).to_kind(masks.kind());
+    }
+    let cases: Vec<Tensor> = draws.iter().enumerate().map(|(i, d)| intensity(&z.get(i as i64), d)).collect();
+    let images = (Tensor::stack(&cases, 0) * std + mean).clamp(0.0, 1.0);
+    (images, masks)
+}
+
+/// The intensity ops of one case `[C, spatial...]` (standardised), in nnU-Net's order.
+fn intensity(x: &Tensor, d: &CaseDraw) -> Tensor {
+    let mut x = x.shallow_clone();
+    if let Some(sigma) = d.noise_sigma {
+        x = &x + x.randn_like() * sigma;
+    }
+    if let Some(sigmas) = &d.blur {
+        x = per_channel(&x, |c, xc| match &sigmas[c] {
+            Some(s) => gaussian_blur(&xc, s),
+            None => xc,
+        });
+    }
+    if let Some(m) = &d.brightness {
+        x = per_channel(&x, |c, xc| xc * m[c]);
+    }
+    if let Some(f) = &d.contrast {
+        x = per_channel(&x, |c, xc| {
+            let (mean, lo, hi) = (xc.mean(Kind::Float), xc.min(), xc.max());
+            ((&xc - &mean) * f[c] + &mean).clamp_tensor(Some(&lo), Some(&hi))
+        });
+    }
+    if let Some((scale, which)) = &d.low_res {
+        x = per_channel(&x, |c, xc| if which[c] { low_resolution(&xc, *scale) } else { xc });
+    }
+    if let Some(g) = &d.gamma_inverted {
+        x = per_channel(&x, |c, xc| -gamma(&(-xc), g[c]));
+    }
+    if let Some(g) = &d.gamma {
+        x = per_channel(&x, |c, xc| gamma(&xc, g[c]));
+    }
+    x
+}
+
+fn per_channel(x: &Tensor, mut f: impl FnMut(usize, Tensor) -> Tensor) -> Tensor {
+    let channels: Vec<Tensor> = (0..x.size()[0]).map(|c| f(c as usize, x.get(c))).collect();
+    Tensor::stack(&channels, 0)
+}
+
+/// Separable Gaussian blur of one channel `[spatial...]`, sigma in pixels per axis, kernels
+/// truncated at 4 sigma (scipy's default) with reflected borders.
+fn gaussian_blur(x: &Tensor, sigmas: &[f64]) -> Tensor {
+    let dims = x.dim();
+    let mut y = x.unsqueeze(0).unsqueeze(0);
+    for (axis, &sigma) in sigmas.iter().enumerate() {
+        let radius = ((4.0 * sigma).ceil() as i64).min(x.size()[axis] - 1).max(1);
+        let taps: Vec<f32> =
+            (-radius..=radius).map(|i| (-(i * i) as f64 / (2.0 * sigma * sigma)).exp() as f32).collect();
+        let sum: f32 = taps.iter().sum();
+        let mut shape = vec![1i64; dims + 2];
+        shape[axis + 2] = taps.len() as i64;
+        let kernel = (Tensor::from_slice(&taps) / sum as f64).view(shape.as_slice()).to_device(x.device());
+        // F.pad lists (low, high) pairs from the last axis backwards.
+        let mut pad = vec![0i64; 2 * dims];
+        pad[2 * (dims - 1 - axis)] = radius;
+        pad[2 * (dims - 1 - axis) + 1] = radius;
+        let padded = y.pad(pad.as_slice(), "reflect", None);
+        y = if dims == 2 {
+            padded.conv2d(&kernel, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1)
+        } else {
+            padded.conv3d(&kernel, None::<Tensor>, [1, 1, 1], [0, 0, 0], [1, 1, 1], 1)
+        };
+    }
+    y.squeeze_dim(0).squeeze_dim(0)
+}
+
+/// Down-sampled by `scale` (nearest neighbour), then back to the original size (cubic in 2-D,
+/// trilinear in 3-D).
+fn low_resolution(x: &Tensor, scale: f64) -> Tensor {
+    let size = x.size();
+    let small: Vec<i64> = size.iter().map(|&s| ((s as f64 * scale).round() as i64).max(1)).collect();
+    let y = x.unsqueeze(0).unsqueeze(0);
+    let y = if size.len() == 2 {
+        y.upsample_nearest2d(small.as_slice(), None, None).upsample_bicubic2d(size.as_slice(), false, None, None)
+    } else {
+        y.upsample_nearest3d(small.as_slice(), None, None, None).upsample_trilinear3d(
+            size.as_slice(),
+            false,
+            None,
+            None,
+            None,
+        )
+    };
+    y.squeeze_dim(0).squeeze_dim(0)
+}
+
+/// x -> ((x - min) / range)^g * range + min, then the original mean and standard deviation.
+fn gamma(x: &Tensor, g: f64) -> Tensor {
+    let (mean, std) = (x.mean(Kind::Float), x.std(true));
+    let (lo, range) = (x.min(), x.max() - x.min() + 1e-7);
+    let y = ((x - &lo) / &range).pow_tensor_scalar(g) * &range + &lo;
+    let (ym, ys) = (y.mean(Kind::Float), y.std(true) + 1e-7);
+    (y - ym) / ys * std + mean
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use tch::Device;
+
+    fn batch(dims: usize) -> (Tensor, Tensor) {
+        tch::manual_seed(3);
+        let shape: Vec<i64> = if dims == 2 { vec![3, 2, 24, 20] } else { vec![2, 1, 12, 16, 10] };
+        let images = Tensor::rand(shape.as_slice(), (Kind::Float, Device::Cpu));
+        let mut mshape = shape.clone();
+        mshape[1] = 1;
+        let masks = Tensor::rand(mshape.as_slice(), (Kind::Float, Device::Cpu)).gt(0.6).to_kind(Kind::Float);
+        (images, masks)
+    }
+
+    #[test]
+    fn zero_strength_is_the_identity() {
+        for dims in [2, 3] {
+            let (images, masks) = batch(dims);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+            let (x, m) = augment(&images, &masks, &NnUnetAugment::off(dims), &mut rng);
+            let diff = f64::try_from((&x - &images).abs().max()).unwrap();
+            assert!(diff < 1e-5, "{dims}-D: images moved by {diff}");
+            assert!(m.equal(&masks));
+        }
+    }
+
+    /// No op: a base for drawing one op at a time with a fixed strength.
+    fn only(dims: usize) -> CaseDraw {
+        CaseDraw {
+            rotate_deg: None,
+            scale: None,
+            mirror: vec![false; dims],
+            noise_sigma: None,
+            blur: None,
+            brightness: None,
+            contrast: None,
+            low_res: None,
+            gamma_inverted: None,
+            gamma: None,
+        }
+    }
+
+    #[test]
+    fn intensity_ops_change_images_and_leave_masks_alone() {
+        let (images, masks) = batch(2);
+        let ops: Vec<(&str, CaseDraw)> = vec![
+            ("noise", CaseDraw { noise_sigma: Some(0.3), ..only(2) }),
+            ("blur", CaseDraw { blur: Some(vec![Some(vec![1.0, 0.7]), None]), ..only(2) }),
+            ("brightness", CaseDraw { brightness: Some(vec![1.2, 0.8]), ..only(2) }),
+            ("contrast", CaseDraw { contrast: Some(vec![1.25, 0.75]), ..only(2) }),
+            ("low resolution", CaseDraw { low_res: Some((0.5, vec![true, false])), ..only(2) }),
+            ("inverted gamma", CaseDraw { gamma_inverted: Some(vec![1.4, 0.7]), ..only(2) }),
+            ("gamma", CaseDraw { gamma: Some(vec![1.4, 0.7]), ..only(2) }),
+        ];
+        for (name, d) in ops {
+            let draws = vec![d; 3];
+            let (x, m) = apply(&images, &masks, &draws);
+            assert!(m.equal(&masks), "{name} changed a mask");
+            let diff = f64::try_from((&x - &images).abs().max()).unwrap();
+            assert!(diff > 1e-3, "{name} left the images unchanged");
+            let (lo, hi) = (f64::try_from(x.min()).unwrap(), f64::try_from(x.max()).unwrap());
+            assert!(lo >= 0.0 && hi <= 1.0, "{name}: range {lo}..{hi}");
+        }
+        // Gamma keeps each channel's mean and spread (up to the final clip to [0, 1]).
+        let (x, _) = apply(&images, &masks, &vec![CaseDraw { gamma: Some(vec![1.4, 0.7]), ..only(2) }; 3]);
+        let stats = |t: &Tensor| (f64::try_from(t.mean(Kind::Float)).unwrap(), f64::try_from(t.std(true)).unwrap());
+        let ((m0, s0), (m1, s1)) = (stats(&images.get(0).get(0)), stats(&x.get(0).get(0)));
+        assert!((m0 - m1).abs() < 0.01 && (s0 - s1).abs() < 0.01, "{m0} {s0} vs {m1} {s1}");
+    }
+
+    /// A coordinate ramp rotated by a known angle matches the analytic map, and the mask (the
+    /// ramp's positive half) moves with it.
+    #[test]
+    fn spatial_ops_move_image_and_mask_together() {
+        let n = 41i64;
+        let coords: Vec<f32> = (0..n).map(|i| (2.0 * i as f32 + 1.0) / n as f32 - 1.0).collect();
+        let ramp = Tensor::from_slice(&coords).view([1, 1, 1, n]).expand([1, 1, n, n], false).contiguous();
+        let image = (&ramp + 1.0) / 2.0;
+        let mask = ramp.gt(0.0).to_kind(Kind::Float);
+        for d in [
+            CaseDraw { rotate_deg: Some([30.0, 0.0, 0.0]), ..only(2) },
+            CaseDraw { scale: Some(1.25), ..only(2) },
+            CaseDraw { mirror: vec![false, true], ..only(2) },
+        ] {
+            let (x, m) = apply(&image, &mask, std::slice::from_ref(&d));
+            let theta = sampling_theta(&d.forward(2), 2);
+            let mut checked = 0;
+            for (i, &v) in coords.iter().enumerate() {
+                for (j, &u) in coords.iter().enumerate() {
+                    if u * u + v * v > 0.4 {
+                        continue;
+                    }
+                    // Output (u, v) samples input x = theta row 0 . (u, v, 1).
+                    let sx = theta[0] * u as f64 + theta[1] * v as f64 + theta[2];
+                    let got = f64::try_from(x.get(0).get(0).get(i as i64).get(j as i64)).unwrap() * 2.0 - 1.0;
+                    assert!((got - sx).abs() < 0.02, "{d:?} at ({u}, {v}): {got} vs {sx}");
+                    if sx.abs() > 0.1 {
+                        let inside = f64::try_from(m.get(0).get(0).get(i as i64).get(j as i64)).unwrap() > 0.5;
+                        assert_eq!(inside, sx > 0.0, "{d:?}: mask at ({u}, {v})");
+                    }
+                    checked += 1;
+                }
+            }
+            assert!(checked > 300);
+        }
+    }
+
+    #[test]
+    fn drawn_ops_have_the_configured_frequencies_and_means() {
+        let cfg = NnUnetAugment::defaults(2, None);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let draws: Vec<CaseDraw> = (0..20000).map(|_| draw(&cfg, 2, 3, &mut rng)).collect();
+        let freq = |f: &dyn Fn(&CaseDraw) -> bool| draws.iter().filter(|d| f(d)).count() as f64 / draws.len() as f64;
+        let checks: [(&str, f64, f64); 10] = [
+            ("rotation", freq(&|d| d.rotate_deg.is_some()), 0.2),
+            ("scaling", freq(&|d| d.scale.is_some()), 0.2),
+            ("mirror axis 1", freq(&|d| d.mirror[1]), 0.5),
+            ("noise", freq(&|d| d.noise_sigma.is_some()), 0.1),
+            ("blur", freq(&|d| d.blur.is_some()), 0.2),
+            ("brightness", freq(&|d| d.brightness.is_some()), 0.15),
+            ("contrast", freq(&|d| d.contrast.is_some()), 0.15),
+            ("low resolution", freq(&|d| d.low_res.is_some()), 0.25),
+            ("inverted gamma", freq(&|d| d.gamma_inverted.is_some()), 0.1),
+            ("gamma", freq(&|d| d.gamma.is_some()), 0.3),
+        ];
+        for (name, got, want) in checks {
+            assert!((got - want).abs() < 0.015, "{name}: {got} vs {want}");
+        }
+        let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+        let scales = mean(draws.iter().filter_map(|d| d.scale).collect());
+        assert!((scales - 1.05).abs() < 0.01, "scale mean {scales}");
+        // BGContrast: half below 1 (mean 0.875), half above (mean 1.125).
+        let mult = mean(draws.iter().filter_map(|d| d.brightness.as_ref()).flatten().copied().collect());
+        assert!((mult - 1.0).abs() < 0.01, "brightness mean {mult}");
+        let angle = mean(draws.iter().filter_map(|d| d.rotate_deg).map(|r| r[0].abs()).collect());
+        assert!((angle - 90.0).abs() < 3.0, "mean |rotation| {angle}");
+        let blurred_channels = freq(&|d| d.blur.as_ref().is_some_and(|b| b[0].is_some())) / 0.2;
+        assert!((blurred_channels - 0.5).abs() < 0.05, "blurred channel share {blurred_channels}");
+        let cfg3 = NnUnetAugment::defaults(3, Some(&[1, 2]));
+        let d3: Vec<CaseDraw> = (0..4000).map(|_| draw(&cfg3, 3, 1, &mut rng)).collect();
+        assert!(d3.iter().all(|d| !d.mirror[0]), "axis 0 is not in --mirror-axes");
+        assert!(d3.iter().filter_map(|d| d.rotate_deg).all(|r| r.iter().all(|a| a.abs() <= 30.0)));
+    }
+
+    #[test]
+    fn three_d_batches_keep_shape_range_and_disjoint_labels() {
+        let (images, _) = batch(3);
+        let first = Tensor::rand([2, 1, 12, 16, 10], (Kind::Float, Device::Cpu)).gt(0.5);
+        let masks = Tensor::cat(&[first.to_kind(Kind::Float), first.logical_not().to_kind(Kind::Float)], 1);
+        let mut cfg = NnUnetAugment::defaults(3, None);
+        cfg.p_rotation = 1.0;
+        cfg.p_scaling = 1.0;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let (x, m) = augment(&images, &masks, &cfg, &mut rng);
+        assert_eq!((x.size(), m.size()), (images.size(), masks.size()));
+        assert!(f64::try_from(m.sum_dim_intlist(1, false, Kind::Float).max()).unwrap() <= 1.0);
+        assert!(f64::try_from(x.min()).unwrap() >= 0.0 && f64::try_from(x.max()).unwrap() <= 1.0);
+    }
+}

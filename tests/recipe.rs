@@ -1,0 +1,78 @@
+//! The training recipe end to end on phantom data: nnU-Net augmentation, SGD with the poly
+//! schedule, early stopping and the study's records of budget and stop.
+mod common;
+use common::*;
+use genseg::data::nnaug::AugmentPreset;
+use genseg::train::config::Schedule;
+use genseg::train::optim::OptimConfig;
+use genseg::train::{segment, Method};
+use tch::Device;
+
+#[test]
+fn nnunet_augmentation_with_sgd_and_poly_schedule_trains() {
+    let d = tempfile::tempdir().unwrap();
+    let data = phantom_dataset(d.path(), 20);
+    let mut cfg = small_config(&data, Method::Augment, 8, 60);
+    cfg.data.load.size = 32;
+    cfg.width = 8;
+    cfg.depth = 3;
+    cfg.val_every = 20;
+    cfg.augment_preset = AugmentPreset::Nnunet;
+    cfg.optim = OptimConfig::sgd(1e-2);
+    cfg.schedule = Schedule::Poly;
+    let s = segment::run(&cfg, &d.path().join("run"), Device::Cpu).unwrap();
+    assert!(s.test.dice.mean.is_finite() && s.test.dice.mean > 0.1, "Dice {}", s.test.dice.mean);
+    assert_eq!((s.iters, s.stopped_iter), (60, 60));
+}
+
+#[test]
+fn early_stopping_ends_a_run_on_a_plateau_after_the_minimum() {
+    let d = tempfile::tempdir().unwrap();
+    let data = phantom_dataset(d.path(), 20);
+    let mut cfg = small_config(&data, Method::Plain, 8, 3000);
+    cfg.data.load.size = 32;
+    cfg.width = 4;
+    cfg.depth = 3;
+    cfg.val_every = 10;
+    cfg.patience = 3;
+    cfg.min_iters = 100;
+    let out = d.path().join("run");
+    let s = segment::run(&cfg, &out, Device::Cpu).unwrap();
+    println!("stopped at {} (best {}) of {}", s.stopped_iter, s.best_iter, s.iters);
+    assert!(s.stopped_iter >= 100 && s.stopped_iter < 3000, "stopped at {}", s.stopped_iter);
+    assert!(s.stopped_iter - s.best_iter >= 30, "stopped {} with best {}", s.stopped_iter, s.best_iter);
+    let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().count();
+    assert_eq!(lines, s.stopped_iter / 10, "one metrics line per validation up to the stop");
+    // The study table carries budget and stop.
+    let study = d.path().join("study");
+    let o = genseg(&[
+        "study",
+        data.to_str().unwrap(),
+        "--size",
+        "32",
+        "--n",
+        "8",
+        "--seeds",
+        "1",
+        "--methods",
+        "plain",
+        "--width",
+        "4",
+        "--depth",
+        "3",
+        "--iters",
+        "40",
+        "--val-every",
+        "10",
+        "--out",
+        study.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(study.join("results.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    for column in ["best_iter", "stopped_iter", "iters", "seconds_per_iter"] {
+        assert!(header.contains(&column), "{column} missing from {header:?}");
+    }
+}
