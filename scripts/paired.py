@@ -3,11 +3,12 @@ bootstrap confidence intervals.
 
 Usage: python3 scripts/paired.py BASE OTHER [OTHER ...]
 Each arm is RESULTS.csv:METHOD[:NAME] (a study's results.csv and a method in it). For every
-metric (test_dice, ood_dice) it prints, per OTHER, the mean of OTHER - BASE over the (N, seed)
+metric (val_dice, the best validation Dice, read from each run's summary.json; test_dice;
+ood_dice) it prints, per OTHER, the mean of OTHER - BASE over the (N, seed)
 cells both have, pooled over N, with a 95 % percentile bootstrap interval (10,000 resamples of
 the cells), and "within noise" when the interval crosses 0.
 """
-import csv, math, random, sys
+import csv, json, math, os, random, sys
 
 
 def arm(spec):
@@ -15,6 +16,9 @@ def arm(spec):
     path, method = parts[0], parts[1]
     name = parts[2] if len(parts) > 2 else f"{method}@{path}"
     rows = {(int(r["n"]), int(r["seed"])): r for r in csv.DictReader(open(path)) if r["method"] == method}
+    for (n, seed), r in rows.items():
+        summary = os.path.join(os.path.dirname(path), "runs", f"{method}-n{n}-s{seed}", "summary.json")
+        r["val_dice"] = json.load(open(summary))["best_val_dice"] if os.path.exists(summary) else "nan"
     return name, rows
 
 
@@ -26,7 +30,7 @@ def bootstrap(d, reps=10000, seed=0):
 
 base_name, base = arm(sys.argv[1])
 others = [arm(s) for s in sys.argv[2:]]
-for metric in ("test_dice", "ood_dice"):
+for metric in ("val_dice", "test_dice", "ood_dice"):
     print(f"{metric}: arm minus {base_name}, pooled over N and seeds")
     for name, rows in others:
         cells = sorted(set(base) & set(rows))
