@@ -138,7 +138,7 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
             let unet = UNetConfig { width: a.width, depth: a.depth, ..UNetConfig::reference() };
             let (plain, with) = genseg::bench::augment_overhead(&unet, a.size, a.batch, a.steps, device);
             let extra = 100.0 * (with / plain - 1.0);
-            println!("unet w{} d{} {}px b{}: plain step {plain:.1} ms, with nnunet augmentation {with:.1} ms (+{extra:.0} %)", a.width, a.depth, a.size, a.batch);
+            println!("unet w{} d{} {}px b{}: plain step {plain:.1} ms, with nnunet augmentation {with:.1} ms ({extra:+.0} %)", a.width, a.depth, a.size, a.batch);
             return Ok(());
         }
         BenchWhat::Metrics => {
