@@ -81,33 +81,55 @@ fn time_steps(warmup: usize, steps: usize, mut step: impl FnMut()) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0 / steps as f64
 }
 
+/// A U-Net with its optimiser and one random batch, stepped as the supervised loop does
+/// (forward, BCE + Dice loss, backward, Adam).
+struct UNetStep {
+    vs: VarStore,
+    net: UNet,
+    opt: Optimizer,
+    x: Tensor,
+    y: Tensor,
+    device: Device,
+}
+
+impl UNetStep {
+    fn new(cfg: &UNetConfig, size: i64, batch: i64, device: Device) -> UNetStep {
+        tch::manual_seed(0);
+        let vs = VarStore::new(device);
+        let net = UNet::new(&vs.root(), cfg);
+        let opt = Optimizer::new(OptimConfig::adam(1e-3, 0.9), vs.trainable_variables());
+        let x = Tensor::rand([batch, cfg.in_channels, size, size], (Kind::Float, device));
+        let y = Tensor::rand([batch, 1, size, size], (Kind::Float, device)).gt(0.7).to_kind(Kind::Float);
+        UNetStep { vs, net, opt, x, y, device }
+    }
+
+    fn step(&mut self, x: &Tensor, y: &Tensor) {
+        let loss = segmentation_loss(&self.net.forward_t(x, true), y, RegionLoss::Dice);
+        let g = gradients(&loss, self.opt.params());
+        self.opt.step(&g);
+        if self.device.is_cuda() {
+            tch::Cuda::synchronize(0);
+        }
+    }
+}
+
 /// What the nnU-Net augmentation adds to a U-Net training step: (ms per plain step, ms per step
-/// with the batch augmented first), on the same batches.
+/// with the batch augmented first), on the same batch.
 pub fn augment_overhead(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, device: Device) -> (f64, f64) {
     use crate::data::nnaug::{augment, NnUnetAugment};
     use rand::SeedableRng;
-    tch::manual_seed(0);
-    let vs = VarStore::new(device);
-    let net = UNet::new(&vs.root(), cfg);
-    let mut opt = Optimizer::new(OptimConfig::adam(1e-3, 0.9), vs.trainable_variables());
-    let x = Tensor::rand([batch, cfg.in_channels, size, size], (Kind::Float, device));
-    let y = Tensor::rand([batch, 1, size, size], (Kind::Float, device)).gt(0.7).to_kind(Kind::Float);
+    let mut s = UNetStep::new(cfg, size, batch, device);
+    let (x, y) = (s.x.shallow_clone(), s.y.shallow_clone());
     let aug = NnUnetAugment::defaults(2, None);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let mut step = |augmented: bool| {
-        let (x, y) = if augmented { augment(&x, &y, &aug, &mut rng) } else { (x.shallow_clone(), y.shallow_clone()) };
-        let loss = segmentation_loss(&net.forward_t(&x, true), &y, RegionLoss::Dice);
-        let g = gradients(&loss, opt.params());
-        opt.step(&g);
-        if device.is_cuda() {
-            tch::Cuda::synchronize(0);
-        }
-    };
-    // Interleaved, so both see the same machine state.
+    // Interleaved, so both see the same machine state; the first two rounds warm up.
     let (mut plain, mut with) = (0.0, 0.0);
     for round in 0..steps + 2 {
-        let a = time_steps(0, 1, || step(false));
-        let b = time_steps(0, 1, || step(true));
+        let a = time_steps(0, 1, || s.step(&x, &y));
+        let b = time_steps(0, 1, || {
+            let (xa, ya) = augment(&x, &y, &aug, &mut rng);
+            s.step(&xa, &ya)
+        });
         if round >= 2 {
             (plain, with) = (plain + a, with + b);
         }
@@ -115,29 +137,18 @@ pub fn augment_overhead(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, d
     (plain / steps as f64, with / steps as f64)
 }
 
-/// One U-Net training step (forward, BCE + Dice loss, backward, Adam), as the supervised loop does.
+/// One U-Net training step, as the supervised loop does.
 pub fn unet_step(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, device: Device) -> Result<BenchResult> {
-    tch::manual_seed(0);
-    let vs = VarStore::new(device);
-    let net = UNet::new(&vs.root(), cfg);
-    let mut opt = Optimizer::new(OptimConfig::adam(1e-3, 0.9), vs.trainable_variables());
-    let x = Tensor::rand([batch, cfg.in_channels, size, size], (Kind::Float, device));
-    let y = Tensor::rand([batch, 1, size, size], (Kind::Float, device)).gt(0.7).to_kind(Kind::Float);
-    let ms = time_steps(2, steps, || {
-        let loss = segmentation_loss(&net.forward_t(&x, true), &y, RegionLoss::Dice);
-        let g = gradients(&loss, opt.params());
-        opt.step(&g);
-        if device.is_cuda() {
-            tch::Cuda::synchronize(0);
-        }
-    });
+    let mut s = UNetStep::new(cfg, size, batch, device);
+    let (x, y) = (s.x.shallow_clone(), s.y.shallow_clone());
+    let ms = time_steps(2, steps, || s.step(&x, &y));
     let gflop = 3.0 * unet_forward_flops(cfg, size) * batch as f64 / 1e9;
     Ok(BenchResult {
         what: format!("unet w{} d{} {size}px b{batch}", cfg.width, cfg.depth),
         ms_per_step: ms,
         gflop_per_step: gflop,
         gflops: gflop / ms * 1000.0,
-        params: crate::models::count(&vs.trainable_variables()),
+        params: crate::models::count(&s.vs.trainable_variables()),
     })
 }
 

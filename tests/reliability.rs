@@ -65,6 +65,8 @@ fn out_of_range_training_flags_are_refused_naming_the_flag() {
         (&["--channels", "2"], &["--channels"]),
         (&["--shape", "0,4,4"], &["--shape"]),
         (&["--train-ids", s(&ids)], &["empty_ids.txt", "no case ids"]),
+        (&["--method", "augment", "--augment", "nnunet", "--mirror-axes", "2"], &["--mirror-axes"]),
+        (&["--weight-decay", "-1"], &["--weight-decay"]),
     ];
     for (i, (flags, needles)) in cases.iter().enumerate() {
         let out = d.path().join(format!("run{i}"));

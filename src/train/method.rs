@@ -70,11 +70,6 @@ impl Arm {
     /// The method's state; generator methods load the given generator or pretrain one into
     /// `out/generator`.
     pub fn build(cfg: &TrainConfig, train: &SegDataset, out: &Path, device: Device) -> Result<Arm> {
-        if let Some(axes) = &cfg.mirror_axes {
-            if let Some(a) = axes.iter().find(|&&a| a >= train.dims()) {
-                bail!("--mirror-axes {a}: the data has {} spatial axes (0..{})", train.dims(), train.dims() - 1);
-            }
-        }
         if !cfg.method.uses_generator() {
             return Ok(match (cfg.method, cfg.augment_preset) {
                 (Method::Augment, AugmentPreset::Geometric) => Arm::Augment,

@@ -156,6 +156,13 @@ impl<'a> Trainer<'a> {
     fn new(cfg: &'a TrainConfig, splits: &Splits, out: &Path, device: Device) -> Result<Trainer<'a>> {
         let unet_cfg = cfg.unet(&splits.train);
         unet_cfg.validate(&splits.train.shape)?;
+        if let Some(a) = cfg.mirror_axes.iter().flatten().find(|&&a| a >= splits.train.dims()) {
+            bail!(
+                "--mirror-axes {a}: the data has {} spatial axes (0..{})",
+                splits.train.dims(),
+                splits.train.dims() - 1
+            );
+        }
         write_json(&out.join("config.json"), &ConfigFile { config: cfg, versions: versions(device) })?;
         write_json(&out.join("split.json"), &splits.split)?;
         let spec = ModelSpec {
