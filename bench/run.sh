@@ -40,7 +40,7 @@ $BIN --device cpu --threads "$THREADS" bench augment --width 16 --depth 4 --size
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 $BIN phantom --out "$TMP/data" --n 24 --size 64 >/dev/null
-common=(--size 64 --train-n 8 --val-n 4 --width 16 --depth 4 --ngf 16 --ndf 16 --iters 60 --val-every 60 --pretrain-iters 2 --device cpu --threads "$THREADS")
+common=(--size 64 --n 12 --val-n 4 --width 16 --depth 4 --ngf 16 --ndf 16 --iters 60 --val-every 60 --pretrain-iters 2 --device cpu --threads "$THREADS")
 for m in plain genseg; do
   $BIN train "$TMP/data" --out "$TMP/$m" --method $m "${common[@]}" >/dev/null 2>&1
 done

@@ -204,6 +204,7 @@ pub fn hypergrad_report(
         depth,
         upsampling: Upsampling::Transposed,
         dims: set.dims(),
+        deep_supervision: false,
     };
     Ok(hypergrad_accuracy(&set, &gan, &cfg, batch, batches, &[1.0, 0.1, 0.01, 1e-3], device))
 }
@@ -327,6 +328,7 @@ mod tests {
             depth: 2,
             upsampling: Upsampling::Transposed,
             dims: 2,
+            deep_supervision: false,
         };
         assert_eq!(unet_forward_flops(&cfg, 4), 576.0 + 432.0 + 64.0 + 864.0 + 32.0);
     }

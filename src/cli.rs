@@ -5,9 +5,10 @@ use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use genseg::data::nnaug::AugmentPreset;
 use genseg::data::set::{default_mask_suffixes, LoadOptions, VolumeOptions};
-use genseg::data::split::DataConfig;
+use genseg::data::split::{validation_count, DataConfig};
 use genseg::eval::metrics::{EmptyPolicy, MetricOptions};
 use genseg::models::unet::Upsampling;
+use genseg::study::StudyConfig;
 use genseg::train::config::Schedule;
 use genseg::train::gan::{GanConfig, PretrainConfig};
 use genseg::train::hypergrad::HypergradMode;
@@ -116,9 +117,21 @@ impl DataArgs {
         })
     }
 
-    fn config(&self, train_n: usize, val_n: usize) -> Result<DataConfig> {
-        Ok(DataConfig { load: self.options()?, train_n, val_n, ..DataConfig::new(&self.data) })
+    fn config(&self, split: &SplitArgs) -> Result<DataConfig> {
+        validation_count(split.n, split.val_n)?;
+        Ok(DataConfig { load: self.options()?, n: split.n, val_n: split.val_n, ..DataConfig::new(&self.data) })
     }
+}
+
+/// How many labelled pairs a seeded split takes, and how many of them validate.
+#[derive(Args, Clone)]
+pub struct SplitArgs {
+    /// Labelled pairs: training + validation, as the GenSeg paper counts them (the rest is test)
+    #[arg(long, default_value_t = train_defaults().data.n)]
+    pub n: usize,
+    /// Validation pairs among the --n [default: a quarter of --n, at least 2]
+    #[arg(long)]
+    pub val_n: Option<usize>,
 }
 
 #[derive(Args, Clone)]
@@ -163,6 +176,13 @@ fn positive(flag: &str, v: f64) -> Result<()> {
     Ok(())
 }
 
+fn probability(flag: &str, v: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&v) {
+        bail!("{flag} {v}: a probability must be between 0 and 1");
+    }
+    Ok(())
+}
+
 fn non_negative(flag: &str, v: f64) -> Result<()> {
     if !(v.is_finite() && v >= 0.0) {
         bail!("{flag} {v}: must be a finite number, 0 or above");
@@ -193,10 +213,6 @@ pub struct TrainArgs {
     /// Out-of-domain dataset evaluated with the final model
     #[arg(long)]
     ood: Option<PathBuf>,
-    #[arg(long, default_value_t = train_defaults().data.train_n)]
-    train_n: usize,
-    #[arg(long, default_value_t = train_defaults().data.val_n)]
-    val_n: usize,
     /// File of training case ids (one a line) instead of a seeded split
     #[arg(long)]
     train_ids: Option<PathBuf>,
@@ -242,6 +258,12 @@ pub struct TrainArgs {
     /// Early stopping never stops before this iteration
     #[arg(long, default_value_t = train_defaults().min_iters)]
     min_iters: usize,
+    /// Probability of an elastic deformation per case in the nnunet preset (nnU-Net's default 0)
+    #[arg(long, default_value_t = train_defaults().elastic_p)]
+    elastic_p: f64,
+    /// Deep supervision (nnU-Net): auxiliary outputs on the decoder stages, weighted 1/2^i
+    #[arg(long)]
+    deep_supervision: bool,
     #[arg(long, default_value_t = train_defaults().iters)]
     iters: usize,
     #[arg(long, default_value_t = train_defaults().batch_size)]
@@ -280,9 +302,24 @@ pub struct TrainArgs {
     empty_policy: EmptyPolicy,
 }
 
+/// A study of every N in `ns` (each checked against `val_n`), seeds 1..=`seeds`.
+pub fn study_config(
+    args: &TrainArgs,
+    ns: Vec<usize>,
+    val_n: Option<usize>,
+    seeds: u64,
+    methods: Vec<Method>,
+) -> Result<StudyConfig> {
+    for &n in &ns {
+        validation_count(n, val_n)?;
+    }
+    let base = args.config(&SplitArgs { n: ns[0], val_n })?;
+    Ok(StudyConfig { base, ns, seeds: (1..=seeds).collect(), methods })
+}
+
 impl TrainArgs {
     /// The run's configuration; a flag out of range is refused naming it.
-    pub fn config(&self) -> Result<TrainConfig> {
+    pub fn config(&self, split: &SplitArgs) -> Result<TrainConfig> {
         for (flag, v) in
             [("--iters", self.iters), ("--val-every", self.val_every), ("--width", self.width.max(0) as usize)]
         {
@@ -301,6 +338,7 @@ impl TrainArgs {
         positive("--arch-lr", self.arch_lr)?;
         positive("--fd-scale", self.fd_scale)?;
         non_negative("--lambda", self.lambda)?;
+        probability("--elastic-p", self.elastic_p)?;
         if let Some(xi) = self.xi {
             positive("--xi", xi)?;
         }
@@ -308,7 +346,7 @@ impl TrainArgs {
             ood: self.ood.clone(),
             train_ids: self.train_ids.clone(),
             val_ids: self.val_ids.clone(),
-            ..self.data.config(self.train_n, self.val_n)?
+            ..self.data.config(split)?
         };
         Ok(TrainConfig {
             method: self.method,
@@ -336,6 +374,8 @@ impl TrainArgs {
             schedule: self.schedule,
             patience: self.patience,
             min_iters: self.min_iters,
+            deep_supervision: self.deep_supervision,
+            elastic_p: self.elastic_p,
             ..TrainConfig::new(data)
         })
     }
@@ -345,10 +385,8 @@ impl TrainArgs {
 pub struct PretrainArgs {
     #[command(flatten)]
     data: DataArgs,
-    #[arg(long, default_value_t = train_defaults().data.train_n)]
-    train_n: usize,
-    #[arg(long, default_value_t = train_defaults().data.val_n)]
-    val_n: usize,
+    #[command(flatten)]
+    split: SplitArgs,
     #[arg(long, default_value_t = train_defaults().seed)]
     seed: u64,
     #[arg(long, default_value_t = train_defaults().pretrain_iters)]
@@ -371,7 +409,7 @@ impl PretrainArgs {
             at_least_one("--sample-every", k)?;
             pretrain.sample_every = k;
         }
-        Ok((self.data.config(self.train_n, self.val_n)?, self.gan.config()?, pretrain))
+        Ok((self.data.config(&self.split)?, self.gan.config()?, pretrain))
     }
 }
 
@@ -426,6 +464,8 @@ pub enum Command {
     Train {
         #[command(flatten)]
         args: TrainArgs,
+        #[command(flatten)]
+        split: SplitArgs,
         #[arg(long)]
         out: PathBuf,
     },
@@ -471,9 +511,12 @@ pub enum Command {
     Study {
         #[command(flatten)]
         args: TrainArgs,
-        /// Training-set sizes, comma separated
+        /// Labelled-set sizes (training + validation), comma separated
         #[arg(long, value_delimiter = ',', default_value = "8,16,32", value_parser = at_least_1)]
         n: Vec<usize>,
+        /// Validation pairs among each N [default: a quarter of N, at least 2]
+        #[arg(long)]
+        val_n: Option<usize>,
         /// Number of seeds (1..=k)
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
         seeds: u64,

@@ -15,8 +15,8 @@ use tch::Device;
 pub fn config(data: &Path, method: Method, seed: u64) -> TrainConfig {
     let data = DataConfig {
         load: LoadOptions { size: 64, ..Default::default() },
-        train_n: 8,
-        val_n: 4,
+        n: 12,
+        val_n: Some(4),
         ..DataConfig::new(data)
     };
     TrainConfig {

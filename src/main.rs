@@ -36,8 +36,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             println!("ok: usable");
         }
-        Command::Train { args, out } => {
-            let s = segment::run(&args.config()?, &out, device)?;
+        Command::Train { args, split, out } => {
+            let s = segment::run(&args.config(&split)?, &out, device)?;
             println!(
                 "test Dice {:.4} ± {:.4} (n={}), IoU {:.4}",
                 s.test.dice.mean, s.test.dice.sd, s.test.dice.n, s.test.iou.mean
@@ -70,9 +70,8 @@ fn run(cli: Cli) -> Result<()> {
             genseg::synth::write(&run, &source, n, seed, &out, device)?;
             println!("{n} synthetic pairs in {} (images/ and masks/)", out.display());
         }
-        Command::Study { args, n, seeds, methods, out } => {
-            let cfg =
-                genseg::study::StudyConfig { base: args.config()?, train_ns: n, seeds: (1..=seeds).collect(), methods };
+        Command::Study { args, n, val_n, seeds, methods, out } => {
+            let cfg = cli::study_config(&args, n, val_n, seeds, methods)?;
             genseg::study::run(&cfg, &out, device)?;
             println!("{}", std::fs::read_to_string(out.join("results.md"))?);
             println!("study folder: {}", out.display());

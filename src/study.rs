@@ -13,9 +13,10 @@ use tch::Device;
 
 #[derive(Debug, Clone)]
 pub struct StudyConfig {
-    /// Template for every run; method, train_n, seed and generator are set per run.
+    /// Template for every run; method, labelled N, seed and generator are set per run.
     pub base: TrainConfig,
-    pub train_ns: Vec<usize>,
+    /// Labelled-set sizes (training + validation).
+    pub ns: Vec<usize>,
     pub seeds: Vec<u64>,
     pub methods: Vec<Method>,
 }
@@ -32,9 +33,9 @@ pub fn run(cfg: &StudyConfig, out: &Path, device: Device) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     // Seeds outermost: an interrupted study still has whole data-efficiency curves.
     for &seed in &cfg.seeds {
-        for &n in &cfg.train_ns {
+        for &n in &cfg.ns {
             let mut run_cfg = cfg.base.clone();
-            run_cfg.data.train_n = n;
+            run_cfg.data.n = n;
             run_cfg.seed = seed;
             if cfg.methods.iter().any(|m| m.uses_generator()) {
                 let gen_dir = out.join("generators").join(format!("n{n}-s{seed}"));

@@ -27,8 +27,7 @@ fn assert_refused(o: &Output, needles: &[&str], what: &str) {
     }
 }
 
-const SMALL: &[&str] =
-    &["--size", "32", "--train-n", "4", "--val-n", "2", "--width", "4", "--depth", "3", "--iters", "2"];
+const SMALL: &[&str] = &["--size", "32", "--n", "6", "--val-n", "2", "--width", "4", "--depth", "3", "--iters", "2"];
 
 /// `train` with the SMALL settings, any of them replaced by the same flag in `extra`.
 fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
@@ -67,6 +66,10 @@ fn out_of_range_training_flags_are_refused_naming_the_flag() {
         (&["--train-ids", s(&ids)], &["empty_ids.txt", "no case ids"]),
         (&["--method", "augment", "--augment", "nnunet", "--mirror-axes", "2"], &["--mirror-axes"]),
         (&["--weight-decay", "-1"], &["--weight-decay"]),
+        (&["--elastic-p", "1.5"], &["--elastic-p"]),
+        (&["--elastic-p", "nan"], &["--elastic-p"]),
+        (&["--n", "2"], &["--n 2"]),
+        (&["--n", "6", "--val-n", "6"], &["--val-n"]),
     ];
     for (i, (flags, needles)) in cases.iter().enumerate() {
         let out = d.path().join(format!("run{i}"));
@@ -80,6 +83,9 @@ fn out_of_range_training_flags_are_refused_naming_the_flag() {
     assert!(files_in(&gen).is_empty());
     let o = genseg(&["study", s(&data), "--n", "0", "--out", s(&d.path().join("study"))]);
     assert_refused(&o, &["--n"], "study --n 0");
+    let o = genseg(&["study", s(&data), "--n", "8,2", "--out", s(&d.path().join("study"))]);
+    assert_refused(&o, &["--n 2"], "study --n 8,2");
+    assert!(files_in(&d.path().join("study")).is_empty());
 }
 
 #[test]
@@ -327,8 +333,8 @@ fn predict_reads_every_input_before_writing_and_says_error_once() {
         s(&set),
         "--out",
         s(&run),
-        "--train-n",
-        "3",
+        "--n",
+        "4",
         "--val-n",
         "1",
         "--width",

@@ -137,7 +137,7 @@ fn bad_volume_sets_are_refused_naming_the_file() {
             set.to_str().unwrap(),
             "--out",
             dir.path().join("run").to_str().unwrap(),
-            "--train-n",
+            "--n",
             "1",
             "--val-n",
             "0",

@@ -7,7 +7,7 @@
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AugmentConfig {
@@ -216,13 +216,18 @@ fn warp(x: &Tensor, draws: &[AffineDraw]) -> Tensor {
     warp_with(x, &thetas)
 }
 
+/// The sampling grid of each case's grid-sampling matrix (concatenated in `thetas`) for a batch
+/// of `size` `[B, C, spatial...]`.
+pub(crate) fn affine_grid(thetas: &[f64], size: &[i64], kind: Kind, device: Device) -> Tensor {
+    let n = (size.len() - 2) as i64;
+    let theta = Tensor::from_slice(thetas).view([size[0], n, n + 1]).to_kind(kind).to_device(device);
+    Tensor::affine_grid_generator(&theta, size, false)
+}
+
 /// Resamples each case of `x` with its grid-sampling matrix (concatenated in `thetas`):
 /// (bi/tri)linear, zero outside.
 pub(crate) fn warp_with(x: &Tensor, thetas: &[f64]) -> Tensor {
-    let n = (x.dim() - 2) as i64;
-    let theta = Tensor::from_slice(thetas).view([x.size()[0], n, n + 1]).to_kind(x.kind()).to_device(x.device());
-    let grid = Tensor::affine_grid_generator(&theta, x.size(), false);
-    x.grid_sampler(&grid, 0, 0, false)
+    x.grid_sampler(&affine_grid(thetas, &x.size(), x.kind(), x.device()), 0, 0, false)
 }
 
 fn draws<R: Rng>(x: &Tensor, cfg: &AugmentConfig, rng: &mut R) -> Vec<AffineDraw> {

@@ -4,7 +4,10 @@
 //! Probabilities and ranges are those of `nnUNetTrainer.get_training_transforms` (nnU-Net v2,
 //! nnunetv2/training/nnUNetTrainer/nnUNetTrainer.py, batchgeneratorsv2 transforms):
 //! - SpatialTransform: p_rotation 0.2 (2-D: +-180 deg; 3-D: +-30 deg about each axis), p_scaling
-//!   0.2 with scaling (0.7, 1.4), one factor for all axes, p_elastic_deform 0;
+//!   0.2 with scaling (0.7, 1.4), one factor for all axes, p_elastic_deform 0 (`--elastic-p` turns
+//!   it on: batchgeneratorsv2's field, Gaussian noise blurred with sigma U(0, 0.2) x the side per
+//!   axis, scaled to a maximum displacement U(0, 0.2) in [-1, 1] grid units per component,
+//!   applied before rotation and scaling);
 //! - GaussianNoiseTransform: p 0.1, noise_variance (0, 0.1), one sigma for all channels;
 //! - GaussianBlurTransform: p 0.2, blur_sigma (0.5, 1.0) drawn per axis, each channel with p 0.5;
 //! - MultiplicativeBrightnessTransform: p 0.15, multiplier BGContrast((0.75, 1.25)) per channel;
@@ -18,7 +21,7 @@
 //! nnU-Net applies these to z-scored images, padding with 0 (the mean). Here each case's
 //! channels are standardised first and restored afterwards, so the same magnitudes act on images
 //! in [0, 1]; masks follow the spatial map only (bilinear, re-binarised at 0.5).
-use super::augment::{diagonal, identity, mul, rotation, sampling_theta, uniform, warp_with, Mat4};
+use super::augment::{affine_grid, diagonal, identity, mul, rotation, sampling_theta, uniform, Mat4};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -44,6 +47,11 @@ pub struct NnUnetAugment {
     pub max_rotation_deg: f64,
     pub p_scaling: f64,
     pub scaling: (f64, f64),
+    pub p_elastic: f64,
+    /// Blur sigma of the displacement noise, as a fraction of each axis' side.
+    pub elastic_scale: (f64, f64),
+    /// Largest displacement per grid component, in [-1, 1] grid units.
+    pub elastic_magnitude: (f64, f64),
     /// Spatial axes (0 = the first after the channels) that may be mirrored.
     pub mirror_axes: Vec<usize>,
     pub p_mirror: f64,
@@ -72,6 +80,9 @@ impl NnUnetAugment {
             max_rotation_deg: if dims == 2 { 180.0 } else { 30.0 },
             p_scaling: 0.2,
             scaling: (0.7, 1.4),
+            p_elastic: 0.0,
+            elastic_scale: (0.0, 0.2),
+            elastic_magnitude: (0.0, 0.2),
             mirror_axes: mirror_axes.map(<[usize]>::to_vec).unwrap_or_else(|| (0..dims).collect()),
             p_mirror: 0.5,
             p_noise: 0.1,
@@ -97,6 +108,7 @@ impl NnUnetAugment {
         NnUnetAugment {
             p_rotation: 0.0,
             p_scaling: 0.0,
+            p_elastic: 0.0,
             p_mirror: 0.0,
             p_noise: 0.0,
             p_blur: 0.0,
@@ -117,6 +129,7 @@ pub struct CaseDraw {
     /// Degrees in the planes (x-y, x-z, y-z) of normalised coordinates (2-D: the first only).
     pub rotate_deg: Option<[f64; 3]>,
     pub scale: Option<f64>,
+    pub elastic: Option<Elastic>,
     /// Per spatial axis of the tensor.
     pub mirror: Vec<bool>,
     pub noise_sigma: Option<f64>,
@@ -128,6 +141,15 @@ pub struct CaseDraw {
     pub low_res: Option<(f64, Vec<bool>)>,
     pub gamma_inverted: Option<Vec<f64>>,
     pub gamma: Option<Vec<f64>>,
+}
+
+/// An elastic deformation's parameters; the noise itself comes from libtorch's generator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Elastic {
+    /// Blur sigma per spatial axis of the tensor, as a fraction of its side.
+    pub scale: Vec<f64>,
+    /// Largest displacement per grid component (x first), in [-1, 1] grid units.
+    pub magnitude: Vec<f64>,
 }
 
 /// batchgeneratorsv2's BGContrast: half the draws below 1, half above, so shrinking and
@@ -156,6 +178,10 @@ pub fn draw<R: Rng>(cfg: &NnUnetAugment, dims: usize, channels: usize, rng: &mut
         a
     });
     let scale = maybe(rng, cfg.p_scaling, |rng| uniform(rng, cfg.scaling.0, cfg.scaling.1));
+    let elastic = maybe(rng, cfg.p_elastic, |rng| Elastic {
+        scale: (0..dims).map(|_| uniform(rng, cfg.elastic_scale.0, cfg.elastic_scale.1)).collect(),
+        magnitude: (0..dims).map(|_| uniform(rng, cfg.elastic_magnitude.0, cfg.elastic_magnitude.1)).collect(),
+    });
     let mirror = (0..dims).map(|a| cfg.mirror_axes.contains(&a) && rng.gen_bool(cfg.p_mirror)).collect();
     let noise_sigma = maybe(rng, cfg.p_noise, |rng| uniform(rng, cfg.noise_variance.0, cfg.noise_variance.1).sqrt());
     let blur = maybe(rng, cfg.p_blur, |rng| {
@@ -176,7 +202,19 @@ pub fn draw<R: Rng>(cfg: &NnUnetAugment, dims: usize, channels: usize, rng: &mut
     });
     let gamma_inverted = maybe(rng, cfg.p_gamma_inverted, |rng| per_channel(rng, cfg.gamma));
     let gamma = maybe(rng, cfg.p_gamma, |rng| per_channel(rng, cfg.gamma));
-    CaseDraw { rotate_deg, scale, mirror, noise_sigma, blur, brightness, contrast, low_res, gamma_inverted, gamma }
+    CaseDraw {
+        rotate_deg,
+        scale,
+        elastic,
+        mirror,
+        noise_sigma,
+        blur,
+        brightness,
+        contrast,
+        low_res,
+        gamma_inverted,
+        gamma,
+    }
 }
 
 impl CaseDraw {
@@ -201,8 +239,23 @@ impl CaseDraw {
     }
 
     fn moves(&self) -> bool {
-        self.rotate_deg.is_some() || self.scale.is_some() || self.mirror.iter().any(|&f| f)
+        self.rotate_deg.is_some() || self.scale.is_some() || self.elastic.is_some() || self.mirror.iter().any(|&f| f)
     }
+}
+
+/// A displacement field `[spatial..., dims]` (grid components x first): unit Gaussian noise
+/// blurred per axis, each component scaled to its largest displacement.
+fn elastic_offsets(e: &Elastic, spatial: &[i64], options: (Kind, tch::Device)) -> Tensor {
+    let sigmas: Vec<f64> = e.scale.iter().zip(spatial).map(|(f, &side)| (f * side as f64).max(1e-3)).collect();
+    let components: Vec<Tensor> = e
+        .magnitude
+        .iter()
+        .map(|&m| {
+            let field = gaussian_blur(&Tensor::randn(spatial, options), &sigmas);
+            &field / (field.abs().max() + 1e-12) * m
+        })
+        .collect();
+    Tensor::stack(&components, -1)
 }
 
 /// Augments image/mask batches (`[B, C, spatial...]`, images in [0, 1], binary masks) with
@@ -215,20 +268,51 @@ pub fn augment<R: Rng>(images: &Tensor, masks: &Tensor, cfg: &NnUnetAugment, rng
 
 /// The augmentation of given draws (one per case).
 pub fn apply(images: &Tensor, masks: &Tensor, draws: &[CaseDraw]) -> (Tensor, Tensor) {
-    let dims = images.dim() - 2;
     let axes: Vec<i64> = (2..images.dim() as i64).collect();
     let mean = images.mean_dim(axes.as_slice(), true, Kind::Float);
     let std = (images - &mean).square().mean_dim(axes.as_slice(), true, Kind::Float).sqrt() + 1e-6;
     let mut z = (images - &mean) / &std;
     let mut masks = masks.shallow_clone();
     if draws.iter().any(CaseDraw::moves) {
-        let thetas: Vec<f64> = draws.iter().flat_map(|d| sampling_theta(&d.forward(dims), dims)).collect();
-        z = warp_with(&z, &thetas);
-        masks = warp_with(&masks, &thetas).gt(0.5).to_kind(masks.kind());
+        let grid = sampling_grid(draws, &z);
+        z = z.grid_sampler(&grid, 0, 0, false);
+        masks = masks.grid_sampler(&grid.to_kind(masks.kind()), 0, 0, false).gt(0.5).to_kind(masks.kind());
     }
     let cases: Vec<Tensor> = draws.iter().enumerate().map(|(i, d)| intensity(&z.get(i as i64), d)).collect();
     let images = (Tensor::stack(&cases, 0) * std + mean).clamp(0.0, 1.0);
     (images, masks)
+}
+
+/// Where each output voxel samples the input (`grid_sample` coordinates): the elastic
+/// displacement is added to the identity grid first, then the affine map acts on both, as in
+/// batchgeneratorsv2 (A (g + o) + t = affine_grid + A o).
+fn sampling_grid(draws: &[CaseDraw], x: &Tensor) -> Tensor {
+    let dims = x.dim() - 2;
+    let thetas: Vec<Vec<f64>> = draws.iter().map(|d| sampling_theta(&d.forward(dims), dims)).collect();
+    let grid = affine_grid(&thetas.concat(), &x.size(), x.kind(), x.device());
+    if draws.iter().all(|d| d.elastic.is_none()) {
+        return grid;
+    }
+    let spatial = &x.size()[2..];
+    let cases: Vec<Tensor> = draws
+        .iter()
+        .zip(&thetas)
+        .enumerate()
+        .map(|(i, (d, theta))| match &d.elastic {
+            None => grid.get(i as i64),
+            Some(e) => {
+                // The linear part of theta, dims x (dims + 1) row-major, as a matrix acting on rows.
+                let linear: Vec<f64> =
+                    (0..dims).flat_map(|r| (0..dims).map(move |c| theta[r * (dims + 1) + c])).collect();
+                let a = Tensor::from_slice(&linear)
+                    .view([dims as i64, dims as i64])
+                    .to_kind(x.kind())
+                    .to_device(x.device());
+                grid.get(i as i64) + elastic_offsets(e, spatial, (x.kind(), x.device())).matmul(&a.tr())
+            }
+        })
+        .collect();
+    Tensor::stack(&cases, 0)
 }
 
 /// The intensity ops of one case `[C, spatial...]` (standardised), in nnU-Net's order.
@@ -358,6 +442,7 @@ mod tests {
         CaseDraw {
             rotate_deg: None,
             scale: None,
+            elastic: None,
             mirror: vec![false; dims],
             noise_sigma: None,
             blur: None,
@@ -432,6 +517,39 @@ mod tests {
             }
             assert!(checked > 300);
         }
+    }
+
+    /// An elastic field of zero magnitude is the identity; a strong one moves the image and the
+    /// mask by the same field (the mask is the image's upper half before and after), and an
+    /// affine map on top still keeps them together.
+    #[test]
+    fn elastic_deformation_moves_image_and_mask_together() {
+        let n = 48i64;
+        let coords: Vec<f32> = (0..n).map(|i| (2.0 * i as f32 + 1.0) / n as f32 - 1.0).collect();
+        let ramp = Tensor::from_slice(&coords).view([1, 1, 1, n]).expand([2, 1, n, n], false).contiguous();
+        let image = (&ramp + 1.0) / 2.0;
+        let mask = ramp.gt(0.0).to_kind(Kind::Float);
+        let still = CaseDraw { elastic: Some(Elastic { scale: vec![0.1, 0.1], magnitude: vec![0.0, 0.0] }), ..only(2) };
+        let (x, m) = apply(&image, &mask, &[still.clone(), still]);
+        assert!(f64::try_from((&x - &image).abs().max()).unwrap() < 1e-5);
+        assert!(m.equal(&mask));
+        let wavy = Elastic { scale: vec![0.1, 0.1], magnitude: vec![0.2, 0.2] };
+        tch::manual_seed(5);
+        let draws = [
+            CaseDraw { elastic: Some(wavy.clone()), ..only(2) },
+            CaseDraw { elastic: Some(wavy), rotate_deg: Some([25.0, 0.0, 0.0]), scale: Some(0.8), ..only(2) },
+        ];
+        let (x, m) = apply(&image, &mask, &draws);
+        let moved = f64::try_from((&x - &image).abs().max()).unwrap();
+        assert!(moved > 0.05, "a 0.2 field moved the ramp by {moved} only");
+        // Bilinear sampling is exact on a ramp, and the interpolated indicator passes 0.5 where
+        // the ramp passes 0: the mask is where the warped ramp is above 0.5, away from
+        // the corners that sample outside the input.
+        let inside = x.gt(0.5).to_kind(Kind::Float);
+        let r2 = ramp.square() + ramp.transpose(2, 3).square();
+        let clear = (&x - 0.5).abs().gt(0.01).logical_and(&r2.lt(0.36));
+        let disagree = f64::try_from((&m - &inside).abs().masked_select(&clear).sum(Kind::Float)).unwrap();
+        assert_eq!(disagree, 0.0, "mask and image disagree at {disagree} pixels");
     }
 
     #[test]

@@ -15,23 +15,26 @@ pub struct DataConfig {
     pub ood: Option<PathBuf>,
     #[serde(flatten)]
     pub load: LoadOptions,
-    pub train_n: usize,
-    pub val_n: usize,
+    /// Labelled pairs a seeded split takes: training + validation, as the reference counts them
+    /// ("ISIC-40" = 32 training + 8 validation images).
+    pub n: usize,
+    /// Validation pairs among the `n`; `None`: a quarter of them, at least 2.
+    pub val_n: Option<usize>,
     /// Files of case ids (one a line) instead of a seeded split.
     pub train_ids: Option<PathBuf>,
     pub val_ids: Option<PathBuf>,
 }
 
 impl DataConfig {
-    /// The defaults: a seeded split of 16 training and 4 validation cases of `data`, loaded
-    /// with the default options.
+    /// The defaults: a seeded split of 20 labelled cases of `data` (15 training, 5 validation),
+    /// loaded with the default options.
     pub fn new(data: &Path) -> DataConfig {
         DataConfig {
             data: data.to_path_buf(),
             ood: None,
             load: LoadOptions::default(),
-            train_n: 16,
-            val_n: 4,
+            n: 20,
+            val_n: None,
             train_ids: None,
             val_ids: None,
         }
@@ -51,7 +54,7 @@ pub fn load_splits(cfg: &DataConfig, seed: u64) -> Result<Splits> {
     let all = super::load(&cfg.data, &cfg.load)?;
     let split = match &cfg.train_ids {
         Some(f) => explicit(&all.ids, f, cfg.val_ids.as_deref())?,
-        None => seeded(&all.ids, cfg.train_n, cfg.val_n, seed)?,
+        None => seeded(&all.ids, cfg.n, cfg.val_n, seed)?,
     };
     let ood = match &cfg.ood {
         Some(dir) => {
@@ -88,17 +91,27 @@ pub struct Split {
     pub test: Vec<String>,
 }
 
-/// Shuffles the sorted ids with `seed`, then takes train, validation, and the rest as test.
-pub fn seeded(ids: &[String], n_train: usize, n_val: usize, seed: u64) -> Result<Split> {
-    if n_train == 0 {
-        bail!("--train-n must be at least 1");
-    }
-    if n_train + n_val >= ids.len() {
+/// How many of `n` labelled pairs validate: `val_n`, or a quarter of `n` (at least 2) so that
+/// checkpoint selection does not hinge on a fixed handful of cases whatever the study's size.
+pub fn validation_count(n: usize, val_n: Option<usize>) -> Result<usize> {
+    let val = val_n.unwrap_or_else(|| ((n as f64 * 0.25).round() as usize).max(2));
+    if val >= n {
         bail!(
-            "the dataset has {} cases but train {n_train} + validation {n_val} leave none for testing; lower --train-n/--val-n",
-            ids.len()
+            "--n {n} labelled pairs leave none for training after {val} for validation; raise --n (at least {}) or lower --val-n",
+            val + 1
         );
     }
+    Ok(val)
+}
+
+/// Shuffles the sorted ids with `seed`, then takes `n` labelled cases (training, then
+/// validation) and the rest as test.
+pub fn seeded(ids: &[String], n: usize, val_n: Option<usize>, seed: u64) -> Result<Split> {
+    let n_val = validation_count(n, val_n)?;
+    if n >= ids.len() {
+        bail!("the dataset has {} cases but --n {n} labelled pairs leave none for testing; lower --n", ids.len());
+    }
+    let n_train = n - n_val;
     let mut order = ids.to_vec();
     order.sort();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
@@ -135,4 +148,30 @@ pub fn explicit(ids: &[String], train_file: &Path, val_file: Option<&Path>) -> R
     let mut test: Vec<String> = ids.iter().filter(|i| !train.contains(i) && !val.contains(i)).cloned().collect();
     test.sort();
     Ok(Split { train, val, test })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quarter_of_the_labelled_pairs_validates_at_least_two() {
+        let counts: Vec<usize> = [3, 8, 16, 20, 32, 40].iter().map(|&n| validation_count(n, None).unwrap()).collect();
+        assert_eq!(counts, [2, 2, 4, 5, 8, 10]);
+        assert_eq!(validation_count(8, Some(0)).unwrap(), 0);
+        assert!(validation_count(2, None).unwrap_err().to_string().contains("--n 2"));
+        assert!(validation_count(4, Some(4)).unwrap_err().to_string().contains("--val-n"));
+    }
+
+    #[test]
+    fn a_seeded_split_takes_n_labelled_cases_and_tests_the_rest() {
+        let ids: Vec<String> = (0..30).map(|i| format!("c{i:02}")).collect();
+        let split = seeded(&ids, 16, None, 7).unwrap();
+        assert_eq!((split.train.len(), split.val.len(), split.test.len()), (12, 4, 14));
+        let mut all: Vec<String> = split.train.iter().chain(&split.val).chain(&split.test).cloned().collect();
+        all.sort();
+        assert_eq!(all, ids);
+        assert_eq!(seeded(&ids, 16, None, 7).unwrap(), split);
+        assert!(seeded(&ids, 30, None, 7).unwrap_err().to_string().contains("none for testing"));
+    }
 }

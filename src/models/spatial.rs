@@ -112,3 +112,13 @@ pub fn upsample_like(x: &Tensor, like: &Tensor) -> Tensor {
         d => panic!("upsample_like takes 2-D or 3-D batches, got {d} axes"),
     }
 }
+
+/// `x` resized to `like`'s spatial size by nearest neighbour (masks stay binary).
+pub fn resize_nearest_like(x: &Tensor, like: &Tensor) -> Tensor {
+    let s = like.size();
+    match s.len() {
+        4 => x.upsample_nearest2d([s[2], s[3]], None, None),
+        5 => x.upsample_nearest3d([s[2], s[3], s[4]], None, None, None),
+        d => panic!("resize_nearest_like takes 2-D or 3-D batches, got {d} axes"),
+    }
+}

@@ -27,6 +27,11 @@ pub struct UNetConfig {
     /// Spatial axes: 2 (images) or 3 (volumes).
     #[serde(default = "two")]
     pub dims: usize,
+    /// 1x1 output heads on the decoder stages below full resolution, for nnU-Net's deep
+    /// supervision (`UNet::forward_deep`). nnU-Net gives its coarsest decoder output weight 0, so
+    /// that stage gets no head here.
+    #[serde(default)]
+    pub deep_supervision: bool,
 }
 
 fn two() -> usize {
@@ -37,7 +42,15 @@ impl UNetConfig {
     /// The GenSeg reference's 2-D U-Net: RGB in, one mask channel out, width 64, depth 5,
     /// transposed-convolution up-sampling.
     pub fn reference() -> UNetConfig {
-        UNetConfig { in_channels: 3, out_channels: 1, width: 64, depth: 5, upsampling: Upsampling::Transposed, dims: 2 }
+        UNetConfig {
+            in_channels: 3,
+            out_channels: 1,
+            width: 64,
+            depth: 5,
+            upsampling: Upsampling::Transposed,
+            dims: 2,
+            deep_supervision: false,
+        }
     }
 
     /// Every side must survive `depth - 1` halvings exactly.
@@ -94,6 +107,8 @@ pub struct UNet {
     downs: Vec<DoubleConv>,
     ups: Vec<(UpSample, DoubleConv)>,
     head: Conv,
+    /// Heads of the decoder stages below full resolution, finest first (deep supervision only).
+    aux_heads: Vec<Conv>,
 }
 
 impl UNet {
@@ -123,28 +138,54 @@ impl UNet {
             })
             .collect();
         let head = Conv::new(p / "head", dims, ch(0), config.out_channels, ConvSpec::new(1, 1, 0));
-        UNet { config: config.clone(), inc, downs, ups, head }
+        let aux_heads = match config.deep_supervision {
+            true => (1..config.depth.saturating_sub(2))
+                .map(|i| Conv::new(p / format!("aux{i}"), dims, ch(i), config.out_channels, ConvSpec::new(1, 1, 0)))
+                .collect(),
+            false => vec![],
+        };
+        UNet { config: config.clone(), inc, downs, ups, head, aux_heads }
     }
-}
 
-impl ModuleT for UNet {
-    /// Logits `[B, out, spatial...]`.
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+    /// Logits at every decoder stage, full resolution first, then each coarser stage that has
+    /// an auxiliary head (only the full-resolution logits without deep supervision).
+    pub fn forward_deep(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+        let mut stages = self.decode(x, train);
+        let full = self.head.forward(&stages.pop().unwrap());
+        let coarser = self.aux_heads.iter().zip(stages.iter().rev()).map(|(head, h)| head.forward(h));
+        std::iter::once(full).chain(coarser).collect()
+    }
+
+    /// The output of each decoder stage, coarsest first (the last stage only without deep
+    /// supervision).
+    fn decode(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
         let mut skips = vec![self.inc.forward_t(x, train)];
         for down in &self.downs {
             let h = max_pool2(skips.last().unwrap());
             skips.push(down.forward_t(&h, train));
         }
         let mut h = skips.pop().unwrap();
-        for (up, conv) in &self.ups {
+        let mut stages = Vec::with_capacity(self.ups.len());
+        let last = self.ups.len() - 1;
+        for (i, (up, conv)) in self.ups.iter().enumerate() {
             let skip = skips.pop().unwrap();
             let u = match up {
                 UpSample::Transposed(t) => t.forward(&h),
                 UpSample::Linear(c) => c.forward(&upsample_like(&h, &skip)),
             };
             h = conv.forward_t(&Tensor::cat(&[skip, u], 1), train);
+            if i == last || self.config.deep_supervision {
+                stages.push(h.shallow_clone());
+            }
         }
-        self.head.forward(&h)
+        stages
+    }
+}
+
+impl ModuleT for UNet {
+    /// Logits `[B, out, spatial...]`.
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.head.forward(self.decode(x, train).last().unwrap())
     }
 }
 
@@ -164,7 +205,15 @@ mod tests {
     fn output_shape_follows_input() {
         for up in [Upsampling::Transposed, Upsampling::Bilinear] {
             let vs = nn::VarStore::new(Device::Cpu);
-            let cfg = UNetConfig { in_channels: 1, out_channels: 2, width: 4, depth: 3, upsampling: up, dims: 2 };
+            let cfg = UNetConfig {
+                in_channels: 1,
+                out_channels: 2,
+                width: 4,
+                depth: 3,
+                upsampling: up,
+                dims: 2,
+                deep_supervision: false,
+            };
             let net = UNet::new(&vs.root(), &cfg);
             let y = net.forward_t(&Tensor::rand([2, 1, 32, 32], (Kind::Float, Device::Cpu)), true);
             assert_eq!(y.size(), vec![2, 2, 32, 32]);
@@ -177,7 +226,15 @@ mod tests {
     fn three_d_parameter_count_and_shape() {
         for up in [Upsampling::Transposed, Upsampling::Bilinear] {
             let vs = nn::VarStore::new(Device::Cpu);
-            let cfg = UNetConfig { in_channels: 1, out_channels: 2, width: 4, depth: 3, upsampling: up, dims: 3 };
+            let cfg = UNetConfig {
+                in_channels: 1,
+                out_channels: 2,
+                width: 4,
+                depth: 3,
+                upsampling: up,
+                dims: 3,
+                deep_supervision: false,
+            };
             let net = UNet::new(&vs.root(), &cfg);
             let y = net.forward_t(&Tensor::rand([2, 1, 8, 12, 16], (Kind::Float, Device::Cpu)), true);
             assert_eq!(y.size(), vec![2, 2, 8, 12, 16]);

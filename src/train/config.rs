@@ -85,6 +85,9 @@ pub struct TrainConfig {
     /// Spatial axes the `nnunet` preset may mirror; `None` = all (off for left/right labels).
     #[serde(default)]
     pub mirror_axes: Option<Vec<usize>>,
+    /// Probability of an elastic deformation per case in the `nnunet` preset.
+    #[serde(default)]
+    pub elastic_p: f64,
     /// Learning-rate schedule of the segmenter.
     #[serde(default)]
     pub schedule: Schedule,
@@ -95,6 +98,9 @@ pub struct TrainConfig {
     /// Early stopping never stops before this iteration.
     #[serde(default)]
     pub min_iters: usize,
+    /// nnU-Net's deep supervision: auxiliary outputs on the decoder stages, weighted 1/2^i.
+    #[serde(default)]
+    pub deep_supervision: bool,
 }
 
 /// Learning rate over the run.
@@ -152,6 +158,8 @@ impl TrainConfig {
             schedule: Schedule::Constant,
             patience: 0,
             min_iters: 0,
+            deep_supervision: false,
+            elastic_p: 0.0,
         }
     }
 
@@ -165,6 +173,7 @@ impl TrainConfig {
             depth: self.depth,
             upsampling: self.upsampling,
             dims: data.dims(),
+            deep_supervision: self.deep_supervision,
         }
     }
 }

@@ -12,10 +12,10 @@
 //! (weights and BatchNorm buffers), so validation data never changes the segmenter.
 //! The generator is not perturbed, so its synthetic images are computed once per iteration.
 use super::gan::Gan;
-use super::loss::{segmentation_loss, RegionLoss};
+use super::loss::{unet_loss, RegionLoss};
 use super::optim::gradients;
 use crate::models::unet::UNet;
-use tch::nn::{ModuleT, VarStore};
+use tch::nn::VarStore;
 use tch::Tensor;
 
 /// How the mixed second derivative (d/dalpha of grad_theta L_train . v) is taken.
@@ -56,11 +56,11 @@ impl Lower<'_> {
 
     /// lambda * L_seg(S(x~), m~) for synthetic images x~.
     pub fn synthetic_loss(&self, batch: &TrainBatch, synthetic: &Tensor) -> Tensor {
-        segmentation_loss(&self.seg.forward_t(synthetic, true), &batch.synthetic_masks, self.region) * self.lambda
+        unet_loss(self.seg, synthetic, &batch.synthetic_masks, self.region) * self.lambda
     }
 
     pub fn real_loss(&self, batch: &TrainBatch) -> Tensor {
-        segmentation_loss(&self.seg.forward_t(&batch.images, true), &batch.masks, self.region)
+        unet_loss(self.seg, &batch.images, &batch.masks, self.region)
     }
 
     /// L_train = L_seg(real) + lambda * L_seg(synthetic).
@@ -69,7 +69,7 @@ impl Lower<'_> {
     }
 
     pub fn val_loss(&self, images: &Tensor, masks: &Tensor) -> Tensor {
-        segmentation_loss(&self.seg.forward_t(images, true), masks, self.region)
+        unet_loss(self.seg, images, masks, self.region)
     }
 
     /// The hypergradient w.r.t. alpha, given grad_theta L_train at the current theta and the
@@ -206,6 +206,7 @@ mod tests {
             depth: 2,
             upsampling: Upsampling::Transposed,
             dims: shape.len(),
+            deep_supervision: false,
         };
         let seg = UNet::new(&seg_vs.root(), &cfg);
         seg_vs.double();

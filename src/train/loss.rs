@@ -1,4 +1,6 @@
 //! Segmentation losses: BCE-with-logits plus a soft region term on sigmoid probabilities.
+use crate::models::spatial::resize_nearest_like;
+use crate::models::unet::UNet;
 use serde::{Deserialize, Serialize};
 #[cfg(test)]
 use tch::Kind;
@@ -35,6 +37,32 @@ pub fn segmentation_loss(logits: &Tensor, target: &Tensor, region: RegionLoss) -
     }
 }
 
+/// nnU-Net's deep-supervision weights for `outputs` outputs, full resolution first: 1/2^i,
+/// normalised to sum 1 (nnU-Net's zero-weight coarsest output has no head in our U-Net).
+pub fn deep_supervision_weights(outputs: usize) -> Vec<f64> {
+    let raw: Vec<f64> = (0..outputs).map(|i| 0.5f64.powi(i as i32)).collect();
+    let total: f64 = raw.iter().sum();
+    raw.into_iter().map(|w| w / total).collect()
+}
+
+/// The segmenter's training loss on `images` against `masks`: `segmentation_loss` of the
+/// full-resolution logits, or, with deep supervision, the weighted sum over every decoder output
+/// against the masks resized to it by nearest neighbour.
+pub fn unet_loss(net: &UNet, images: &Tensor, masks: &Tensor, region: RegionLoss) -> Tensor {
+    let outputs = net.forward_deep(images, true);
+    let weights = deep_supervision_weights(outputs.len());
+    outputs
+        .iter()
+        .zip(weights)
+        .map(|(logits, w)| {
+            let target =
+                if logits.size() == masks.size() { masks.shallow_clone() } else { resize_nearest_like(masks, logits) };
+            segmentation_loss(logits, &target, region) * w
+        })
+        .reduce(|a, b| a + b)
+        .expect("a U-Net has at least one output")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +90,56 @@ mod tests {
         let dice = 1.0 - ((2.0 * 1.0 + 1.0) / (4.0 + 1.0) + (2.0 * 0.5 + 1.0) / (3.0 + 1.0)) / 2.0;
         let v = f64::try_from(segmentation_loss(&logits, &target, RegionLoss::Dice)).unwrap();
         assert!((v - std::f64::consts::LN_2 - dice).abs() < 1e-6);
+    }
+
+    #[test]
+    fn deep_supervision_weights_halve_per_stage_and_sum_to_one() {
+        assert_eq!(deep_supervision_weights(1), [1.0]);
+        let w = deep_supervision_weights(3);
+        assert!(
+            (w[0] - 4.0 / 7.0).abs() < 1e-12 && (w[1] - 2.0 / 7.0).abs() < 1e-12 && (w[2] - 1.0 / 7.0).abs() < 1e-12
+        );
+    }
+
+    /// With deep supervision the loss is the weighted sum of each output's loss against the
+    /// nearest-resized mask; without it, the plain loss of the full-resolution logits.
+    #[test]
+    fn unet_loss_weights_every_output() {
+        use crate::models::unet::{UNetConfig, Upsampling};
+        use tch::nn::ModuleT;
+        for deep in [false, true] {
+            let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+            let cfg = UNetConfig {
+                in_channels: 1,
+                out_channels: 1,
+                width: 4,
+                depth: 5,
+                upsampling: Upsampling::Transposed,
+                dims: 2,
+                deep_supervision: deep,
+            };
+            let net = UNet::new(&vs.root(), &cfg);
+            let x = Tensor::rand([2, 1, 32, 32], (Kind::Float, tch::Device::Cpu));
+            let m = Tensor::rand([2, 1, 32, 32], (Kind::Float, tch::Device::Cpu)).gt(0.5).to_kind(Kind::Float);
+            let got = f64::try_from(unet_loss(&net, &x, &m, RegionLoss::Dice)).unwrap();
+            let outs = net.forward_deep(&x, true);
+            assert_eq!(
+                outs.iter().map(|o| o.size()[2]).collect::<Vec<_>>(),
+                if deep { vec![32, 16, 8] } else { vec![32] }
+            );
+            let full = f64::try_from(segmentation_loss(&net.forward_t(&x, true), &m, RegionLoss::Dice)).unwrap();
+            let want = if deep {
+                let w = deep_supervision_weights(3);
+                let coarse = |i: usize| {
+                    let s = 32 >> i;
+                    let t = m.upsample_nearest2d([s, s], None, None);
+                    f64::try_from(segmentation_loss(&outs[i], &t, RegionLoss::Dice)).unwrap()
+                };
+                w[0] * full + w[1] * coarse(1) + w[2] * coarse(2)
+            } else {
+                full
+            };
+            assert!((got - want).abs() < 1e-5, "deep {deep}: {got} vs {want}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 use super::config::{Method, TrainConfig, ARCH_BETA1};
 use super::gan::{pretrain, Gan, GanLosses, GanSpec, PretrainConfig};
 use super::hypergrad::{Lower, TrainBatch};
-use super::loss::segmentation_loss;
+use super::loss::unet_loss;
 use super::optim::{gradients, OptimConfig, Optimizer};
 use crate::data::augment::{augment_masks, augment_pairs};
 use crate::data::nnaug::{self, AugmentPreset, NnUnetAugment};
@@ -15,7 +15,7 @@ use anyhow::{bail, Result};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
-use tch::nn::{ModuleT, VarStore};
+use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 pub enum Arm {
@@ -73,9 +73,10 @@ impl Arm {
         if !cfg.method.uses_generator() {
             return Ok(match (cfg.method, cfg.augment_preset) {
                 (Method::Augment, AugmentPreset::Geometric) => Arm::Augment,
-                (Method::Augment, AugmentPreset::Nnunet) => {
-                    Arm::AugmentNnunet(NnUnetAugment::defaults(train.dims(), cfg.mirror_axes.as_deref()))
-                }
+                (Method::Augment, AugmentPreset::Nnunet) => Arm::AugmentNnunet(NnUnetAugment {
+                    p_elastic: cfg.elastic_p,
+                    ..NnUnetAugment::defaults(train.dims(), cfg.mirror_axes.as_deref())
+                }),
                 _ => Arm::Plain,
             });
         }
@@ -186,7 +187,7 @@ impl Arm {
                 return (grads, log);
             }
         };
-        let loss = segmentation_loss(&seg.net.forward_t(&x, true), &m, cfg.region_loss);
+        let loss = unet_loss(&seg.net, &x, &m, cfg.region_loss);
         log.loss = loss.double_value(&[]);
         (gradients(&loss, &params), log)
     }

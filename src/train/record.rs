@@ -27,6 +27,9 @@ pub struct RunSummary {
     pub method: Method,
     pub seed: u64,
     pub train_n: usize,
+    /// Validation cases (0 in summaries written before the field existed).
+    #[serde(default)]
+    pub val_n: usize,
     pub best_iter: usize,
     /// The last iteration trained: the budget, or where early stopping ended the run.
     #[serde(default)]

@@ -65,6 +65,7 @@ pub fn finish(out: &Path, device: Device, mut t: Trainer, splits: &Splits, state
         method: cfg.method,
         seed: cfg.seed,
         train_n: splits.train.len(),
+        val_n: splits.val.len(),
         best_iter: state.best_iter,
         stopped_iter: state.iter,
         iters: cfg.iters,

@@ -145,7 +145,7 @@ fn open_run_folder(cfg: &TrainConfig, out: &Path) -> Result<Option<RunSummary>> 
             return Ok(Some(serde_json::from_str(&text)?));
         }
     }
-    if cfg.method == Method::Genseg && cfg.data.val_n == 0 && cfg.data.val_ids.is_none() {
+    if cfg.method == Method::Genseg && cfg.data.val_n == Some(0) && cfg.data.val_ids.is_none() {
         bail!("--method genseg needs validation cases for the architecture step; set --val-n");
     }
     Ok(None)

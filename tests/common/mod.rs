@@ -28,8 +28,12 @@ pub fn stdout(o: &Output) -> String {
 
 /// A small, fast configuration: 64 px, narrow networks, few iterations.
 pub fn small_config(data: &Path, method: Method, train_n: usize, iters: usize) -> TrainConfig {
-    let data =
-        DataConfig { load: LoadOptions { size: 64, ..Default::default() }, train_n, val_n: 4, ..DataConfig::new(data) };
+    let data = DataConfig {
+        load: LoadOptions { size: 64, ..Default::default() },
+        n: train_n + 4,
+        val_n: Some(4),
+        ..DataConfig::new(data)
+    };
     TrainConfig {
         method,
         seed: 1,
@@ -47,7 +51,8 @@ pub fn small_config(data: &Path, method: Method, train_n: usize, iters: usize) -
 /// A small, fast 3-D configuration on MSD hippocampus volumes (32x48x32, both labels).
 pub fn small_volume_config(method: Method, train_n: usize, iters: usize) -> TrainConfig {
     let mut cfg = small_config(&shared("msd_hippocampus"), method, train_n, iters);
-    cfg.data.val_n = 2;
+    cfg.data.n = train_n + 2;
+    cfg.data.val_n = Some(2);
     cfg.width = 8;
     cfg.batch_size = 2;
     cfg.val_every = 20;
