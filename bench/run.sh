@@ -34,6 +34,8 @@ run gan --width 32 --size 128 --batch 2 --separate-ops
 run gan --width 16 --size 64 --batch 4
 # The nnunet augmentation preset's cost on a 64 px batch-4 step (issue 11 budget: +15 %).
 $BIN --device cpu --threads "$THREADS" bench augment --width 16 --depth 4 --size 64 --batch 4 --steps 20
+# The data-efficient GAN options' cost on a 64 px batch-4 GAN step (issue 12 budget: +20 %).
+$BIN --device cpu --threads "$THREADS" bench gan-recipe --width 16 --size 64 --batch 4 --steps 20
 
 # One genseg iteration (GAN step + segmentation step + hypergradient) over one plain step, same
 # U-Net, from the runs' own seconds per iteration (generator pretraining excluded).

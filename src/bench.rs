@@ -152,24 +152,28 @@ pub fn unet_step(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, device: 
     })
 }
 
-/// One Pix2Pix step (D step, then G step), as pretraining and the genseg loop do.
-pub fn gan_step(ngf: i64, size: i64, batch: i64, fused: bool, steps: usize, device: Device) -> Result<BenchResult> {
+fn bench_gan(gan: GanConfig, size: i64, batch: i64, device: Device) -> Result<(Gan, Tensor, Tensor)> {
     tch::manual_seed(0);
-    let spec = GanSpec {
-        gan: GanConfig { ngf, ndf: ngf, fused, ..Default::default() },
-        shape: vec![size, size],
-        channels: 3,
-        mask_channels: 1,
-    };
-    let mut gan = Gan::new(&spec, device)?;
+    let spec = GanSpec { gan, shape: vec![size, size], channels: 3, mask_channels: 1 };
+    let gan = Gan::new(&spec, device)?;
     let x = Tensor::rand([batch, 3, size, size], (Kind::Float, device));
     let m = Tensor::rand([batch, 1, size, size], (Kind::Float, device)).gt(0.7).to_kind(Kind::Float);
-    let ms = time_steps(2, steps, || {
-        gan.step(&x, &m);
-        if device.is_cuda() {
-            tch::Cuda::synchronize(0);
-        }
-    });
+    Ok((gan, x, m))
+}
+
+fn gan_step_once(gan: &mut Gan, x: &Tensor, m: &Tensor, rng: &mut rand_chacha::ChaCha8Rng, device: Device) {
+    gan.step(x, m, rng);
+    if device.is_cuda() {
+        tch::Cuda::synchronize(0);
+    }
+}
+
+/// One Pix2Pix step (D step, then G step), as pretraining and the genseg loop do.
+pub fn gan_step(ngf: i64, size: i64, batch: i64, fused: bool, steps: usize, device: Device) -> Result<BenchResult> {
+    use rand::SeedableRng;
+    let (mut gan, x, m) = bench_gan(GanConfig { ngf, ndf: ngf, fused, ..Default::default() }, size, batch, device)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let ms = time_steps(2, steps, || gan_step_once(&mut gan, &x, &m, &mut rng, device));
     // G: forward + backward (2x); D: 3 forwards, D-step backward (2 x 2x), input-gradient pass for G (1x).
     let gflop = (3.0 * generator_forward_flops(ngf, size, 3, fused) + 8.0 * patchgan_forward_flops(ngf, size, 4))
         * batch as f64
@@ -183,6 +187,27 @@ pub fn gan_step(ngf: i64, size: i64, batch: i64, fused: bool, steps: usize, devi
         gflops: gflop / ms * 1000.0,
         params,
     })
+}
+
+/// Milliseconds per GAN step with today's defaults and with the data-efficient options
+/// (DiffAugment, joint augmentation, feature matching), interleaved so both see the same
+/// machine state; the first two rounds warm up.
+pub fn gan_recipe_overhead(ngf: i64, size: i64, batch: i64, steps: usize, device: Device) -> Result<(f64, f64)> {
+    use rand::SeedableRng;
+    let base = GanConfig { ngf, ndf: ngf, ..Default::default() };
+    let (mut old, x, m) = bench_gan(base.clone(), size, batch, device)?;
+    let recipe = GanConfig { diff_augment: true, joint_augment: true, feature_matching: 10.0, ..base };
+    let (mut new, _, _) = bench_gan(recipe, size, batch, device)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let (mut a, mut b) = (0.0, 0.0);
+    for round in 0..steps + 2 {
+        let ta = time_steps(0, 1, || gan_step_once(&mut old, &x, &m, &mut rng, device));
+        let tb = time_steps(0, 1, || gan_step_once(&mut new, &x, &m, &mut rng, device));
+        if round >= 2 {
+            (a, b) = (a + ta, b + tb);
+        }
+    }
+    Ok((a / steps as f64, b / steps as f64))
 }
 
 /// `genseg bench hypergrad`: [`hypergrad_accuracy`] of a U-Net of (`width`, `depth`) on

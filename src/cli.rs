@@ -149,6 +149,15 @@ pub struct GanArgs {
     /// Run the mixed ops as three separate transposed convs (the reference's form) instead of one fused conv
     #[arg(long)]
     separate_ops: bool,
+    /// DiffAugment (colour, translation, cutout) on every discriminator input, real and fake
+    #[arg(long)]
+    diff_augment: bool,
+    /// Train the GAN on pairs jointly augmented with GenSeg's geometric set
+    #[arg(long)]
+    joint_augment: bool,
+    /// Weight of pix2pixHD's discriminator feature-matching loss (0 = off; pix2pixHD uses 10)
+    #[arg(long, default_value_t = gan_defaults().feature_matching)]
+    feature_matching: f64,
 }
 
 impl GanArgs {
@@ -158,12 +167,16 @@ impl GanArgs {
         }
         positive("--gan-lr", self.gan_lr)?;
         non_negative("--lambda-l1", self.lambda_l1)?;
+        non_negative("--feature-matching", self.feature_matching)?;
         Ok(GanConfig {
             ngf: self.ngf,
             ndf: self.ndf,
             lr: self.gan_lr,
             lambda_l1: self.lambda_l1,
             fused: !self.separate_ops,
+            diff_augment: self.diff_augment,
+            joint_augment: self.joint_augment,
+            feature_matching: self.feature_matching,
             ..gan_defaults()
         })
     }
@@ -506,6 +519,23 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// What a generator's synthetic pairs teach a segmenter: TSTR vs TRTR Dice, memorisation,
+    /// diversity, held-out L1 and a picture (pretrains the generator into OUT/generator first)
+    #[command(allow_negative_numbers = true)]
+    SynthEval {
+        #[command(flatten)]
+        args: TrainArgs,
+        #[command(flatten)]
+        split: SplitArgs,
+        /// Synthetic pairs the TSTR segmenter trains on [default: 8 per training pair]
+        #[arg(long, value_parser = at_least_1)]
+        synthetic_n: Option<usize>,
+        /// Draws per mask for the diversity figure and the picture
+        #[arg(long, default_value_t = 4, value_parser = at_least_1)]
+        samples: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Every (N, seed, method) combination; results.csv, results.md and data-efficiency plots
     #[command(allow_negative_numbers = true)]
     Study {
@@ -554,6 +584,8 @@ pub enum BenchWhat {
     /// A plain U-Net step with and without the nnunet augmentation preset
     Augment,
     Gan,
+    /// A GAN step with today's defaults and with --diff-augment --joint-augment --feature-matching 10
+    GanRecipe,
     Hypergrad,
     Metrics,
 }

@@ -9,6 +9,7 @@
 //!   and the multi-level hypergradient;
 //! - [`infer`]: a trained model on new images or volumes; [`eval`]: metrics and reports;
 //! - [`study`]: the low-data study; [`demo`] and [`synth`]: the demo and synthetic-pair export;
+//!   [`synth_eval`]: what a generator's synthetic pairs teach a segmenter (TSTR, memorisation);
 //! - [`viz`]: pictures and plots; [`bench`]: training-step benchmarks and FLOP counts;
 //! - [`runtime`]: device, threads, versions, atomic file output and weight files.
 pub mod bench;
@@ -20,5 +21,6 @@ pub mod models;
 pub mod runtime;
 pub mod study;
 pub mod synth;
+pub mod synth_eval;
 pub mod train;
 pub mod viz;

@@ -76,6 +76,22 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", std::fs::read_to_string(out.join("results.md"))?);
             println!("study folder: {}", out.display());
         }
+        Command::SynthEval { args, split, synthetic_n, samples, out } => {
+            let cfg = genseg::synth_eval::SynthEvalConfig { run: args.config(&split)?, synthetic_n, samples };
+            let r = genseg::synth_eval::run(&cfg, &out, device)?;
+            println!(
+                "TSTR Dice {:.3}, TRTR Dice {:.3} (ratio {:.2}); memorisation ratio {:.2} (from training masks {:.2}); \
+                 diversity {:.4}; held-out L1 {:.4}",
+                r.tstr_dice,
+                r.trtr_dice,
+                r.tstr_over_trtr,
+                r.memorisation_ratio,
+                r.memorisation_ratio_training_masks,
+                r.diversity,
+                r.heldout_l1
+            );
+            println!("report: {}", out.join("synth_eval.json").display());
+        }
         Command::Bench(args) => bench(&args, device)?,
         Command::Phantom { out, n, size, seed } => {
             genseg::data::phantom::write_dataset(&out, n, size, seed)?;
@@ -138,6 +154,15 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
             let (plain, with) = genseg::bench::augment_overhead(&unet, a.size, a.batch, a.steps, device);
             let extra = 100.0 * (with / plain - 1.0);
             println!("unet w{} d{} {}px b{}: plain step {plain:.1} ms, with nnunet augmentation {with:.1} ms ({extra:+.0} %)", a.width, a.depth, a.size, a.batch);
+            return Ok(());
+        }
+        BenchWhat::GanRecipe => {
+            let (old, new) = genseg::bench::gan_recipe_overhead(a.width, a.size, a.batch, a.steps, device)?;
+            let extra = 100.0 * (new / old - 1.0);
+            println!(
+                "gan ngf{} {}px b{}: default step {old:.1} ms, data-efficient step {new:.1} ms ({extra:+.0} %)",
+                a.width, a.size, a.batch
+            );
             return Ok(());
         }
         BenchWhat::Metrics => {

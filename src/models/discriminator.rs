@@ -31,21 +31,34 @@ impl PatchGan {
     pub fn forward_t(&self, mask: &Tensor, image: &Tensor, train: bool) -> Tensor {
         ModuleT::forward_t(self, &Tensor::cat(&[mask, image], 1), train)
     }
-}
 
-impl ModuleT for PatchGan {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+    /// Every layer's activation for a (mask, image) pair, the patch logits last (pix2pixHD's
+    /// feature matching compares the others).
+    pub fn features(&self, mask: &Tensor, image: &Tensor, train: bool) -> Vec<Tensor> {
+        self.layers(&Tensor::cat(&[mask, image], 1), train)
+    }
+
+    fn layers(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
         let last = self.convs.len() - 1;
-        self.convs.iter().enumerate().fold(x.shallow_clone(), |h, (i, (conv, bn))| {
-            let mut h = conv.forward(&h);
+        let mut h = x.shallow_clone();
+        let mut out = Vec::with_capacity(self.convs.len());
+        for (i, (conv, bn)) in self.convs.iter().enumerate() {
+            h = conv.forward(&h);
             if let Some(bn) = bn {
                 h = h.apply_t(bn, train);
             }
             if i < last {
                 h = leaky_relu(&h);
             }
-            h
-        })
+            out.push(h.shallow_clone());
+        }
+        out
+    }
+}
+
+impl ModuleT for PatchGan {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.layers(x, train).pop().unwrap()
     }
 }
 

@@ -1,7 +1,9 @@
 //! The Pix2Pix GAN (mask -> image): one training step, pretraining with sample grids and resume,
 //! and loading a pretrained generator.
 use super::checkpoint;
+use super::diffaug::diff_augment;
 use super::optim::{gradients, OptimConfig, Optimizer};
+use crate::data::augment::{augment_pairs, AugmentConfig};
 use crate::data::split::{load_splits, DataConfig};
 use crate::data::SegDataset;
 use crate::models::discriminator::PatchGan;
@@ -27,11 +29,31 @@ pub struct GanConfig {
     pub beta1: f64,
     pub lambda_l1: f64,
     pub fused: bool,
+    /// DiffAugment on every discriminator input, real and fake ([`diff_augment`]).
+    #[serde(default)]
+    pub diff_augment: bool,
+    /// Train on pairs jointly augmented with GenSeg's geometric set, so that the generator learns
+    /// to render deformed masks instead of memorising the few it has.
+    #[serde(default)]
+    pub joint_augment: bool,
+    /// Weight of pix2pixHD's discriminator feature-matching loss (0 = off).
+    #[serde(default)]
+    pub feature_matching: f64,
 }
 
 impl Default for GanConfig {
     fn default() -> Self {
-        GanConfig { ngf: 64, ndf: 64, lr: 2e-4, beta1: 0.5, lambda_l1: 100.0, fused: true }
+        GanConfig {
+            ngf: 64,
+            ndf: 64,
+            lr: 2e-4,
+            beta1: 0.5,
+            lambda_l1: 100.0,
+            fused: true,
+            diff_augment: false,
+            joint_augment: false,
+            feature_matching: 0.0,
+        }
     }
 }
 
@@ -95,6 +117,22 @@ pub struct GanLosses {
     pub l1: f64,
 }
 
+/// pix2pixHD's feature matching: the mean over the discriminator's hidden layers of the L1
+/// distance between its activations for the fake and (fixed) real pair.
+pub fn feature_matching(d: &PatchGan, masks: &Tensor, fake: &Tensor, real: &Tensor) -> Tensor {
+    let real_features: Vec<Tensor> = tch::no_grad(|| d.features(masks, real, true));
+    let fake_features = d.features(masks, fake, true);
+    let hidden = fake_features.len() - 1;
+    fake_features
+        .iter()
+        .zip(&real_features)
+        .take(hidden)
+        .map(|(f, r)| (f - r).abs().mean(Kind::Float))
+        .reduce(|a, b| a + b)
+        .expect("the discriminator has hidden layers")
+        / hidden as f64
+}
+
 fn bce_to(logits: &Tensor, target: f64) -> Tensor {
     logits.binary_cross_entropy_with_logits::<Tensor>(&logits.full_like(target), None, None, Reduction::Mean)
 }
@@ -124,18 +162,35 @@ impl Gan {
         (self.g.forward_t(masks, true) + 1.0) / 2.0
     }
 
-    /// One Pix2Pix iteration on real pairs (images in [0, 1]): D step, then G step.
-    pub fn step(&mut self, images: &Tensor, masks: &Tensor) -> GanLosses {
+    /// The discriminator's patch logits, on DiffAugment-ed inputs when configured.
+    fn judge(&self, masks: &Tensor, images: &Tensor) -> Tensor {
+        if self.spec.gan.diff_augment {
+            let (m, x) = diff_augment(masks, images);
+            self.d.forward_t(&m, &x, true)
+        } else {
+            self.d.forward_t(masks, images, true)
+        }
+    }
+
+    /// One Pix2Pix iteration on real pairs (images in [0, 1]): D step, then G step. `rng` draws
+    /// the joint augmentation when it is on.
+    pub fn step(&mut self, images: &Tensor, masks: &Tensor, rng: &mut impl Rng) -> GanLosses {
+        let (images, masks) = match self.spec.gan.joint_augment {
+            true => augment_pairs(images, masks, &AugmentConfig::default(), 0.0, rng),
+            false => (images.shallow_clone(), masks.shallow_clone()),
+        };
         let target = images * 2.0 - 1.0;
-        let fake = self.g.forward_t(masks, true);
-        let d_loss = (bce_to(&self.d.forward_t(masks, &fake.detach(), true), 0.0)
-            + bce_to(&self.d.forward_t(masks, &target, true), 1.0))
-            * 0.5;
+        let fake = self.g.forward_t(&masks, true);
+        let d_loss =
+            (bce_to(&self.judge(&masks, &fake.detach()), 0.0) + bce_to(&self.judge(&masks, &target), 1.0)) * 0.5;
         let grads = gradients(&d_loss, self.d_opt.params());
         self.d_opt.step(&grads);
-        let adv = bce_to(&self.d.forward_t(masks, &fake, true), 1.0);
+        let adv = bce_to(&self.judge(&masks, &fake), 1.0);
         let l1 = (&fake - &target).abs().mean(Kind::Float);
-        let g_loss = &adv + &l1 * self.spec.gan.lambda_l1;
+        let mut g_loss = &adv + &l1 * self.spec.gan.lambda_l1;
+        if self.spec.gan.feature_matching > 0.0 {
+            g_loss = g_loss + feature_matching(&self.d, &masks, &fake, &target) * self.spec.gan.feature_matching;
+        }
         let grads = gradients(&g_loss, self.g_opt.params());
         self.g_opt.step(&grads);
         GanLosses { d: d_loss.double_value(&[]), g_adv: adv.double_value(&[]), l1: l1.double_value(&[]) }
@@ -262,7 +317,7 @@ pub fn pretrain(spec: &GanSpec, cfg: &PretrainConfig, train: &SegDataset, out: &
         let idx = Tensor::from_slice(&idx);
         let x = train.images.index_select(0, &idx).to_device(device);
         let m = train.masks.index_select(0, &idx).to_device(device);
-        let losses = gan.step(&x, &m);
+        let losses = gan.step(&x, &m, &mut rng);
         let done = iter + 1;
         let diverged = |what: String| {
             anyhow::anyhow!(
@@ -331,6 +386,25 @@ pub fn sample_grid(gan: &Gan, data: &SegDataset, device: Device) -> image::RgbIm
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Feature matching is 0 for a fake equal to the real pair, positive otherwise, and its
+    /// gradient reaches the fake image.
+    #[test]
+    fn feature_matching_is_zero_for_identical_pairs() {
+        tch::manual_seed(2);
+        let vs = VarStore::new(Device::Cpu);
+        let d = PatchGan::new(&vs.root(), 2, 4, 8);
+        let m = Tensor::rand([2, 1, 32, 32], (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);
+        let real = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        // Train-mode BatchNorm normalises each pass by its own batch: identical inputs, identical features.
+        let same = f64::try_from(feature_matching(&d, &m, &real, &real)).unwrap();
+        assert!(same.abs() < 1e-7, "{same}");
+        let fake = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let fm = feature_matching(&d, &m, &fake, &real);
+        assert!(f64::try_from(&fm).unwrap() > 1e-4);
+        let g = Tensor::run_backward(&[fm], &[&fake], false, false);
+        assert!(f64::try_from(g[0].abs().sum(Kind::Float)).unwrap() > 0.0);
+    }
 
     #[test]
     fn reads_gan_json_of_2d_only_versions() {

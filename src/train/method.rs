@@ -164,7 +164,7 @@ impl Arm {
                 return (gradients(&loss, &params), log);
             }
             Arm::Genseg { gan, arch_opt } => {
-                log.gan = Some(gan.step(&x, &m));
+                log.gan = Some(gan.step(&x, &m, &mut batches.rng));
                 let batch = TrainBatch {
                     synthetic_masks: augment_masks(&m, &cfg.augment, &mut batches.rng),
                     images: x,

@@ -4,6 +4,7 @@
 //! multi-level hypergradient.
 pub mod checkpoint;
 pub mod config;
+pub mod diffaug;
 pub mod gan;
 pub mod hypergrad;
 pub mod loss;

@@ -42,12 +42,23 @@ pub struct Trainer<'a> {
 /// Trains one model into `out` (resuming if a checkpoint of the same config is there) and
 /// returns its summary. A finished run is returned as is.
 pub fn run(cfg: &TrainConfig, out: &Path, device: Device) -> Result<RunSummary> {
+    run_on(cfg, out, device, || load_splits(&cfg.data, cfg.seed))
+}
+
+/// [`run`] on the splits `load` gives instead of `cfg.data`'s (synth-eval trains on synthetic
+/// pairs and validates and tests on real ones); `load` runs only when there is training to do.
+pub fn run_on(
+    cfg: &TrainConfig,
+    out: &Path,
+    device: Device,
+    load: impl FnOnce() -> Result<Splits>,
+) -> Result<RunSummary> {
     ensure_writable_dir(out)?;
     let _lock = lock_folder(out)?;
     if let Some(finished) = open_run_folder(cfg, out)? {
         return Ok(finished);
     }
-    let splits = load_splits(&cfg.data, cfg.seed)?;
+    let splits = load()?;
     let mut t = Trainer::new(cfg, &splits, out, device)?;
     let ckpt = out.join("checkpoint");
     let mut state = t.resume(&ckpt, out)?;

@@ -1,0 +1,213 @@
+//! `genseg synth-eval`: how much a generator's synthetic pairs teach a segmenter, measured
+//! directly instead of through a whole study.
+//!
+//! For one split (N labelled pairs, seed) it pretrains the generator on the training pairs (or
+//! reuses the one already in `out/generator`), then reports:
+//! - TSTR: the run's segmenter trained on synthetic pairs only (generated from augmented
+//!   training masks), validated and tested on the real validation and test cases; beside it
+//!   TRTR, the same segmenter trained on the real training pairs;
+//! - memorisation: the median distance from a synthetic image to its nearest training image,
+//!   divided by the same median for real held-out images (1 = no closer to the training set than
+//!   unseen real data; a generator that copies its training images gives about 0 from the
+//!   training masks themselves);
+//! - diversity: the mean per-pixel standard deviation over `samples` draws for the same masks;
+//! - fidelity: the held-out L1 of generated against real images;
+//! - synth_eval.png: per mask, mask | nearest training image | `samples` synthetic images.
+use crate::data::augment::{augment_masks, AugmentConfig};
+use crate::data::split::{load_splits, Split, Splits};
+use crate::data::SegDataset;
+use crate::runtime::{ensure_writable_dir, versions, write_json, Versions};
+use crate::train::gan::{pretrain, Gan, GanConfig, GanSpec, PretrainConfig};
+use crate::train::{segment, TrainConfig};
+use anyhow::{bail, Result};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+#[derive(Debug, Clone)]
+pub struct SynthEvalConfig {
+    /// The segmenter both TSTR and TRTR train (split, seed, network, budget), the GAN settings
+    /// and the generator's pretraining iterations.
+    pub run: TrainConfig,
+    /// Synthetic pairs the TSTR segmenter trains on (`None`: 8 per training pair).
+    pub synthetic_n: Option<usize>,
+    /// Draws per mask for diversity and the picture.
+    pub samples: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SynthEvalReport {
+    /// Labelled pairs (training + validation) and the split's seed.
+    pub n: usize,
+    pub seed: u64,
+    pub generator: GanConfig,
+    pub pretrain_iters: usize,
+    pub synthetic_n: usize,
+    #[serde(with = "crate::runtime::json_f64")]
+    pub tstr_dice: f64,
+    #[serde(with = "crate::runtime::json_f64")]
+    pub trtr_dice: f64,
+    #[serde(with = "crate::runtime::json_f64")]
+    pub tstr_over_trtr: f64,
+    /// Synthetic images from augmented training masks.
+    #[serde(with = "crate::runtime::json_f64")]
+    pub memorisation_ratio: f64,
+    /// Synthetic images from the training masks as they are.
+    #[serde(with = "crate::runtime::json_f64")]
+    pub memorisation_ratio_training_masks: f64,
+    #[serde(with = "crate::runtime::json_f64")]
+    pub diversity: f64,
+    #[serde(with = "crate::runtime::json_f64")]
+    pub heldout_l1: f64,
+    pub versions: Versions,
+}
+
+/// Runs every measurement into `out` (generator/, tstr/, trtr/, synth_eval.json,
+/// synth_eval.png); finished parts are reused on a rerun.
+pub fn run(cfg: &SynthEvalConfig, out: &Path, device: Device) -> Result<SynthEvalReport> {
+    if cfg.run.method.uses_generator() {
+        bail!(
+            "--method {}: synth-eval trains the segmenter on synthetic pairs itself; use --method plain or augment",
+            cfg.run.method.name()
+        );
+    }
+    ensure_writable_dir(out)?;
+    let seed = cfg.run.seed;
+    let splits = load_splits(&cfg.run.data, seed)?;
+    let gan_dir = out.join("generator");
+    let gan = if gan_dir.join("gan.json").is_file() {
+        Gan::load(&gan_dir, device)?
+    } else {
+        let spec = GanSpec::for_data(cfg.run.gan.clone(), &splits.train);
+        let pcfg = PretrainConfig::new(cfg.run.pretrain_iters, cfg.run.batch_size, seed);
+        pretrain(&spec, &pcfg, &splits.train, &gan_dir, device)?
+    };
+    if gan.spec != GanSpec::for_data(cfg.run.gan.clone(), &splits.train) {
+        bail!(
+            "{}: the generator there was trained with other settings; give a new --out or the same GAN flags",
+            gan_dir.display()
+        );
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let synthetic_n = cfg.synthetic_n.unwrap_or(8 * splits.train.len());
+    let synthetic = synthesize_set(&gan, &splits.train, synthetic_n, &mut rng, device);
+    let tstr = segment::run_on(&cfg.run, &out.join("tstr"), device, || {
+        Ok(Splits {
+            split: Split { train: synthetic.ids.clone(), ..splits.split.clone() },
+            train: synthetic.clone(),
+            val: splits.val.clone(),
+            test: splits.test.clone(),
+            ood: None,
+        })
+    })?;
+    let trtr = segment::run(&cfg.run, &out.join("trtr"), device)?;
+    let from_training = synthesize(&gan, &splits.train.masks.to_device(device), seed as i64).to_device(Device::Cpu);
+    let held_out = splits.test.images.narrow(0, 0, splits.test.len().min(64) as i64);
+    let median_real = median(&nearest_distances(&held_out, &splits.train.images).0);
+    let shown = (splits.train.len().min(4)) as i64;
+    let draws = samples(&gan, &synthetic.masks.narrow(0, 0, shown.max(1)), cfg.samples, device);
+    let report = SynthEvalReport {
+        n: cfg.run.data.n,
+        seed,
+        generator: cfg.run.gan.clone(),
+        pretrain_iters: cfg.run.pretrain_iters,
+        synthetic_n,
+        tstr_dice: tstr.test.dice.mean,
+        trtr_dice: trtr.test.dice.mean,
+        tstr_over_trtr: tstr.test.dice.mean / trtr.test.dice.mean,
+        memorisation_ratio: median(&nearest_distances(&synthetic.images, &splits.train.images).0) / median_real,
+        memorisation_ratio_training_masks: median(&nearest_distances(&from_training, &splits.train.images).0)
+            / median_real,
+        diversity: f64::try_from(draws.std_dim(0, true, false).mean(Kind::Float)).unwrap(),
+        heldout_l1: gan.l1_on(&splits.test, device),
+        versions: versions(device),
+    };
+    write_json(&out.join("synth_eval.json"), &report)?;
+    crate::viz::save_png(&out.join("synth_eval.png"), &sample_sheet(&synthetic, &splits.train, &draws))?;
+    Ok(report)
+}
+
+/// Generated images in [0, 1] for `masks`, batch by batch, with libtorch seeded by `seed` (the
+/// generator's dropout is its noise).
+fn synthesize(gan: &Gan, masks: &Tensor, seed: i64) -> Tensor {
+    tch::manual_seed(seed);
+    tch::no_grad(|| {
+        let parts: Vec<Tensor> = (0..masks.size()[0])
+            .step_by(8)
+            .map(|s| gan.synthesize(&masks.narrow(0, s, (masks.size()[0] - s).min(8))))
+            .collect();
+        Tensor::cat(&parts, 0)
+    })
+}
+
+/// `count` synthetic pairs from augmented training masks (GenSeg's geometric set).
+fn synthesize_set(gan: &Gan, train: &SegDataset, count: usize, rng: &mut ChaCha8Rng, device: Device) -> SegDataset {
+    use rand::Rng;
+    let idx: Vec<i64> = (0..count).map(|_| rng.gen_range(0..train.len() as i64)).collect();
+    let masks = train.masks.index_select(0, &Tensor::from_slice(&idx)).to_device(device);
+    let masks = augment_masks(&masks, &AugmentConfig::default(), rng);
+    let images = synthesize(gan, &masks, rng.gen::<i64>()).to_device(Device::Cpu);
+    let ids = (0..count).map(|i| format!("synthetic-{i:04}")).collect();
+    SegDataset::new(ids, images, masks.to_device(Device::Cpu), train.labels.clone())
+}
+
+/// `k` draws for each of `masks`: `[k, B, C, spatial...]` on the CPU.
+fn samples(gan: &Gan, masks: &Tensor, k: usize, device: Device) -> Tensor {
+    let masks = masks.to_device(device);
+    let draws: Vec<Tensor> = (0..k).map(|i| synthesize(gan, &masks, 1000 + i as i64).to_device(Device::Cpu)).collect();
+    Tensor::stack(&draws, 0)
+}
+
+/// For each image of `from`, the root-mean-square pixel distance to its nearest image of `to`,
+/// and that image's index.
+fn nearest_distances(from: &Tensor, to: &Tensor) -> (Vec<f64>, Vec<i64>) {
+    let a = from.flatten(1, -1).to_kind(Kind::Double);
+    let b = to.flatten(1, -1).to_kind(Kind::Double);
+    let pixels = a.size()[1] as f64;
+    let d = Tensor::cdist(&a, &b, 2.0, None::<i64>) / pixels.sqrt();
+    let (dist, index) = d.min_dim(1, false);
+    (Vec::<f64>::try_from(dist).unwrap(), Vec::<i64>::try_from(index).unwrap())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// Rows of mask | nearest training image | each draw, for the masks `draws` was made from.
+fn sample_sheet(synthetic: &SegDataset, train: &SegDataset, draws: &Tensor) -> image::RgbImage {
+    use crate::viz::{mask_picture, picture};
+    let shown = draws.size()[1];
+    let (_, nearest) = nearest_distances(&draws.get(0), &train.images);
+    let rows: Vec<Vec<Tensor>> = (0..shown)
+        .map(|i| {
+            let mut row = vec![mask_picture(&synthetic.masks.get(i)), picture(&train.images.get(nearest[i as usize]))];
+            row.extend((0..draws.size()[0]).map(|k| picture(&draws.get(k).get(i))));
+            row
+        })
+        .collect();
+    crate::viz::tensor_grid(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_distances_find_the_closest_image() {
+        let to = Tensor::from_slice(&[0.0f32, 0.0, 1.0, 1.0, 0.5, 0.5]).view([3, 1, 1, 2]);
+        let from = Tensor::from_slice(&[0.9f32, 1.0, 0.0, 0.1]).view([2, 1, 1, 2]);
+        let (d, i) = nearest_distances(&from, &to);
+        assert_eq!(i, [1, 0]);
+        assert!((d[0] - (0.01f64 / 2.0).sqrt()).abs() < 1e-6 && (d[1] - (0.01f64 / 2.0).sqrt()).abs() < 1e-6);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}
