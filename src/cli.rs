@@ -271,6 +271,10 @@ pub struct TrainArgs {
     /// Early stopping never stops before this iteration
     #[arg(long, default_value_t = train_defaults().min_iters)]
     min_iters: usize,
+    /// The reference's photometric chain on synthetic images (equalize, posterize, sharpness,
+    /// autocontrast, saturation), 2-D only
+    #[arg(long)]
+    synthetic_photometric: bool,
     /// Probability of an elastic deformation per case in the nnunet preset (nnU-Net's default 0)
     #[arg(long, default_value_t = train_defaults().elastic_p)]
     elastic_p: f64,
@@ -389,6 +393,7 @@ impl TrainArgs {
             min_iters: self.min_iters,
             deep_supervision: self.deep_supervision,
             elastic_p: self.elastic_p,
+            synthetic_photometric: self.synthetic_photometric,
             ..TrainConfig::new(data)
         })
     }

@@ -4,7 +4,8 @@
 //! For one split (N labelled pairs, seed) it pretrains the generator on the training pairs (or
 //! reuses the one already in `out/generator`), then reports:
 //! - TSTR: the run's segmenter trained on synthetic pairs only (generated from augmented
-//!   training masks), validated and tested on the real validation and test cases; beside it
+//!   training masks, through the reference's photometric chain with `--synthetic-photometric`),
+//!   validated and tested on the real validation and test cases; beside it
 //!   TRTR, the same segmenter trained on the real training pairs;
 //! - memorisation: the median distance from a synthetic image to its nearest training image,
 //!   divided by the same median for real held-out images (1 = no closer to the training set than
@@ -14,6 +15,7 @@
 //! - fidelity: the held-out L1 of generated against real images;
 //! - synth_eval.png: per mask, mask | nearest training image | `samples` synthetic images.
 use crate::data::augment::{augment_masks, AugmentConfig};
+use crate::data::photometric;
 use crate::data::split::{load_splits, Split, Splits};
 use crate::data::SegDataset;
 use crate::runtime::{ensure_writable_dir, versions, write_json, Versions};
@@ -92,7 +94,12 @@ pub fn run(cfg: &SynthEvalConfig, out: &Path, device: Device) -> Result<SynthEva
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
     let synthetic_n = cfg.synthetic_n.unwrap_or(8 * splits.train.len());
-    let synthetic = synthesize_set(&gan, &splits.train, synthetic_n, &mut rng, device);
+    let mut synthetic = synthesize_set(&gan, &splits.train, synthetic_n, &mut rng, device);
+    if cfg.run.synthetic_photometric {
+        let batches: Vec<Tensor> =
+            synthetic.images.split(8, 0).iter().map(|b| photometric::augment(b, &mut rng)).collect();
+        synthetic.images = Tensor::cat(&batches, 0);
+    }
     let tstr = segment::run_on(&cfg.run, &out.join("tstr"), device, || {
         Ok(Splits {
             split: Split { train: synthetic.ids.clone(), ..splits.split.clone() },

@@ -10,6 +10,7 @@ pub mod image_io;
 pub mod images;
 pub mod nnaug;
 pub mod phantom;
+pub mod photometric;
 pub mod set;
 pub mod split;
 pub mod volume;

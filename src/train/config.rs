@@ -85,6 +85,10 @@ pub struct TrainConfig {
     /// Spatial axes the `nnunet` preset may mirror; `None` = all (off for left/right labels).
     #[serde(default)]
     pub mirror_axes: Option<Vec<usize>>,
+    /// The reference's photometric chain (equalize, posterize, sharpness, autocontrast,
+    /// saturation) on synthetic images before the segmenter sees them (2-D).
+    #[serde(default)]
+    pub synthetic_photometric: bool,
     /// Probability of an elastic deformation per case in the `nnunet` preset.
     #[serde(default)]
     pub elastic_p: f64,
@@ -160,6 +164,7 @@ impl TrainConfig {
             min_iters: 0,
             deep_supervision: false,
             elastic_p: 0.0,
+            synthetic_photometric: false,
         }
     }
 

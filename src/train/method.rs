@@ -8,6 +8,7 @@ use super::loss::unet_loss;
 use super::optim::{gradients, OptimConfig, Optimizer};
 use crate::data::augment::{augment_masks, augment_pairs};
 use crate::data::nnaug::{self, AugmentPreset, NnUnetAugment};
+use crate::data::photometric;
 use crate::data::SegDataset;
 use crate::models::unet::UNet;
 use crate::runtime::{load_tensors, save_tensors};
@@ -159,6 +160,7 @@ impl Arm {
                 let lower = Lower { seg: &seg.net, seg_vs: &seg.vs, gan, region: cfg.region_loss, lambda: cfg.lambda };
                 // Frozen generator: synthetic images are plain inputs.
                 let synthetic = tch::no_grad(|| lower.synthesize(&batch));
+                let synthetic = photometric_if(cfg, synthetic, &mut batches.rng);
                 let loss = lower.train_loss(&batch, &synthetic);
                 log.loss = loss.double_value(&[]);
                 return (gradients(&loss, &params), log);
@@ -173,7 +175,7 @@ impl Arm {
                 };
                 let val_batch = iter.is_multiple_of(cfg.arch_every).then(|| batches.draw(val));
                 let lower = Lower { seg: &seg.net, seg_vs: &seg.vs, gan, region: cfg.region_loss, lambda: cfg.lambda };
-                let synthetic = lower.synthesize(&batch);
+                let synthetic = photometric_if(cfg, lower.synthesize(&batch), &mut batches.rng);
                 let loss = lower.train_loss(&batch, &synthetic);
                 log.loss = loss.double_value(&[]);
                 let grads = gradients(&loss, &params);
@@ -218,6 +220,14 @@ impl Arm {
             }
         }
         Ok(())
+    }
+}
+
+/// The reference's photometric chain on synthetic images when `--synthetic-photometric` is on.
+fn photometric_if(cfg: &TrainConfig, synthetic: Tensor, rng: &mut ChaCha8Rng) -> Tensor {
+    match cfg.synthetic_photometric {
+        true => photometric::augment(&synthetic, rng),
+        false => synthetic,
     }
 }
 

@@ -167,6 +167,9 @@ impl<'a> Trainer<'a> {
     fn new(cfg: &'a TrainConfig, splits: &Splits, out: &Path, device: Device) -> Result<Trainer<'a>> {
         let unet_cfg = cfg.unet(&splits.train);
         unet_cfg.validate(&splits.train.shape)?;
+        if cfg.synthetic_photometric && splits.train.dims() != 2 {
+            bail!("--synthetic-photometric is the reference's chain for 2-D images; leave it out for volumes");
+        }
         if let Some(a) = cfg.mirror_axes.iter().flatten().find(|&&a| a >= splits.train.dims()) {
             bail!(
                 "--mirror-axes {a}: the data has {} spatial axes (0..{})",
