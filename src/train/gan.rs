@@ -189,7 +189,7 @@ impl Gan {
         let l1 = (&fake - &target).abs().mean(Kind::Float);
         let mut g_loss = &adv + &l1 * self.spec.gan.lambda_l1;
         if self.spec.gan.feature_matching > 0.0 {
-            g_loss = g_loss + feature_matching(&self.d, &masks, &fake, &target) * self.spec.gan.feature_matching;
+            g_loss += feature_matching(&self.d, &masks, &fake, &target) * self.spec.gan.feature_matching;
         }
         let grads = gradients(&g_loss, self.g_opt.params());
         self.g_opt.step(&grads);
