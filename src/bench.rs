@@ -263,6 +263,7 @@ pub fn hypergrad_accuracy(
             synthetic_masks: crate::data::augment::augment_masks(&masks, &Default::default(), &mut rng),
             masks,
             seed: b,
+            synthetic_weights: None,
         };
         let val =
             (data.images.index_select(0, &vi).to_device(device), data.masks.index_select(0, &vi).to_device(device));

@@ -271,6 +271,14 @@ pub struct TrainArgs {
     /// Early stopping never stops before this iteration
     #[arg(long, default_value_t = train_defaults().min_iters)]
     min_iters: usize,
+    /// separate/genseg: augment the real pairs with the --augment preset too (synthetic pairs on
+    /// top of classic augmentation)
+    #[arg(long)]
+    augment_real: bool,
+    /// separate/genseg: weight each synthetic pair by its influence on the validation loss after
+    /// a look-ahead step (Ren et al. 2018); pairs that oppose it get weight 0
+    #[arg(long)]
+    reweight: bool,
     /// The reference's photometric chain on synthetic images (equalize, posterize, sharpness,
     /// autocontrast, saturation), 2-D only
     #[arg(long)]
@@ -394,6 +402,8 @@ impl TrainArgs {
             deep_supervision: self.deep_supervision,
             elastic_p: self.elastic_p,
             synthetic_photometric: self.synthetic_photometric,
+            augment_real: self.augment_real,
+            reweight: self.reweight,
             ..TrainConfig::new(data)
         })
     }

@@ -85,6 +85,14 @@ pub struct TrainConfig {
     /// Spatial axes the `nnunet` preset may mirror; `None` = all (off for left/right labels).
     #[serde(default)]
     pub mirror_axes: Option<Vec<usize>>,
+    /// `separate` and `genseg`: augment the real pairs with the `--augment` preset, as `augment`
+    /// does, so synthetic pairs come on top of classic augmentation.
+    #[serde(default)]
+    pub augment_real: bool,
+    /// `separate` and `genseg`: weight each synthetic pair by its influence on the validation loss
+    /// after a look-ahead step (Ren et al. 2018); opposing pairs get weight 0.
+    #[serde(default)]
+    pub reweight: bool,
     /// The reference's photometric chain (equalize, posterize, sharpness, autocontrast,
     /// saturation) on synthetic images before the segmenter sees them (2-D).
     #[serde(default)]
@@ -165,6 +173,8 @@ impl TrainConfig {
             deep_supervision: false,
             elastic_p: 0.0,
             synthetic_photometric: false,
+            augment_real: false,
+            reweight: false,
         }
     }
 

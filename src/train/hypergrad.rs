@@ -12,7 +12,7 @@
 //! (weights and BatchNorm buffers), so validation data never changes the segmenter.
 //! The generator is not perturbed, so its synthetic images are computed once per iteration.
 use super::gan::Gan;
-use super::loss::{unet_loss, RegionLoss};
+use super::loss::{unet_loss, unet_loss_per_case, RegionLoss};
 use super::optim::gradients;
 use crate::models::unet::UNet;
 use tch::nn::VarStore;
@@ -36,6 +36,9 @@ pub struct TrainBatch {
     pub masks: Tensor,
     pub synthetic_masks: Tensor,
     pub seed: i64,
+    /// Per-sample weights of the synthetic pairs (`--reweight`); `None`: the synthetic loss is
+    /// taken over the batch like the real one.
+    pub synthetic_weights: Option<Tensor>,
 }
 
 /// The segmentation level: segmenter, generator and loss settings.
@@ -54,9 +57,53 @@ impl Lower<'_> {
         self.gan.synthesize(&batch.synthetic_masks)
     }
 
-    /// lambda * L_seg(S(x~), m~) for synthetic images x~.
+    /// lambda * L_seg(S(x~), m~) for synthetic images x~, or lambda * sum_i w_i l_i(x~_i, m~_i)
+    /// with per-sample weights.
     pub fn synthetic_loss(&self, batch: &TrainBatch, synthetic: &Tensor) -> Tensor {
-        unet_loss(self.seg, synthetic, &batch.synthetic_masks, self.region) * self.lambda
+        let loss = match &batch.synthetic_weights {
+            None => unet_loss(self.seg, synthetic, &batch.synthetic_masks, self.region),
+            Some(w) => (unet_loss_per_case(self.seg, synthetic, &batch.synthetic_masks, self.region) * w).sum(w.kind()),
+        };
+        loss * self.lambda
+    }
+
+    /// How much each synthetic pair's loss gradient agrees with the validation gradient after a
+    /// look-ahead step on the real pairs (Ren et al., ICML 2018, "Learning to Reweight
+    /// Examples", with the real pairs trusted at weight 1):
+    ///
+    /// theta' = theta - xi * grad L_real(theta);  influence_i = grad l_i(theta) . grad L_val(theta'),
+    ///
+    /// so that d L_val(theta - xi grad(L_real + sum_i eps_i l_i)) / d eps_i at eps = 0 is
+    /// -xi * influence_i. Taken exactly by a double backward through eps. The segmenter's
+    /// variables (weights and BatchNorm buffers) are restored afterwards.
+    pub fn sample_influence(&self, batch: &TrainBatch, synthetic: &Tensor, val: (&Tensor, &Tensor), xi: f64) -> Tensor {
+        let params = self.seg_vs.trainable_variables();
+        let snapshot = Snapshot::take(self.seg_vs);
+        let real_grads = gradients(&self.real_loss(batch), &params);
+        shift(&params, &real_grads, -xi);
+        let v = gradients(&self.val_loss(val.0, val.1), &params);
+        snapshot.restore();
+        let x = synthetic.detach();
+        let eps = Tensor::zeros([x.size()[0]], (x.kind(), x.device())).set_requires_grad(true);
+        let per_case = unet_loss_per_case(self.seg, &x, &batch.synthetic_masks, self.region);
+        let g = Tensor::run_backward(&[(per_case * &eps).sum(x.kind())], &params, true, true);
+        let dot = g
+            .iter()
+            .zip(&v)
+            .filter(|(g, _)| g.defined())
+            .map(|(g, v)| (g * v).sum(g.kind()))
+            .reduce(|a, b| a + b)
+            .unwrap();
+        let influence = gradients(&dot, std::slice::from_ref(&eps)).pop().unwrap();
+        snapshot.restore();
+        influence
+    }
+
+    /// Ren et al.'s weights: the positive part of each pair's influence, normalised to sum 1
+    /// (all 0 when no pair helps), so a pair whose gradient opposes the validation gradient is
+    /// left out of the step.
+    pub fn sample_weights(&self, batch: &TrainBatch, synthetic: &Tensor, val: (&Tensor, &Tensor), xi: f64) -> Tensor {
+        weights_from_influence(&self.sample_influence(batch, synthetic, val, xi))
     }
 
     pub fn real_loss(&self, batch: &TrainBatch) -> Tensor {
@@ -132,6 +179,17 @@ impl Lower<'_> {
         let through_generator = (synthetic * mixed).sum(synthetic.kind());
         // The generator's graph is kept: the caller owns `synthetic` and may reuse it.
         Tensor::run_backward(&[through_generator], std::slice::from_ref(alpha), true, false).pop().unwrap() * -xi
+    }
+}
+
+/// max(influence, 0), normalised to sum 1 unless every entry is 0.
+pub fn weights_from_influence(influence: &Tensor) -> Tensor {
+    let w = influence.clamp_min(0.0).detach();
+    let total = f64::try_from(w.sum(tch::Kind::Double)).unwrap();
+    if total > 0.0 {
+        w / total
+    } else {
+        w
     }
 }
 
@@ -233,7 +291,7 @@ mod tests {
             seg_vs,
             seg,
             gan,
-            batch: TrainBatch { images, masks, synthetic_masks, seed: 11 },
+            batch: TrainBatch { images, masks, synthetic_masks, seed: 11, synthetic_weights: None },
             val: (val_images, val_masks),
         }
     }
@@ -307,6 +365,50 @@ mod tests {
         let e = Vec::<f64>::try_from(exact.view(-1)).unwrap();
         let err = e.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt() / norm(&b);
         assert!(err < 1e-3, "exact mode differs from brute force by {err}");
+    }
+
+    /// Per-sample influence against dL_val(theta - xi grad(L_real + sum_i eps_i l_i))/deps_i by
+    /// central differences in double precision; the weights keep only the helpful pairs, and
+    /// every variable is restored.
+    #[test]
+    fn sample_influence_matches_brute_force_and_weights_drop_opposing_pairs() {
+        let f = fixture(&[16, 16]);
+        let lo = lower(&f);
+        let xi = 0.5;
+        let synthetic = tch::no_grad(|| lo.synthesize(&f.batch));
+        let before = Snapshot::take(&f.seg_vs);
+        let influence = lo.sample_influence(&f.batch, &synthetic, (&f.val.0, &f.val.1), xi);
+        for (saved, live) in &before.pairs {
+            assert!(saved.equal(live), "a segmenter variable changed");
+        }
+        let params = f.seg_vs.trainable_variables();
+        let val_after_step = |eps: Vec<f64>| -> f64 {
+            let batch = TrainBatch {
+                images: f.batch.images.shallow_clone(),
+                masks: f.batch.masks.shallow_clone(),
+                synthetic_masks: f.batch.synthetic_masks.shallow_clone(),
+                seed: f.batch.seed,
+                synthetic_weights: Some(Tensor::from_slice(&eps)),
+            };
+            let grads = gradients(&lo.train_loss(&batch, &synthetic), &params);
+            shift(&params, &grads, -xi);
+            let loss = tch::no_grad(|| lo.val_loss(&f.val.0, &f.val.1).double_value(&[]));
+            before.restore();
+            loss
+        };
+        let h = 1e-6;
+        let got = Vec::<f64>::try_from(&influence).unwrap();
+        for (i, &g) in got.iter().enumerate() {
+            let at = |d: f64| val_after_step((0..got.len()).map(|j| if j == i { d } else { 0.0 }).collect());
+            let brute = (at(h) - at(-h)) / (2.0 * h);
+            assert!((-xi * g - brute).abs() <= 1e-4 * brute.abs().max(1e-6), "pair {i}: {} vs {brute}", -xi * g);
+        }
+        let weights = Vec::<f64>::try_from(weights_from_influence(&influence)).unwrap();
+        for (w, g) in weights.iter().zip(&got) {
+            assert!(*w >= 0.0 && (*g > 0.0 || *w == 0.0), "weight {w} for influence {g}");
+        }
+        let fixed = Vec::<f64>::try_from(weights_from_influence(&Tensor::from_slice(&[0.5, -1.0, 1.5, 0.0]))).unwrap();
+        assert_eq!(fixed, [0.25, 0.0, 0.75, 0.0]);
     }
 
     #[test]

@@ -49,6 +49,16 @@ pub fn deep_supervision_weights(outputs: usize) -> Vec<f64> {
 /// full-resolution logits, or, with deep supervision, the weighted sum over every decoder output
 /// against the masks resized to it by nearest neighbour.
 pub fn unet_loss(net: &UNet, images: &Tensor, masks: &Tensor, region: RegionLoss) -> Tensor {
+    deep_supervised(net, images, masks, |logits, target| segmentation_loss(logits, target, region))
+}
+
+/// [`unet_loss`] of each case on its own, `[B]` (the region term per case instead of over the
+/// batch): what per-sample weights multiply.
+pub fn unet_loss_per_case(net: &UNet, images: &Tensor, masks: &Tensor, region: RegionLoss) -> Tensor {
+    deep_supervised(net, images, masks, |logits, target| segmentation_loss_per_case(logits, target, region))
+}
+
+fn deep_supervised(net: &UNet, images: &Tensor, masks: &Tensor, loss: impl Fn(&Tensor, &Tensor) -> Tensor) -> Tensor {
     let outputs = net.forward_deep(images, true);
     let weights = deep_supervision_weights(outputs.len());
     outputs
@@ -57,10 +67,32 @@ pub fn unet_loss(net: &UNet, images: &Tensor, masks: &Tensor, region: RegionLoss
         .map(|(logits, w)| {
             let target =
                 if logits.size() == masks.size() { masks.shallow_clone() } else { resize_nearest_like(masks, logits) };
-            segmentation_loss(logits, &target, region) * w
+            loss(logits, &target) * w
         })
         .reduce(|a, b| a + b)
         .expect("a U-Net has at least one output")
+}
+
+/// [`segmentation_loss`] of each case `[B]`: BCE over the case's voxels plus the region term
+/// over its own voxels, averaged over label channels.
+pub fn segmentation_loss_per_case(logits: &Tensor, target: &Tensor, region: RegionLoss) -> Tensor {
+    let kind = logits.kind();
+    let case_axes: Vec<i64> = (1..logits.dim() as i64).collect();
+    let spatial: Vec<i64> = (2..logits.dim() as i64).collect();
+    let bce = logits.binary_cross_entropy_with_logits::<Tensor>(target, None, None, Reduction::None).mean_dim(
+        case_axes.as_slice(),
+        false,
+        kind,
+    );
+    let p = logits.sigmoid();
+    let per = |t: &Tensor| t.sum_dim_intlist(spatial.as_slice(), false, kind);
+    let inter = per(&(&p * target));
+    let total = per(&p) + per(target);
+    match region {
+        RegionLoss::Dice => bce + 1.0 - ((inter * 2.0 + SMOOTH) / (total + SMOOTH)).mean_dim(1, false, kind),
+        RegionLoss::Jaccard => bce + 1.0 - ((&inter + SMOOTH) / (total - inter + SMOOTH)).mean_dim(1, false, kind),
+        RegionLoss::None => bce,
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +122,22 @@ mod tests {
         let dice = 1.0 - ((2.0 * 1.0 + 1.0) / (4.0 + 1.0) + (2.0 * 0.5 + 1.0) / (3.0 + 1.0)) / 2.0;
         let v = f64::try_from(segmentation_loss(&logits, &target, RegionLoss::Dice)).unwrap();
         assert!((v - std::f64::consts::LN_2 - dice).abs() < 1e-6);
+    }
+
+    /// The per-case loss of each case is the batch loss of that case alone.
+    #[test]
+    fn per_case_loss_of_each_case_is_its_batch_loss_alone() {
+        tch::manual_seed(1);
+        let logits = Tensor::randn([2, 2, 5, 6], (Kind::Float, tch::Device::Cpu));
+        let target = Tensor::rand([2, 2, 5, 6], (Kind::Float, tch::Device::Cpu)).gt(0.5).to_kind(Kind::Float);
+        for region in [RegionLoss::Dice, RegionLoss::Jaccard, RegionLoss::None] {
+            let per = segmentation_loss_per_case(&logits, &target, region).to_kind(Kind::Double);
+            for (i, v) in Vec::<f64>::try_from(per).unwrap().into_iter().enumerate() {
+                let (l, t) = (logits.narrow(0, i as i64, 1), target.narrow(0, i as i64, 1));
+                let alone = f64::try_from(segmentation_loss(&l, &t, region)).unwrap();
+                assert!((v - alone).abs() < 1e-5, "{region:?} case {i}: {v} vs {alone}");
+            }
+        }
     }
 
     #[test]

@@ -21,17 +21,48 @@ use tch::{Device, Kind, Tensor};
 
 pub enum Arm {
     Plain,
-    /// GenSeg's geometric set and jitter.
-    Augment,
-    /// nnU-Net's default augmentation.
-    AugmentNnunet(NnUnetAugment),
+    Augment(RealAugment),
+    /// A frozen generator's pairs beside the real ones (augmented by `real` first).
     Separate {
         gan: Gan,
+        real: RealAugment,
     },
     Genseg {
         gan: Gan,
         arch_opt: Optimizer,
+        real: RealAugment,
     },
+}
+
+/// What the real pairs go through before a step.
+pub enum RealAugment {
+    None,
+    /// GenSeg's geometric set and jitter.
+    Geometric,
+    /// nnU-Net's default augmentation.
+    Nnunet(NnUnetAugment),
+}
+
+impl RealAugment {
+    /// The `--augment` preset (with `--mirror-axes` and `--elastic-p`) for `dims` spatial axes.
+    fn of(cfg: &TrainConfig, dims: usize) -> RealAugment {
+        match cfg.augment_preset {
+            AugmentPreset::None => RealAugment::None,
+            AugmentPreset::Geometric => RealAugment::Geometric,
+            AugmentPreset::Nnunet => RealAugment::Nnunet(NnUnetAugment {
+                p_elastic: cfg.elastic_p,
+                ..NnUnetAugment::defaults(dims, cfg.mirror_axes.as_deref())
+            }),
+        }
+    }
+
+    fn apply(&self, cfg: &TrainConfig, x: Tensor, m: Tensor, rng: &mut ChaCha8Rng) -> (Tensor, Tensor) {
+        match self {
+            RealAugment::None => (x, m),
+            RealAugment::Geometric => augment_pairs(&x, &m, &cfg.augment, cfg.jitter, rng),
+            RealAugment::Nnunet(aug) => nnaug::augment(&x, &m, aug, rng),
+        }
+    }
 }
 
 /// What one step reports for metrics.jsonl.
@@ -71,16 +102,12 @@ impl Arm {
     /// The method's state; generator methods load the given generator or pretrain one into
     /// `out/generator`.
     pub fn build(cfg: &TrainConfig, train: &SegDataset, out: &Path, device: Device) -> Result<Arm> {
-        if !cfg.method.uses_generator() {
-            return Ok(match (cfg.method, cfg.augment_preset) {
-                (Method::Augment, AugmentPreset::Geometric) => Arm::Augment,
-                (Method::Augment, AugmentPreset::Nnunet) => Arm::AugmentNnunet(NnUnetAugment {
-                    p_elastic: cfg.elastic_p,
-                    ..NnUnetAugment::defaults(train.dims(), cfg.mirror_axes.as_deref())
-                }),
-                _ => Arm::Plain,
-            });
+        match cfg.method {
+            Method::Plain => return Ok(Arm::Plain),
+            Method::Augment => return Ok(Arm::Augment(RealAugment::of(cfg, train.dims()))),
+            Method::Separate | Method::Genseg => {}
         }
+        let real = if cfg.augment_real { RealAugment::of(cfg, train.dims()) } else { RealAugment::None };
         let spec = GanSpec::for_data(cfg.gan.clone(), train);
         let gan = match &cfg.generator {
             Some(dir) => {
@@ -106,19 +133,19 @@ impl Arm {
             }
         };
         Ok(match cfg.method {
-            Method::Separate => Arm::Separate { gan },
+            Method::Separate => Arm::Separate { gan, real },
             _ => {
                 let arch_opt =
                     Optimizer::new(OptimConfig::adam(cfg.arch_lr, ARCH_BETA1), vec![gan.g.alpha.shallow_clone()]);
-                Arm::Genseg { gan, arch_opt }
+                Arm::Genseg { gan, arch_opt, real }
             }
         })
     }
 
     pub fn gan(&self) -> Option<&Gan> {
         match self {
-            Arm::Separate { gan } | Arm::Genseg { gan, .. } => Some(gan),
-            Arm::Plain | Arm::Augment | Arm::AugmentNnunet(_) => None,
+            Arm::Separate { gan, .. } | Arm::Genseg { gan, .. } => Some(gan),
+            Arm::Plain | Arm::Augment(_) => None,
         }
     }
 
@@ -146,52 +173,47 @@ impl Arm {
         let seed = step_seed(cfg.seed, iter);
         let params = seg.vs.trainable_variables();
         let mut log = StepLog { loss: 0.0, gan: None, hypergrad_norm: None };
-        let (x, m) = match self {
-            Arm::Plain => (x, m),
-            Arm::Augment => augment_pairs(&x, &m, &cfg.augment, cfg.jitter, &mut batches.rng),
-            Arm::AugmentNnunet(aug) => nnaug::augment(&x, &m, aug, &mut batches.rng),
-            Arm::Separate { gan } => {
-                let batch = TrainBatch {
-                    synthetic_masks: augment_masks(&m, &cfg.augment, &mut batches.rng),
-                    images: x,
-                    masks: m,
-                    seed,
+        let (gan, arch_opt, real) = match self {
+            Arm::Plain | Arm::Augment(_) => {
+                let (x, m) = match self {
+                    Arm::Augment(real) => real.apply(cfg, x, m, &mut batches.rng),
+                    _ => (x, m),
                 };
-                let lower = Lower { seg: &seg.net, seg_vs: &seg.vs, gan, region: cfg.region_loss, lambda: cfg.lambda };
-                // Frozen generator: synthetic images are plain inputs.
-                let synthetic = tch::no_grad(|| lower.synthesize(&batch));
-                let synthetic = photometric_if(cfg, synthetic, &mut batches.rng);
-                let loss = lower.train_loss(&batch, &synthetic);
+                let loss = unet_loss(&seg.net, &x, &m, cfg.region_loss);
                 log.loss = loss.double_value(&[]);
                 return (gradients(&loss, &params), log);
             }
-            Arm::Genseg { gan, arch_opt } => {
+            Arm::Separate { gan, real } => (&*gan, None, &*real),
+            Arm::Genseg { gan, arch_opt, real } => {
                 log.gan = Some(gan.step(&x, &m, &mut batches.rng));
-                let batch = TrainBatch {
-                    synthetic_masks: augment_masks(&m, &cfg.augment, &mut batches.rng),
-                    images: x,
-                    masks: m,
-                    seed,
-                };
-                let val_batch = iter.is_multiple_of(cfg.arch_every).then(|| batches.draw(val));
-                let lower = Lower { seg: &seg.net, seg_vs: &seg.vs, gan, region: cfg.region_loss, lambda: cfg.lambda };
-                let synthetic = photometric_if(cfg, lower.synthesize(&batch), &mut batches.rng);
-                let loss = lower.train_loss(&batch, &synthetic);
-                log.loss = loss.double_value(&[]);
-                let grads = gradients(&loss, &params);
-                if let Some((_, vx, vm)) = val_batch {
-                    let xi = cfg.xi.unwrap_or(cfg.optim.lr);
-                    let g_alpha =
-                        lower.hypergradient(&batch, &synthetic, (&vx, &vm), &grads, xi, cfg.hypergrad, cfg.fd_scale);
-                    log.hypergrad_norm = Some(g_alpha.norm().double_value(&[]));
-                    arch_opt.step(&[g_alpha]);
-                }
-                return (grads, log);
+                (&*gan, Some(arch_opt), &*real)
             }
         };
-        let loss = unet_loss(&seg.net, &x, &m, cfg.region_loss);
+        let synthetic_masks = augment_masks(&m, &cfg.augment, &mut batches.rng);
+        let (images, masks) = real.apply(cfg, x, m, &mut batches.rng);
+        let mut batch = TrainBatch { images, masks, synthetic_masks, seed, synthetic_weights: None };
+        let arch_step = arch_opt.is_some() && iter.is_multiple_of(cfg.arch_every);
+        let val_batch = (arch_step || cfg.reweight).then(|| batches.draw(val));
+        let lower = Lower { seg: &seg.net, seg_vs: &seg.vs, gan, region: cfg.region_loss, lambda: cfg.lambda };
+        // A frozen generator's images are plain inputs; genseg keeps their graph to alpha.
+        let synthetic = match arch_opt {
+            Some(_) => lower.synthesize(&batch),
+            None => tch::no_grad(|| lower.synthesize(&batch)),
+        };
+        let synthetic = photometric_if(cfg, synthetic, &mut batches.rng);
+        let xi = cfg.xi.unwrap_or(cfg.optim.lr);
+        if let (true, Some((_, vx, vm))) = (cfg.reweight, &val_batch) {
+            batch.synthetic_weights = Some(lower.sample_weights(&batch, &synthetic, (vx, vm), xi));
+        }
+        let loss = lower.train_loss(&batch, &synthetic);
         log.loss = loss.double_value(&[]);
-        (gradients(&loss, &params), log)
+        let grads = gradients(&loss, &params);
+        if let (Some(arch_opt), true, Some((_, vx, vm))) = (arch_opt, arch_step, &val_batch) {
+            let g_alpha = lower.hypergradient(&batch, &synthetic, (vx, vm), &grads, xi, cfg.hypergrad, cfg.fd_scale);
+            log.hypergrad_norm = Some(g_alpha.norm().double_value(&[]));
+            arch_opt.step(&[g_alpha]);
+        }
+        (grads, log)
     }
 
     /// The method's part of a checkpoint: GAN weights and optimisers, architecture optimiser.
@@ -208,12 +230,12 @@ impl Arm {
 
     pub fn load(&mut self, dir: &Path) -> Result<()> {
         match self {
-            Arm::Plain | Arm::Augment | Arm::AugmentNnunet(_) => {}
-            Arm::Separate { gan } => {
+            Arm::Plain | Arm::Augment(_) => {}
+            Arm::Separate { gan, .. } => {
                 gan.load_weights(dir)?;
                 gan.load_optimizers(dir)?;
             }
-            Arm::Genseg { gan, arch_opt } => {
+            Arm::Genseg { gan, arch_opt, .. } => {
                 gan.load_weights(dir)?;
                 gan.load_optimizers(dir)?;
                 arch_opt.load_state(&load_tensors(&dir.join("arch_optim.safetensors"))?)?;
