@@ -40,7 +40,7 @@ pub enum RealAugment {
     /// GenSeg's geometric set and jitter.
     Geometric,
     /// nnU-Net's default augmentation.
-    Nnunet(NnUnetAugment),
+    Nnunet(Box<NnUnetAugment>),
 }
 
 impl RealAugment {
@@ -49,10 +49,10 @@ impl RealAugment {
         match cfg.augment_preset {
             AugmentPreset::None => RealAugment::None,
             AugmentPreset::Geometric => RealAugment::Geometric,
-            AugmentPreset::Nnunet => RealAugment::Nnunet(NnUnetAugment {
+            AugmentPreset::Nnunet => RealAugment::Nnunet(Box::new(NnUnetAugment {
                 p_elastic: cfg.elastic_p,
                 ..NnUnetAugment::defaults(dims, cfg.mirror_axes.as_deref())
-            }),
+            })),
         }
     }
 
