@@ -1,25 +1,25 @@
-"""Tables of the recipe comparison (docs/RESULTS.md section 6): mean +- sd over seeds per arm and N
-of the best validation Dice, test Dice and out-of-domain Dice, and how many runs stopped early.
+"""Tables of a recipe comparison (docs/RESULTS.md sections 6 and 7): mean +- sd over seeds per arm
+and N of the best validation Dice, test Dice and out-of-domain Dice, and how many runs stopped
+before their budget.
 
-Usage: python3 scripts/recipe_tables.py STUDIES  (the folder holding adam_geometric/, adam_nnunet/,
-sgd_poly_nnunet/ written by the study commands in that section)
+Usage: python3 scripts/recipe_tables.py LABEL=STUDY/results.csv:METHOD ...
+(each arm: a label, a study's results.csv and the method's rows in it; the best validation Dice is
+read from STUDY/runs/METHOD-nN-sSEED/summary.json)
 """
 import csv, json, os, statistics, sys
-arms = [("plain, Adam, constant", "adam_geometric", "plain"),
-        ("augment geometric, Adam, constant", "adam_geometric", "augment"),
-        ("augment nnunet, Adam, constant", "adam_nnunet", "augment"),
-        ("plain, SGD, poly", "sgd_poly_nnunet", "plain"),
-        ("augment nnunet, SGD, poly", "sgd_poly_nnunet", "augment")]
-root = sys.argv[1]
-def load(study, method):
-    rows = [r for r in csv.DictReader(open(os.path.join(root, study, "results.csv"))) if r["method"] == method]
+
+def load(spec):
+    label, rest = spec.split("=", 1)
+    path, method = rest.rsplit(":", 1)
+    rows = [r for r in csv.DictReader(open(path)) if r["method"] == method]
     for r in rows:
-        s = json.load(open(os.path.join(root, study, "runs", f"{method}-n{r['n']}-s{r['seed']}", "summary.json")))
-        r["val_dice"] = s["best_val_dice"]
-    return rows
-data = {name: load(st, m) for name, st, m in arms}
+        run = os.path.join(os.path.dirname(path), "runs", f"{method}-n{r['n']}-s{r['seed']}", "summary.json")
+        r["val_dice"] = json.load(open(run))["best_val_dice"]
+    return label, rows
+
+data = dict(load(a) for a in sys.argv[1:])
 ns = sorted({int(r["n"]) for rows in data.values() for r in rows})
-for metric, title in [("val_dice", "Best validation Dice (4 cases)"), ("test_dice", "In-domain test Dice"), ("ood_dice", "Out-of-domain Dice (cvc_clinicdb)")]:
+for metric, title in [("val_dice", "Best validation Dice"), ("test_dice", "In-domain test Dice"), ("ood_dice", "Out-of-domain Dice")]:
     print(f"\n### {title}\n")
     print("| arm | " + " | ".join(f"N = {n}" for n in ns) + " |")
     print("|---|" + "---|" * len(ns))

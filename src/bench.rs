@@ -171,7 +171,8 @@ fn gan_step_once(gan: &mut Gan, x: &Tensor, m: &Tensor, rng: &mut rand_chacha::C
 /// One Pix2Pix step (D step, then G step), as pretraining and the genseg loop do.
 pub fn gan_step(ngf: i64, size: i64, batch: i64, fused: bool, steps: usize, device: Device) -> Result<BenchResult> {
     use rand::SeedableRng;
-    let (mut gan, x, m) = bench_gan(GanConfig { ngf, ndf: ngf, fused, ..Default::default() }, size, batch, device)?;
+    let (mut gan, x, m) =
+        bench_gan(GanConfig { ngf, ndf: ngf, fused: Some(fused), ..Default::default() }, size, batch, device)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let ms = time_steps(2, steps, || gan_step_once(&mut gan, &x, &m, &mut rng, device));
     // G: forward + backward (2x); D: 3 forwards, D-step backward (2 x 2x), input-gradient pass for G (1x).

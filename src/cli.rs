@@ -134,6 +134,13 @@ pub struct SplitArgs {
     pub val_n: Option<usize>,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum MixedOpForm {
+    Auto,
+    Fused,
+    Separate,
+}
+
 #[derive(Args, Clone)]
 pub struct GanArgs {
     /// Generator width (Pix2Pix ngf)
@@ -146,9 +153,10 @@ pub struct GanArgs {
     gan_lr: f64,
     #[arg(long, default_value_t = gan_defaults().lambda_l1)]
     lambda_l1: f64,
-    /// Run the mixed ops as three separate transposed convs (the reference's form) instead of one fused conv
-    #[arg(long)]
-    separate_ops: bool,
+    /// Mixed ops as one fused conv or three separate convs (the reference's form); auto: three
+    /// convs on the CPU, fused on CUDA (the faster form on each)
+    #[arg(long, value_enum, default_value_t = MixedOpForm::Auto)]
+    mixed_ops: MixedOpForm,
     /// DiffAugment (colour, translation, cutout) on every discriminator input, real and fake
     #[arg(long)]
     diff_augment: bool,
@@ -173,7 +181,11 @@ impl GanArgs {
             ndf: self.ndf,
             lr: self.gan_lr,
             lambda_l1: self.lambda_l1,
-            fused: !self.separate_ops,
+            fused: match self.mixed_ops {
+                MixedOpForm::Auto => None,
+                MixedOpForm::Fused => Some(true),
+                MixedOpForm::Separate => Some(false),
+            },
             diff_augment: self.diff_augment,
             joint_augment: self.joint_augment,
             feature_matching: self.feature_matching,

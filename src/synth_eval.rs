@@ -86,7 +86,10 @@ pub fn run(cfg: &SynthEvalConfig, out: &Path, device: Device) -> Result<SynthEva
         let pcfg = PretrainConfig::new(cfg.run.pretrain_iters, cfg.run.batch_size, seed);
         pretrain(&spec, &pcfg, &splits.train, &gan_dir, device)?
     };
-    if gan.spec != GanSpec::for_data(cfg.run.gan.clone(), &splits.train) {
+    // The mixed-op form changes nothing the generator computes.
+    let mut wanted = GanSpec::for_data(cfg.run.gan.clone(), &splits.train);
+    wanted.gan.fused = gan.spec.gan.fused;
+    if gan.spec != wanted {
         bail!(
             "{}: the generator there was trained with other settings; give a new --out or the same GAN flags",
             gan_dir.display()

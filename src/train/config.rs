@@ -76,7 +76,7 @@ pub struct TrainConfig {
     /// Finite-difference perturbation norm of the hypergradient (eps = fd_scale / |v|).
     pub fd_scale: f64,
     /// How the mixed second derivative of the hypergradient is taken.
-    #[serde(default)]
+    #[serde(default = "HypergradMode::before_the_field")]
     pub hypergrad: HypergradMode,
     pub empty_policy: EmptyPolicy,
     /// What `augment` applies to real pairs.
@@ -163,7 +163,7 @@ impl TrainConfig {
             arch_every: 1,
             xi: None,
             fd_scale: 0.01,
-            hypergrad: HypergradMode::Fd,
+            hypergrad: HypergradMode::Exact,
             empty_policy: EmptyPolicy::Nan,
             augment_preset: AugmentPreset::Geometric,
             mirror_axes: None,

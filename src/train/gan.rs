@@ -28,7 +28,11 @@ pub struct GanConfig {
     pub lr: f64,
     pub beta1: f64,
     pub lambda_l1: f64,
-    pub fused: bool,
+    /// Mixed ops as one fused conv (`Some(true)`), as three convs (`Some(false)`), or by device
+    /// (`None`): three convs on the CPU, fused on CUDA, the faster form on each (docs/RESULTS.md
+    /// section 1). Both give the same output; weight files do not depend on the form.
+    #[serde(default)]
+    pub fused: Option<bool>,
     /// DiffAugment on every discriminator input, real and fake ([`diff_augment`]).
     #[serde(default)]
     pub diff_augment: bool,
@@ -49,7 +53,7 @@ impl Default for GanConfig {
             lr: 2e-4,
             beta1: 0.5,
             lambda_l1: 100.0,
-            fused: true,
+            fused: None,
             diff_augment: false,
             joint_augment: false,
             feature_matching: 0.0,
@@ -146,7 +150,7 @@ impl Gan {
         let d_vs = VarStore::new(device);
         let arch_vs = VarStore::new(device);
         let mut gcfg = GeneratorConfig::for_shape(&spec.shape, spec.mask_channels, spec.channels, spec.gan.ngf)?;
-        gcfg.fused = spec.gan.fused;
+        gcfg.fused = spec.gan.fused.unwrap_or(device.is_cuda());
         let g = Generator::new(&g_vs.root(), &arch_vs.root(), &gcfg);
         let d = PatchGan::new(&d_vs.root(), spec.shape.len(), spec.mask_channels + spec.channels, spec.gan.ndf);
         let opt = OptimConfig::adam(spec.gan.lr, spec.gan.beta1);
@@ -406,11 +410,38 @@ mod tests {
         assert!(f64::try_from(g[0].abs().sum(Kind::Float)).unwrap() > 0.0);
     }
 
+    /// On the CPU the automatic choice is three convs, and it generates what the fused form
+    /// generates from the same weights.
+    #[test]
+    fn automatic_mixed_op_form_matches_the_fused_one() {
+        let spec = |fused| GanSpec {
+            gan: GanConfig { ngf: 4, ndf: 4, fused, ..Default::default() },
+            shape: vec![32, 32],
+            channels: 3,
+            mask_channels: 1,
+        };
+        let auto = Gan::new(&spec(None), Device::Cpu).unwrap();
+        assert!(!auto.g.config.fused, "the CPU takes three convs");
+        let mut fused = Gan::new(&spec(Some(true)), Device::Cpu).unwrap();
+        fused.g_vs.copy(&auto.g_vs).unwrap();
+        fused.arch_vs.copy(&auto.arch_vs).unwrap();
+        tch::no_grad(|| auto.g.alpha.shallow_clone().copy_(&Tensor::randn_like(&auto.g.alpha)));
+        fused.arch_vs.copy(&auto.arch_vs).unwrap();
+        let m = Tensor::rand([2, 1, 32, 32], (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);
+        tch::manual_seed(3);
+        let a = auto.synthesize(&m);
+        tch::manual_seed(3);
+        let b = fused.synthesize(&m);
+        let diff = f64::try_from((a - b).abs().max()).unwrap();
+        assert!(diff < 1e-5, "{diff}");
+    }
+
     #[test]
     fn reads_gan_json_of_2d_only_versions() {
         let old = r#"{"gan":{"ngf":16,"ndf":16,"lr":0.0002,"beta1":0.5,"lambda_l1":100.0,"fused":true},"size":64,"channels":3}"#;
         let spec: GanSpec = serde_json::from_str(old).unwrap();
         assert_eq!((spec.shape, spec.channels, spec.mask_channels), (vec![64, 64], 3, 1));
+        assert_eq!(spec.gan.fused, Some(true), "a generator written with the fused form keeps it");
         let now = GanSpec { gan: GanConfig::default(), shape: vec![32, 48, 32], channels: 1, mask_channels: 2 };
         assert_eq!(serde_json::from_str::<GanSpec>(&serde_json::to_string(&now).unwrap()).unwrap(), now);
     }

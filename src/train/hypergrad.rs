@@ -19,14 +19,22 @@ use tch::nn::VarStore;
 use tch::Tensor;
 
 /// How the mixed second derivative (d/dalpha of grad_theta L_train . v) is taken.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum HypergradMode {
-    /// Central difference of two first-order gradients (DARTS); first-order autodiff only.
-    #[default]
+    /// Central difference of two first-order gradients (DARTS). With ReLU, max-pool and
+    /// train-mode BatchNorm the gradient is piecewise, and at DARTS' eps the difference measures
+    /// its jumps (cosine about 0 to the exact value on the study's U-Net, docs/RESULTS.md).
     Fd,
-    /// Double backward through the segmenter (exact Hessian-vector product), for comparison.
+    /// Double backward through the segmenter: the derivative of the unrolled objective (the default).
     Exact,
+}
+
+impl HypergradMode {
+    /// What configuration files written before the field existed used.
+    pub fn before_the_field() -> HypergradMode {
+        HypergradMode::Fd
+    }
 }
 
 /// One fixed draw of the lower-level batch, reused for every evaluation of L_train so that the
