@@ -11,6 +11,8 @@ fn synthetic_pairs_alone_teach_a_segmenter_on_phantoms() {
     let d = tempfile::tempdir().unwrap();
     let data = phantom_dataset(d.path(), 30);
     let mut run = small_config(&data, Method::Plain, 8, 150);
+    run.data.load.size = 32;
+    run.depth = 3;
     run.width = 8;
     run.gan.ngf = 8;
     run.gan.ndf = 8;
