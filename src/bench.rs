@@ -211,6 +211,66 @@ pub fn gan_recipe_overhead(ngf: i64, size: i64, batch: i64, steps: usize, device
     Ok((a / steps as f64, b / steps as f64))
 }
 
+/// Milliseconds of each phase of one genseg iteration on random 2-D batches (U-Net of `cfg`,
+/// generator/discriminator width `ngf`), beside one plain U-Net step: the GAN step, the
+/// differentiable synthesis, the segmentation loss and gradient on real + synthetic pairs, the
+/// architecture hypergradient in both modes, and the per-sample weights of `--reweight`.
+pub fn genseg_phases(
+    cfg: &UNetConfig,
+    ngf: i64,
+    size: i64,
+    batch: i64,
+    steps: usize,
+    device: Device,
+) -> Result<Vec<(&'static str, f64)>> {
+    use crate::train::hypergrad::{HypergradMode, Lower, TrainBatch};
+    use rand::SeedableRng;
+    let mut plain = UNetStep::new(cfg, size, batch, device);
+    let (x, y) = (plain.x.shallow_clone(), plain.y.shallow_clone());
+    let plain_ms = time_steps(2, steps, || plain.step(&x, &y));
+    let (mut gan, images, masks) = bench_gan(GanConfig { ngf, ndf: ngf, ..Default::default() }, size, batch, device)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let gan_ms = time_steps(2, steps, || gan_step_once(&mut gan, &images, &masks, &mut rng, device));
+    let vs = VarStore::new(device);
+    let seg = UNet::new(&vs.root(), &UNetConfig { in_channels: 3, ..cfg.clone() });
+    let lower = Lower { seg: &seg, seg_vs: &vs, gan: &gan, region: RegionLoss::Dice, lambda: 1.0 };
+    let train = TrainBatch {
+        images: images.shallow_clone(),
+        masks: masks.shallow_clone(),
+        synthetic_masks: masks.flip([3]),
+        seed: 0,
+        synthetic_weights: None,
+    };
+    let val = (images.flip([2]), masks.flip([2]));
+    let params = vs.trainable_variables();
+    let synthesis_ms = time_steps(2, steps, || {
+        let _ = lower.synthesize(&train);
+    });
+    let synthetic = lower.synthesize(&train);
+    let seg_ms = time_steps(2, steps, || {
+        let _ = gradients(&lower.train_loss(&train, &synthetic), &params);
+    });
+    let grads = gradients(&lower.train_loss(&train, &synthetic), &params);
+    let hyper = |mode| {
+        time_steps(1, steps, || {
+            let _ = lower.hypergradient(&train, &synthetic, (&val.0, &val.1), &grads, 1e-3, mode, 0.01);
+        })
+    };
+    let (fd_ms, exact_ms) = (hyper(HypergradMode::Fd), hyper(HypergradMode::Exact));
+    let weights_ms = time_steps(1, steps, || {
+        let _ = lower.sample_weights(&train, &synthetic, (&val.0, &val.1), 1e-3);
+    });
+    Ok(vec![
+        ("plain U-Net step", plain_ms),
+        ("GAN step", gan_ms),
+        ("synthesis (with graph)", synthesis_ms),
+        ("segmentation loss + gradient, real + synthetic", seg_ms),
+        ("hypergradient, fd", fd_ms),
+        ("hypergradient, exact", exact_ms),
+        ("per-sample weights (--reweight)", weights_ms),
+    ])
+}
+
 /// `genseg bench hypergrad`: [`hypergrad_accuracy`] of a U-Net of (`width`, `depth`) on
 /// batches of `batch` cases of `data`, over `batches` batches, with a pretrained generator, at
 /// four perturbation scales.

@@ -613,6 +613,9 @@ pub enum BenchWhat {
     Gan,
     /// A GAN step with today's defaults and with --diff-augment --joint-augment --feature-matching 10
     GanRecipe,
+    /// Each phase of one genseg iteration (GAN step, synthesis, segmentation step, both
+    /// hypergradient modes, per-sample weights) beside a plain U-Net step
+    Phases,
     Hypergrad,
     Metrics,
 }
@@ -631,6 +634,9 @@ pub struct BenchArgs {
     pub batch: i64,
     #[arg(long, default_value_t = 10, value_parser = at_least_1)]
     pub steps: usize,
+    /// phases: generator and discriminator width [default: --width]
+    #[arg(long)]
+    pub ngf: Option<i64>,
     /// gan: three separate transposed convs per mixed op instead of the fused one
     #[arg(long)]
     pub separate_ops: bool,

@@ -156,6 +156,17 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
             println!("unet w{} d{} {}px b{}: plain step {plain:.1} ms, with nnunet augmentation {with:.1} ms ({extra:+.0} %)", a.width, a.depth, a.size, a.batch);
             return Ok(());
         }
+        BenchWhat::Phases => {
+            let unet = UNetConfig { width: a.width, depth: a.depth, ..UNetConfig::reference() };
+            let ngf = a.ngf.unwrap_or(a.width);
+            let phases = genseg::bench::genseg_phases(&unet, ngf, a.size, a.batch, a.steps, device)?;
+            let plain = phases[0].1;
+            println!("unet w{} d{}, gan ngf{ngf}, {}px b{}:", a.width, a.depth, a.size, a.batch);
+            for (phase, ms) in phases {
+                println!("  {phase:<48} {ms:8.1} ms  {:5.2} plain steps", ms / plain);
+            }
+            return Ok(());
+        }
         BenchWhat::GanRecipe => {
             let (old, new) = genseg::bench::gan_recipe_overhead(a.width, a.size, a.batch, a.steps, device)?;
             let extra = 100.0 * (new / old - 1.0);
