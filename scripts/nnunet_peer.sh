@@ -20,10 +20,12 @@ mkdir -p "$OUT"
 if [ ! -x "$OUT/venv/bin/nnUNetv2_train" ]; then
   python3 -m venv "$OUT/venv"
   ls -d "$ROOT"/.venv/lib/python3*/site-packages > "$(ls -d "$OUT"/venv/lib/python3*/site-packages)/genseg-torch.pth"
-  "$OUT/venv/bin/pip" install -q nnunetv2==2.6.2
+  "$OUT/venv/bin/pip" install -q nnunetv2==2.8.1
 fi
 export nnUNet_raw="$OUT/raw" nnUNet_preprocessed="$OUT/preprocessed" nnUNet_results="$OUT/results"
 export PATH="$OUT/venv/bin:$PATH"
+# Background augmentation workers: one by default (2-core machines); raise it on a GPU machine.
+export nnUNet_n_proc_DA=${nnUNet_n_proc_DA:-1}
 ID=501
 "$OUT/venv/bin/python" "$ROOT/scripts/nnunet_peer.py" "$RUN" "$nnUNet_raw" "$nnUNet_preprocessed" $ID
 nnUNetv2_plan_and_preprocess -d $ID -c 2d -np 1 --verify_dataset_integrity

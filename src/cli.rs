@@ -346,12 +346,41 @@ pub fn study_config(
     val_n: Option<usize>,
     seeds: u64,
     methods: Vec<Method>,
+    shard: Option<(usize, usize)>,
 ) -> Result<StudyConfig> {
     for &n in &ns {
         validation_count(n, val_n)?;
     }
     let base = args.config(&SplitArgs { n: ns[0], val_n })?;
-    Ok(StudyConfig { base, ns, seeds: (1..=seeds).collect(), methods })
+    Ok(StudyConfig { base, ns, seeds: (1..=seeds).collect(), methods, shard })
+}
+
+/// `i/k` with i < k.
+fn shard(text: &str) -> std::result::Result<(usize, usize), String> {
+    let (i, k) = text.split_once('/').ok_or_else(|| format!("'{text}' is not i/k"))?;
+    let (i, k) = (i.parse::<usize>().map_err(|e| e.to_string())?, k.parse::<usize>().map_err(|e| e.to_string())?);
+    if i >= k {
+        return Err(format!("'{text}': i must be below k"));
+    }
+    Ok((i, k))
+}
+
+/// The command line of `--jobs` worker `i` of `jobs`: this process's arguments without `--jobs`
+/// and `--threads`, with `threads` libtorch threads and `--shard i/jobs`.
+pub fn worker_args(i: usize, jobs: usize, threads: usize) -> Vec<String> {
+    let mut args = vec!["--threads".to_string(), threads.to_string()];
+    let mut given = std::env::args().skip(1);
+    while let Some(a) = given.next() {
+        match a.as_str() {
+            "--jobs" | "--threads" => {
+                given.next();
+            }
+            _ if a.starts_with("--jobs=") || a.starts_with("--threads=") => {}
+            _ => args.push(a),
+        }
+    }
+    args.extend(["--shard".to_string(), format!("{i}/{jobs}")]);
+    args
 }
 
 impl TrainArgs {
@@ -574,6 +603,12 @@ pub enum Command {
         /// Validation pairs among each N [default: a quarter of N, at least 2]
         #[arg(long)]
         val_n: Option<usize>,
+        /// Study cells (N, seed) run in parallel worker processes, the threads split between them
+        #[arg(long, default_value_t = 1, value_parser = at_least_1)]
+        jobs: usize,
+        /// Internal: the worker of --jobs that runs cells i, i+k, ... (i/k)
+        #[arg(long, hide = true, value_parser = shard)]
+        shard: Option<(usize, usize)>,
         /// Number of seeds (1..=k)
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
         seeds: u64,

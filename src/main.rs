@@ -23,7 +23,8 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    set_threads(cli.threads);
+    let threads = cli.threads;
+    set_threads(threads);
     let device = parse_device(&cli.device)?;
     match cli.command {
         Command::Check { data } => {
@@ -70,9 +71,19 @@ fn run(cli: Cli) -> Result<()> {
             genseg::synth::write(&run, &source, n, seed, &out, device)?;
             println!("{n} synthetic pairs in {} (images/ and masks/)", out.display());
         }
-        Command::Study { args, n, val_n, seeds, methods, out } => {
-            let cfg = cli::study_config(&args, n, val_n, seeds, methods)?;
-            genseg::study::run(&cfg, &out, device)?;
+        Command::Study { args, n, val_n, seeds, methods, jobs, shard, out } => {
+            let cfg = cli::study_config(&args, n, val_n, seeds, methods, shard)?;
+            if shard.is_some() {
+                genseg::study::run(&cfg, &out, device)?;
+                return Ok(());
+            }
+            if jobs > 1 {
+                let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+                let threads = if threads == 0 { (cores / jobs).max(1) } else { (threads / jobs).max(1) };
+                genseg::study::run_in_workers(&cfg, &out, device, jobs, |i| cli::worker_args(i, jobs, threads))?;
+            } else {
+                genseg::study::run(&cfg, &out, device)?;
+            }
             println!("{}", std::fs::read_to_string(out.join("results.md"))?);
             println!("study folder: {}", out.display());
         }

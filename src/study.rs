@@ -19,6 +19,9 @@ pub struct StudyConfig {
     pub ns: Vec<usize>,
     pub seeds: Vec<u64>,
     pub methods: Vec<Method>,
+    /// `Some((i, k))`: a `--jobs` worker that runs only the cells whose index (seeds outermost)
+    /// is i mod k; its parent holds the study folder and writes the tables.
+    pub shard: Option<(usize, usize)>,
 }
 
 pub struct Row {
@@ -29,38 +32,74 @@ pub struct Row {
 
 pub fn run(cfg: &StudyConfig, out: &Path, device: Device) -> Result<Vec<Row>> {
     ensure_writable_dir(out)?;
-    let _lock = lock_folder(out)?;
+    let _lock = if cfg.shard.is_none() { Some(lock_folder(out)?) } else { None };
     let mut rows = Vec::new();
     // Seeds outermost: an interrupted study still has whole data-efficiency curves.
-    for &seed in &cfg.seeds {
-        for &n in &cfg.ns {
-            let mut run_cfg = cfg.base.clone();
-            run_cfg.data.n = n;
-            run_cfg.seed = seed;
-            if cfg.methods.iter().any(|m| m.uses_generator()) {
-                let gen_dir = out.join("generators").join(format!("n{n}-s{seed}"));
-                if !gen_dir.join("gan.json").is_file() {
-                    let splits = load_splits(&run_cfg.data, seed)?;
-                    let spec = GanSpec::for_data(run_cfg.gan.clone(), &splits.train);
-                    let pcfg = PretrainConfig::new(run_cfg.pretrain_iters, run_cfg.batch_size, seed);
-                    pretrain(&spec, &pcfg, &splits.train, &gen_dir, device)?;
-                }
-                run_cfg.generator = Some(gen_dir);
+    let cells = cfg.seeds.iter().flat_map(|&seed| cfg.ns.iter().map(move |&n| (seed, n)));
+    for (index, (seed, n)) in cells.enumerate() {
+        if cfg.shard.is_some_and(|(i, k)| index % k != i) {
+            continue;
+        }
+        let mut run_cfg = cfg.base.clone();
+        run_cfg.data.n = n;
+        run_cfg.seed = seed;
+        if cfg.methods.iter().any(|m| m.uses_generator()) {
+            let gen_dir = out.join("generators").join(format!("n{n}-s{seed}"));
+            if !gen_dir.join("gan.json").is_file() {
+                let splits = load_splits(&run_cfg.data, seed)?;
+                let spec = GanSpec::for_data(run_cfg.gan.clone(), &splits.train);
+                let pcfg = PretrainConfig::new(run_cfg.pretrain_iters, run_cfg.batch_size, seed);
+                pretrain(&spec, &pcfg, &splits.train, &gen_dir, device)?;
             }
-            for &method in &cfg.methods {
-                let mut c = run_cfg.clone();
-                c.method = method;
-                if !method.uses_generator() {
-                    c.generator = None;
-                }
-                let dir = out.join("runs").join(format!("{}-n{n}-s{seed}", method.name()));
-                let summary = segment::run(&c, &dir, device)?;
-                rows.push(Row { n, seed, summary });
+            run_cfg.generator = Some(gen_dir);
+        }
+        for &method in &cfg.methods {
+            let mut c = run_cfg.clone();
+            c.method = method;
+            if !method.uses_generator() {
+                c.generator = None;
+            }
+            let dir = out.join("runs").join(format!("{}-n{n}-s{seed}", method.name()));
+            let summary = segment::run(&c, &dir, device)?;
+            rows.push(Row { n, seed, summary });
+            if cfg.shard.is_none() {
                 write_results(out, &rows, &cfg.methods)?;
             }
         }
     }
     Ok(rows)
+}
+
+/// `--jobs K`: the study's cells in K worker processes of this program (`worker(i)` gives worker
+/// i's arguments), then the tables from their finished runs, which [`run`] reads back without
+/// training. The study folder stays locked while the workers run.
+pub fn run_in_workers(
+    cfg: &StudyConfig,
+    out: &Path,
+    device: Device,
+    jobs: usize,
+    worker: impl Fn(usize) -> Vec<String>,
+) -> Result<Vec<Row>> {
+    ensure_writable_dir(out)?;
+    {
+        let _lock = lock_folder(out)?;
+        let exe = std::env::current_exe()?;
+        let children = (0..jobs)
+            .map(|i| Ok(std::process::Command::new(&exe).args(worker(i)).spawn()?))
+            .collect::<Result<Vec<_>>>()?;
+        let failed: Vec<usize> = children
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, mut c)| (!c.wait().is_ok_and(|s| s.success())).then_some(i))
+            .collect();
+        if !failed.is_empty() {
+            anyhow::bail!(
+                "study workers {failed:?} of {jobs} failed (their messages are above); finished runs are kept, rerun the \
+                 same command to go on"
+            );
+        }
+    }
+    run(cfg, out, device)
 }
 
 fn fmt(mean: f64, sd: f64) -> String {
