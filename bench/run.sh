@@ -34,6 +34,12 @@ run gan --width 32 --size 128 --batch 2 --separate-ops
 run gan --width 16 --size 64 --batch 4
 # The nnunet augmentation preset's cost on a 64 px batch-4 step (issue 11 budget: +15 %).
 $BIN --device cpu --threads "$THREADS" bench augment --width 16 --depth 4 --size 64 --batch 4 --steps 20
+# Prediction speed at 256 px (issue 14: a w16 U-Net at >= 25 images/s on the 2-core CPU).
+for w in 16 32 64; do for b in 1 8; do
+  $BIN --device cpu --threads "$THREADS" bench predict --width $w --depth 5 --size 256 --batch $b --steps 5
+done; done
+# Each phase of a genseg iteration against a plain step (64 px, batch 4).
+$BIN --device cpu --threads "$THREADS" bench phases --width 16 --depth 4 --size 64 --batch 4 --steps 10
 # The data-efficient GAN options' cost on a 64 px batch-4 GAN step (issue 12 budget: +20 %).
 $BIN --device cpu --threads "$THREADS" bench gan-recipe --width 16 --size 64 --batch 4 --steps 20
 

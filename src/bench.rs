@@ -211,6 +211,18 @@ pub fn gan_recipe_overhead(ngf: i64, size: i64, batch: i64, steps: usize, device
     Ok((a / steps as f64, b / steps as f64))
 }
 
+/// Images per second that [`crate::infer::predict_probs_with`] gives a random U-Net of `cfg` on
+/// random `size` px RGB images, `batch` at a time (copies to and from the device included).
+pub fn predict_speed(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, tta: bool, device: Device) -> f64 {
+    let vs = VarStore::new(device);
+    let net = UNet::new(&vs.root(), cfg);
+    let x = Tensor::rand([batch, cfg.in_channels, size, size], (Kind::Float, Device::Cpu));
+    let ms = time_steps(2, steps, || {
+        let _ = crate::infer::predict_probs_with(&net, &x, device, tta);
+    });
+    batch as f64 * 1000.0 / ms
+}
+
 /// Milliseconds of each phase of one genseg iteration on random 2-D batches (U-Net of `cfg`,
 /// generator/discriminator width `ngf`), beside one plain U-Net step: the GAN step, the
 /// differentiable synthesis, the segmentation loss and gradient on real + synthetic pairs, the

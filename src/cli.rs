@@ -545,6 +545,9 @@ pub enum Command {
         input: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Test-time augmentation: the mean over every mirroring of the spatial axes (nnU-Net's)
+        #[arg(long)]
+        tta: bool,
     },
     /// Compare predicted masks with reference masks (per-case CSV + summary.json)
     #[command(allow_negative_numbers = true)]
@@ -648,6 +651,8 @@ pub enum BenchWhat {
     Gan,
     /// A GAN step with today's defaults and with --diff-augment --joint-augment --feature-matching 10
     GanRecipe,
+    /// Images per second of prediction (eval mode, no gradients) at --size, batch --batch
+    Predict,
     /// Each phase of one genseg iteration (GAN step, synthesis, segmentation step, both
     /// hypergradient modes, per-sample weights) beside a plain U-Net step
     Phases,

@@ -33,14 +33,34 @@ fn one_label() -> Vec<u32> {
 
 /// Probabilities in eval mode, in batches of 8, on `device`; returns CPU tensors.
 pub fn predict_probs(seg: &UNet, images: &Tensor, device: Device) -> Tensor {
+    predict_probs_with(seg, images, device, false)
+}
+
+/// [`predict_probs`], with `tta` the mean over every mirroring of the spatial axes (nnU-Net's
+/// test-time augmentation: 4 passes in 2-D, 8 in 3-D), each mirrored back before averaging.
+pub fn predict_probs_with(seg: &UNet, images: &Tensor, device: Device, tta: bool) -> Tensor {
+    let axes: Vec<i64> = (2..images.dim() as i64).collect();
+    // Every subset of the spatial axes (as a bit mask); only the empty one without TTA.
+    let mirrorings = if tta { 1u32 << axes.len() } else { 1 };
     tch::no_grad(|| {
         let n = images.size()[0];
         let chunks: Vec<Tensor> = (0..n)
             .step_by(8)
             .map(|s| {
-                seg.forward_t(&images.narrow(0, s, (n - s).min(8)).to_device(device), false)
-                    .sigmoid()
-                    .to_device(Device::Cpu)
+                let x = images.narrow(0, s, (n - s).min(8)).to_device(device);
+                let sum = (0..mirrorings)
+                    .map(|bits| {
+                        let flip: Vec<i64> =
+                            axes.iter().enumerate().filter(|(i, _)| bits >> i & 1 == 1).map(|(_, &a)| a).collect();
+                        if flip.is_empty() {
+                            seg.forward_t(&x, false).sigmoid()
+                        } else {
+                            seg.forward_t(&x.flip(flip.as_slice()), false).sigmoid().flip(flip.as_slice())
+                        }
+                    })
+                    .reduce(|a, b| a + b)
+                    .unwrap();
+                (sum / mirrorings as f64).to_device(Device::Cpu)
             })
             .collect();
         Tensor::cat(&chunks, 0)
@@ -65,15 +85,15 @@ pub fn load_model(run: &Path, device: Device) -> Result<(VarStore, UNet, ModelSp
 
 /// Writes OUT/{stem}.png (0/255 masks at the original size) or OUT/{stem}.nii.gz (label maps)
 /// and OUT/overlays/{stem}.png.
-pub fn predict(run: &Path, input: &Path, out: &Path, device: Device) -> Result<Vec<PathBuf>> {
+pub fn predict(run: &Path, input: &Path, out: &Path, tta: bool, device: Device) -> Result<Vec<PathBuf>> {
     let (_vs, unet, spec) = load_model(run, device)?;
     if let Some(shape) = spec.volume_shape {
-        return predict_volumes(&unet, &spec, shape, input, out, device);
+        return predict_volumes(&unet, &spec, shape, input, out, tta, device);
     }
     // Every input is decoded before the first output is written.
     let ImageBatch { files, images, sizes } = load_images(input, spec.channels, spec.size)?;
     let overlays = output_folders(out)?;
-    let probs = predict_probs(&unet, &images, device);
+    let probs = predict_probs_with(&unet, &images, device, tta);
     let mut written = Vec::new();
     for (i, file) in files.iter().enumerate() {
         let (w, h) = sizes[i];
@@ -123,6 +143,7 @@ fn predict_volumes(
     shape: [usize; 3],
     input: &Path,
     out: &Path,
+    tta: bool,
     device: Device,
 ) -> Result<Vec<PathBuf>> {
     // Every input is read and checked before the first output is written.
@@ -142,7 +163,7 @@ fn predict_volumes(
         let (crop, image) = network_input(&volume, shape);
         let [d, h, w] = shape.map(|s| s as i64);
         let x = Tensor::from_slice(&image).view([1, 1, d, h, w]);
-        let probs = predict_probs(unet, &x, device).get(0);
+        let probs = predict_probs_with(unet, &x, device, tta).get(0);
         let (best, channel) = probs.max_dim(0, false);
         let label_of = Tensor::from_slice(&spec.labels.iter().map(|&l| l as f32).collect::<Vec<_>>());
         let labels = label_of.index_select(0, &channel.view(-1)).view([d, h, w]) * best.gt(0.5).to_kind(Kind::Float);
@@ -155,4 +176,47 @@ fn predict_volumes(
         written.push(path);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net() -> (VarStore, UNet, Tensor) {
+        tch::manual_seed(9);
+        let vs = VarStore::new(Device::Cpu);
+        let cfg = UNetConfig { in_channels: 3, width: 4, depth: 3, ..UNetConfig::reference() };
+        let net = UNet::new(&vs.root(), &cfg);
+        let x = Tensor::rand([10, 3, 16, 16], (Kind::Float, Device::Cpu));
+        (vs, net, x)
+    }
+
+    /// Batches of 8 (and a last one of 2) give what one image at a time gives.
+    #[test]
+    fn batched_prediction_equals_one_image_at_a_time() {
+        let (_vs, net, x) = net();
+        let batched = predict_probs(&net, &x, Device::Cpu);
+        for i in 0..10 {
+            let alone = predict_probs(&net, &x.narrow(0, i, 1), Device::Cpu);
+            let diff = f64::try_from((batched.narrow(0, i, 1) - alone).abs().max()).unwrap();
+            assert!(diff < 1e-5, "image {i}: {diff}");
+        }
+    }
+
+    /// Mirror TTA is the mean of the four mirrored predictions, each mirrored back.
+    #[test]
+    fn mirror_tta_averages_the_four_mirrorings() {
+        let (_vs, net, x) = net();
+        let tta = predict_probs_with(&net, &x, Device::Cpu, true);
+        let p = |flip: &[i64]| {
+            if flip.is_empty() {
+                predict_probs(&net, &x, Device::Cpu)
+            } else {
+                predict_probs(&net, &x.flip(flip), Device::Cpu).flip(flip)
+            }
+        };
+        let want = (p(&[]) + p(&[2]) + p(&[3]) + p(&[2, 3])) / 4.0;
+        assert!(f64::try_from((&tta - want).abs().max()).unwrap() < 1e-6);
+        assert!(f64::try_from((tta - p(&[])).abs().max()).unwrap() > 1e-4, "TTA changed nothing");
+    }
 }

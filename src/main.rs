@@ -51,8 +51,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             println!("run folder: {}", out.display());
         }
-        Command::Predict { run, input, out } => {
-            let written = genseg::infer::predict(&run, &input, &out, device)?;
+        Command::Predict { run, input, out, tta } => {
+            let written = genseg::infer::predict(&run, &input, &out, tta, device)?;
             println!("{} masks in {} (overlays in {})", written.len(), out.display(), out.join("overlays").display());
         }
         Command::Evaluate(args) => evaluate(&args)?,
@@ -165,6 +165,15 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
             let (plain, with) = genseg::bench::augment_overhead(&unet, a.size, a.batch, a.steps, device);
             let extra = 100.0 * (with / plain - 1.0);
             println!("unet w{} d{} {}px b{}: plain step {plain:.1} ms, with nnunet augmentation {with:.1} ms ({extra:+.0} %)", a.width, a.depth, a.size, a.batch);
+            return Ok(());
+        }
+        BenchWhat::Predict => {
+            let unet = UNetConfig { width: a.width, depth: a.depth, ..UNetConfig::reference() };
+            for tta in [false, true] {
+                let per_s = genseg::bench::predict_speed(&unet, a.size, a.batch, a.steps, tta, device);
+                let what = if tta { ", mirror TTA" } else { "" };
+                println!("predict unet w{} d{} {}px b{}{what}: {per_s:.1} images/s", a.width, a.depth, a.size, a.batch);
+            }
             return Ok(());
         }
         BenchWhat::Phases => {
