@@ -18,14 +18,16 @@ def double_conv(cin, cout):
 
 
 class UNet(nn.Module):
-    def __init__(self, cin, width, depth):
+    """genseg's 2-D U-Net (transposed up-sampling); scripts/export.py loads trained weights into it."""
+
+    def __init__(self, cin, width, depth, cout=1):
         super().__init__()
         ch = [width << i for i in range(depth)]
         self.inc = double_conv(cin, ch[0])
         self.downs = nn.ModuleList([double_conv(ch[i - 1], ch[i]) for i in range(1, depth)])
         self.ups = nn.ModuleList([nn.ConvTranspose2d(ch[i], ch[i] // 2, 2, stride=2) for i in range(depth - 1, 0, -1)])
         self.convs = nn.ModuleList([double_conv(ch[i], ch[i - 1]) for i in range(depth - 1, 0, -1)])
-        self.head = nn.Conv2d(ch[0], 1, 1)
+        self.head = nn.Conv2d(ch[0], cout, 1)
 
     def forward(self, x):
         skips = [self.inc(x)]

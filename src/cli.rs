@@ -549,6 +549,16 @@ pub enum Command {
         #[arg(long)]
         tta: bool,
     },
+    /// A trained run's U-Net as TorchScript (checked against genseg's own prediction)
+    Export {
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Python with torch [default: the venv genseg was built with]
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
     /// Compare predicted masks with reference masks (per-case CSV + summary.json)
     #[command(allow_negative_numbers = true)]
     Evaluate(EvaluateArgs),

@@ -8,6 +8,7 @@
 //! - [`train`]: the run loop for plain/augment/separate/genseg, optimisers, losses, the GAN loop
 //!   and the multi-level hypergradient;
 //! - [`infer`]: a trained model on new images or volumes; [`eval`]: metrics and reports;
+//!   [`export`]: a trained model as TorchScript for PyTorch users;
 //! - [`study`]: the low-data study; [`demo`] and [`synth`]: the demo and synthetic-pair export;
 //!   [`synth_eval`]: what a generator's synthetic pairs teach a segmenter (TSTR, memorisation);
 //! - [`viz`]: pictures and plots; [`bench`]: training-step benchmarks and FLOP counts;
@@ -16,6 +17,7 @@ pub mod bench;
 pub mod data;
 pub mod demo;
 pub mod eval;
+pub mod export;
 pub mod infer;
 pub mod models;
 pub mod runtime;

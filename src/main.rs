@@ -56,6 +56,12 @@ fn run(cli: Cli) -> Result<()> {
             println!("{} masks in {} (overlays in {})", written.len(), out.display(), out.join("overlays").display());
         }
         Command::Evaluate(args) => evaluate(&args)?,
+        Command::Export { run, out, python } => {
+            let python = python.unwrap_or_else(genseg::export::default_python);
+            let (diff, n) = genseg::export::torchscript(&run, &out, &python, device)?;
+            println!("{}: TorchScript, max probability difference to genseg {diff:.2e} on {n} images", out.display());
+            println!("preprocessing and outputs: the file's extra file genseg.json");
+        }
         Command::PretrainGenerator { args, out } => {
             let (data, gan, pcfg) = args.config()?;
             let (trained, untrained) = pretrain_on_split(&data, gan, &pcfg, &out, device)?;

@@ -1,0 +1,88 @@
+"""A genseg run's U-Net as a TorchScript file (`genseg export` calls this, then checks the file).
+
+Usage: python scripts/export.py RUN OUT.pt
+
+Rebuilds the network with the PyTorch definition of bench/reference.py (one place for both),
+loads RUN/model.safetensors into it (read here without the safetensors package), traces it in
+eval mode and writes OUT.pt with the preprocessing it expects as extra file `genseg.json`.
+2-D U-Nets with transposed up-sampling only (the default); deep-supervision heads are training
+aids and are left out.
+"""
+import json, os, struct, sys
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+from reference import UNet  # noqa: E402
+
+run, out = sys.argv[1], sys.argv[2]
+spec = json.load(open(os.path.join(run, "model.json")))
+unet = spec["unet"]
+if unet.get("dims", 2) != 2 or spec.get("volume_shape"):
+    sys.exit(f"{run}: a 3-D model; export handles 2-D U-Nets")
+if unet["upsampling"] != "transposed":
+    sys.exit(f"{run}: --upsampling {unet['upsampling']}; export handles transposed up-sampling")
+
+
+def read_safetensors(path):
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + n])
+    dtypes = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64}
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        data = bytearray(raw[8 + n + start : 8 + n + end])
+        tensors[name] = torch.frombuffer(data, dtype=dtypes[info["dtype"]]).reshape(info["shape"]).clone()
+    return tensors
+
+
+LAYER = {"c1": "0", "b1": "1", "c2": "3", "b2": "4"}
+
+
+def torch_name(ours, depth):
+    """genseg's variable name -> the reference module's state_dict key (None: not part of inference)."""
+    block, *rest = ours.split(".")
+    if block == "inc":
+        return ".".join(["inc", LAYER[rest[0]], *rest[1:]])
+    if block.startswith("down"):
+        return ".".join([f"downs.{int(block[4:]) - 1}", LAYER[rest[0]], *rest[1:]])
+    if block.startswith("up"):
+        j = depth - 1 - int(block[2:])
+        if rest[0] == "up":
+            return ".".join([f"ups.{j}", *rest[1:]])
+        return ".".join([f"convs.{j}", LAYER[rest[1]], *rest[2:]])
+    if block == "head":
+        return ".".join(["head", *rest])
+    if block.startswith("aux"):
+        return None
+    sys.exit(f"{run}: variable {ours} has no counterpart in the reference U-Net")
+
+
+net = UNet(unet["in_channels"], unet["width"], unet["depth"], unet["out_channels"])
+state = {}
+for name, t in read_safetensors(os.path.join(run, "model.safetensors")).items():
+    key = torch_name(name, unet["depth"])
+    if key is not None:
+        state[key] = t
+missing, unexpected = net.load_state_dict(state, strict=False)
+missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+if missing or unexpected:
+    sys.exit(f"{run}: weights do not match the reference U-Net (missing {missing}, unexpected {unexpected})")
+net.eval()
+size = spec["size"]
+example = torch.rand(1, unet["in_channels"], size, size)
+traced = torch.jit.trace(net, example)
+meta = {
+    "input": f"float32 [N, {unet['in_channels']}, {size}, {size}]: "
+    + ("RGB" if unet["in_channels"] == 3 else "grey")
+    + f" images resized to {size}x{size} (bilinear), intensities scaled to [0, 1]",
+    "output": f"logits [N, {unet['out_channels']}, {size}, {size}]; sigmoid > 0.5 is foreground, one channel per label",
+    "labels": spec.get("labels", [1]),
+    "resize_back": "upsample the probabilities to the original size (bilinear), then threshold",
+    "torch": torch.__version__,
+}
+torch.jit.save(traced, out, _extra_files={"genseg.json": json.dumps(meta)})
+print(json.dumps(meta))

@@ -1,0 +1,71 @@
+//! `genseg export`: a run's segmenter as a TorchScript file for the PyTorch world (a script,
+//! MONAI, 3D Slicer). scripts/export.py rebuilds the network in PyTorch with the venv's torch and
+//! traces it; the file is put in place only after its output matched genseg's own prediction on
+//! the run's test images.
+use crate::data::split::load_splits;
+use crate::infer::{load_model, predict_probs};
+use crate::runtime::write_atomic_with;
+use crate::train::TrainConfig;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// Largest allowed difference between the exported model's probabilities and genseg's.
+pub const TOLERANCE: f64 = 1e-4;
+
+/// The Python of the venv whose libtorch genseg was built against (it has the same torch).
+pub fn default_python() -> PathBuf {
+    // .../.venv/lib/pythonX.Y/site-packages/torch/lib -> .../.venv/bin/python
+    let lib = Path::new(env!("GENSEG_LIBTORCH_LIB"));
+    lib.ancestors().nth(5).map(|venv| venv.join("bin").join("python")).unwrap_or_else(|| "python3".into())
+}
+
+/// Exports `run` to `out` (TorchScript) with `python`; returns the largest probability
+/// difference found on the check images and how many there were.
+pub fn torchscript(run: &Path, out: &Path, python: &Path, device: Device) -> Result<(f64, usize)> {
+    let (_vs, unet, spec) = load_model(run, device)?;
+    if spec.volume_shape.is_some() {
+        bail!("{}: a 3-D model; export handles 2-D U-Nets", run.display());
+    }
+    let images = check_images(run, spec.channels as i64, spec.size as i64)?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join("export.py");
+    let mut diff = f64::NAN;
+    write_atomic_with(out, |tmp| {
+        let status = std::process::Command::new(python)
+            .arg(&script)
+            .arg(run)
+            .arg(tmp)
+            .status()
+            .with_context(|| format!("cannot run {}; give --python with a torch installation", python.display()))?;
+        if !status.success() {
+            bail!("{} {} failed (its message is above)", python.display(), script.display());
+        }
+        let module = tch::CModule::load_on_device(tmp, device)
+            .with_context(|| format!("{}: not a TorchScript file", tmp.display()))?;
+        let ours = predict_probs(&unet, &images, device);
+        let theirs = tch::no_grad(|| module.forward_ts(&[images.to_device(device)]))?.sigmoid().to_device(Device::Cpu);
+        diff = f64::try_from((ours - theirs).abs().max().to_kind(Kind::Double))?;
+        if !(diff < TOLERANCE) {
+            bail!("the exported model differs from genseg's prediction by {diff:.2e} (tolerance {TOLERANCE:.0e}); nothing written");
+        }
+        Ok(())
+    })?;
+    Ok((diff, images.size()[0] as usize))
+}
+
+/// Up to 4 test images of the run's own split, or random images when its data is not here.
+fn check_images(run: &Path, channels: i64, size: i64) -> Result<Tensor> {
+    let text = std::fs::read_to_string(run.join("config.json")).with_context(|| {
+        format!("{}: no config.json; --run must be a folder written by `genseg train`", run.display())
+    })?;
+    let value: serde_json::Value = serde_json::from_str(&text)?;
+    let cfg: TrainConfig = serde_json::from_value(value["config"].clone())
+        .with_context(|| format!("{}/config.json is not a training configuration", run.display()))?;
+    match load_splits(&cfg.data, cfg.seed) {
+        Ok(splits) if !splits.test.is_empty() => Ok(splits.test.images.narrow(0, 0, splits.test.len().min(4) as i64)),
+        _ => {
+            tracing::warn!("{} is not readable here: checking the export on random images", cfg.data.data.display());
+            Ok(Tensor::rand([4, channels, size, size], (Kind::Float, Device::Cpu)))
+        }
+    }
+}
