@@ -45,7 +45,7 @@ pub fn torchscript(run: &Path, out: &Path, python: &Path, device: Device) -> Res
         let ours = predict_probs(&unet, &images, device);
         let theirs = tch::no_grad(|| module.forward_ts(&[images.to_device(device)]))?.sigmoid().to_device(Device::Cpu);
         diff = f64::try_from((ours - theirs).abs().max().to_kind(Kind::Double))?;
-        if !(diff < TOLERANCE) {
+        if diff.is_nan() || diff >= TOLERANCE {
             bail!("the exported model differs from genseg's prediction by {diff:.2e} (tolerance {TOLERANCE:.0e}); nothing written");
         }
         Ok(())
