@@ -178,10 +178,16 @@ pub fn draw<R: Rng>(cfg: &NnUnetAugment, dims: usize, channels: usize, rng: &mut
         a
     });
     let scale = maybe(rng, cfg.p_scaling, |rng| uniform(rng, cfg.scaling.0, cfg.scaling.1));
-    let elastic = maybe(rng, cfg.p_elastic, |rng| Elastic {
-        scale: (0..dims).map(|_| uniform(rng, cfg.elastic_scale.0, cfg.elastic_scale.1)).collect(),
-        magnitude: (0..dims).map(|_| uniform(rng, cfg.elastic_magnitude.0, cfg.elastic_magnitude.1)).collect(),
-    });
+    // Off by default, and then not drawn at all, so the preset's random stream is the one it had
+    // before the option existed.
+    let elastic = if cfg.p_elastic > 0.0 {
+        maybe(rng, cfg.p_elastic, |rng| Elastic {
+            scale: (0..dims).map(|_| uniform(rng, cfg.elastic_scale.0, cfg.elastic_scale.1)).collect(),
+            magnitude: (0..dims).map(|_| uniform(rng, cfg.elastic_magnitude.0, cfg.elastic_magnitude.1)).collect(),
+        })
+    } else {
+        None
+    };
     let mirror = (0..dims).map(|a| cfg.mirror_axes.contains(&a) && rng.gen_bool(cfg.p_mirror)).collect();
     let noise_sigma = maybe(rng, cfg.p_noise, |rng| uniform(rng, cfg.noise_variance.0, cfg.noise_variance.1).sqrt());
     let blur = maybe(rng, cfg.p_blur, |rng| {
