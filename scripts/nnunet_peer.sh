@@ -5,7 +5,7 @@
 #
 # RUN: a genseg run folder (e.g. STUDY/runs/augment-n16-s1); OUT: a new folder for nnU-Net's
 # raw/preprocessed/results trees, its predictions and the evaluation. EPOCHS picks one of
-# nnU-Net's short-schedule trainers (nnUNetTrainer_{1,5,10,20,50,100,...}epochs; 250 iterations
+# nnU-Net's short-schedule trainers (nnUNetTrainer_1epoch, _{5,10,20,50,100,...}epochs; 250 iterations
 # an epoch), default 5; DEVICE cpu (default) or cuda.
 #
 # nnunetv2 (pinned) goes into its own venv under OUT/venv, which reuses the project's torch
@@ -27,12 +27,14 @@ export PATH="$OUT/venv/bin:$PATH"
 # Background augmentation workers: one by default (2-core machines); raise it on a GPU machine.
 export nnUNet_n_proc_DA=${nnUNet_n_proc_DA:-1}
 ID=501
+# nnU-Net names its one-epoch trainer in the singular.
+TRAINER=nnUNetTrainer_${EPOCHS}epochs; [ "$EPOCHS" = 1 ] && TRAINER=nnUNetTrainer_1epoch
 "$OUT/venv/bin/python" "$ROOT/scripts/nnunet_peer.py" "$RUN" "$nnUNet_raw" "$nnUNet_preprocessed" $ID
 nnUNetv2_plan_and_preprocess -d $ID -c 2d -np 1 --verify_dataset_integrity
 start=$(date +%s)
-nnUNetv2_train $ID 2d 0 -tr "nnUNetTrainer_${EPOCHS}epochs" -device "$DEVICE"
+nnUNetv2_train $ID 2d 0 -tr "$TRAINER" -device "$DEVICE"
 trained=$(date +%s)
 nnUNetv2_predict -i "$nnUNet_raw/Dataset${ID}_Genseg/imagesTs" -o "$OUT/pred" -d $ID -c 2d -f 0 \
-  -tr "nnUNetTrainer_${EPOCHS}epochs" -device "$DEVICE"
+  -tr "$TRAINER" -device "$DEVICE"
 echo "nnU-Net training: $((trained - start)) s for $EPOCHS epochs of 250 iterations on $DEVICE"
 "$G" evaluate "$OUT/pred" "$nnUNet_raw/Dataset${ID}_Genseg/labelsTs" --out "$OUT/eval"
