@@ -211,6 +211,14 @@ pub fn gan_recipe_overhead(ngf: i64, size: i64, batch: i64, steps: usize, device
     Ok((a / steps as f64, b / steps as f64))
 }
 
+/// This process's peak resident memory in MiB (Linux: VmHWM of /proc/self/status), if known.
+pub fn peak_resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 /// Images per second that [`crate::infer::predict_probs_with`] gives a random U-Net of `cfg` on
 /// random `size` px RGB images, `batch` at a time (copies to and from the device included).
 pub fn predict_speed(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, tta: bool, device: Device) -> f64 {

@@ -191,6 +191,9 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
             for (phase, ms) in phases {
                 println!("  {phase:<48} {ms:8.1} ms  {:5.2} plain steps", ms / plain);
             }
+            if let Some(mib) = genseg::bench::peak_resident_mib() {
+                println!("  peak resident memory of the process: {mib:.0} MiB");
+            }
             return Ok(());
         }
         BenchWhat::GanRecipe => {
