@@ -37,4 +37,6 @@ trained=$(date +%s)
 nnUNetv2_predict -i "$nnUNet_raw/Dataset${ID}_Genseg/imagesTs" -o "$OUT/pred" -d $ID -c 2d -f 0 \
   -tr "$TRAINER" -device "$DEVICE"
 echo "nnU-Net training: $((trained - start)) s for $EPOCHS epochs of 250 iterations on $DEVICE"
+# nnU-Net leaves its plans and arguments beside the masks; evaluate reads masks only.
+mkdir -p "$OUT/pred_records" && mv "$OUT"/pred/*.json "$OUT/pred_records/"
 "$G" evaluate "$OUT/pred" "$nnUNet_raw/Dataset${ID}_Genseg/labelsTs" --out "$OUT/eval"
