@@ -94,14 +94,7 @@ impl Lower<'_> {
         let x = synthetic.detach();
         let eps = Tensor::zeros([x.size()[0]], (x.kind(), x.device())).set_requires_grad(true);
         let per_case = unet_loss_per_case(self.seg, &x, &batch.synthetic_masks, self.region);
-        let g = Tensor::run_backward(&[(per_case * &eps).sum(x.kind())], &params, true, true);
-        let dot = g
-            .iter()
-            .zip(&v)
-            .filter(|(g, _)| g.defined())
-            .map(|(g, v)| (g * v).sum(g.kind()))
-            .reduce(|a, b| a + b)
-            .unwrap();
+        let dot = gradient_dot(&(per_case * &eps).sum(x.kind()), &params, &v);
         let influence = gradients(&dot, std::slice::from_ref(&eps)).pop().unwrap();
         snapshot.restore();
         influence
@@ -171,14 +164,7 @@ impl Lower<'_> {
                 (image_grad_at(1.0) - image_grad_at(-1.0)) / (2.0 * eps)
             }
             HypergradMode::Exact => {
-                let g = Tensor::run_backward(&[self.synthetic_loss(batch, &leaf)], &params, true, true);
-                let dot = g
-                    .iter()
-                    .zip(&v)
-                    .filter(|(g, _)| g.defined())
-                    .map(|(g, v)| (g * v).sum(g.kind()))
-                    .reduce(|a, b| a + b)
-                    .unwrap();
+                let dot = gradient_dot(&self.synthetic_loss(batch, &leaf), &params, &v);
                 let d = gradients(&dot, std::slice::from_ref(&leaf)).pop().unwrap();
                 seg_snapshot.restore();
                 d
@@ -188,6 +174,18 @@ impl Lower<'_> {
         // The generator's graph is kept: the caller owns `synthetic` and may reuse it.
         Tensor::run_backward(&[through_generator], std::slice::from_ref(alpha), true, false).pop().unwrap() * -xi
     }
+}
+
+/// grad_params(loss) . v, with the graph kept so it can be differentiated again (the
+/// Hessian-vector products of both upper-level variants).
+fn gradient_dot(loss: &Tensor, params: &[Tensor], v: &[Tensor]) -> Tensor {
+    Tensor::run_backward(&[loss], params, true, true)
+        .iter()
+        .zip(v)
+        .filter(|(g, _)| g.defined())
+        .map(|(g, v)| (g * v).sum(g.kind()))
+        .reduce(|a, b| a + b)
+        .expect("the loss depends on the segmenter's parameters")
 }
 
 /// max(influence, 0), normalised to sum 1 unless every entry is 0.
