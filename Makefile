@@ -1,7 +1,9 @@
 # Set-up is part of every target: a project-local venv provides libtorch (PyPI torch==2.11.0),
-# which tch links against with LIBTORCH_USE_PYTORCH=1.
+# which tch links against with LIBTORCH_USE_PYTORCH=1, and onnx + onnxruntime for `genseg export`'s
+# ONNX check (Python never runs on the training path).
 VENV   := .venv
-TORCH  := $(VENV)/.torch-2.11.0
+PYDEPS := torch==2.11.0 numpy==2.4.6 onnx==1.23.2 onnxruntime==1.32.0
+TORCH  := $(VENV)/.deps-torch-2.11.0-onnx-1.23.2
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
@@ -10,7 +12,7 @@ setup: $(TORCH)
 
 $(TORCH):
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --progress-bar off torch==2.11.0 numpy
+	$(VENV)/bin/pip install --progress-bar off $(PYDEPS)
 	touch $@
 
 build: setup

@@ -4,7 +4,9 @@ unet: milesial-style U-Net (double 3x3 conv + BN + ReLU, max-pool, 2x2 transpose
       BCE-with-logits + batch soft Dice, Adam.
 gan:  Pix2Pix U-Net generator with mixed up-convs (4/6/8 kernels, fused into one 8x8 kernel or
       three transposed convs) + 70x70 PatchGAN; one D step then one G step, Adam(0.5, 0.999).
-Prints one JSON line: {"what", "ms_per_step"}.
+predict: the U-Net in eval mode under inference_mode, sigmoid probabilities, `--batch` images
+      at a time (genseg's `bench predict`).
+Prints one JSON line: {"what", "ms_per_step"} (predict also "images_per_s").
 """
 import argparse, json, time
 import torch
@@ -108,7 +110,7 @@ def timed(step, steps):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["unet", "gan"])
+    ap.add_argument("what", choices=["unet", "gan", "predict"])
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--depth", type=int, default=5)
     ap.add_argument("--size", type=int, default=128)
@@ -125,6 +127,18 @@ def main():
     dev = torch.device(a.device)
     torch.set_default_device(dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    if a.what == "predict":
+        net = UNet(3, a.width, a.depth).eval()
+        x = torch.rand(b, 3, s, s)
+
+        def step():
+            with torch.inference_mode():
+                torch.sigmoid(net(x))
+            sync()
+        ms = timed(step, a.steps)
+        print(json.dumps({"what": f"predict unet w{a.width} d{a.depth} {s}px b{b}", "ms_per_step": ms,
+                          "images_per_s": b * 1000 / ms, "torch": torch.__version__, "threads": torch.get_num_threads()}))
+        return
     if a.what == "unet":
         net = UNet(3, a.width, a.depth)
         opt = torch.optim.Adam(net.parameters(), 1e-3)

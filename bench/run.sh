@@ -34,9 +34,17 @@ run gan --width 32 --size 128 --batch 2 --separate-ops
 run gan --width 16 --size 64 --batch 4
 # The nnunet augmentation preset's cost on a 64 px batch-4 step (issue 11 budget: +15 %).
 $BIN --device cpu --threads "$THREADS" bench augment --width 16 --depth 4 --size 64 --batch 4 --steps 20
-# Prediction speed at 256 px (issue 14: a w16 U-Net at >= 25 images/s on the 2-core CPU).
+# Prediction speed at 256 px against PyTorch eval of the same U-Net (issue 14: a w16 U-Net at
+# >= 25 images/s on the 2-core CPU; predict <= 1.0x PyTorch's time).
 for w in 16 32 64; do for b in 1 8; do
-  $BIN --device cpu --threads "$THREADS" bench predict --width $w --depth 5 --size 256 --batch $b --steps 5
+  ours=$($BIN --device cpu --threads "$THREADS" bench predict --width $w --depth 5 --size 256 --batch $b --steps 5)
+  ref=$($PY bench/reference.py predict --width $w --depth 5 --size 256 --batch $b --steps 5 --threads "$THREADS")
+  $PY - "$ours" "$ref" <<'PY'
+import json, sys
+ours, ref = sys.argv[1].splitlines(), json.loads(sys.argv[2])
+per_s = float(ours[0].split(": ")[1].split()[0])
+print(f"{ours[0]}  pytorch {ref['images_per_s']:.1f} images/s  time ratio {ref['images_per_s'] / per_s:.2f}  ({ours[1].split(', ')[1]})")
+PY
 done; done
 # Each phase of a genseg iteration against a plain step (64 px, batch 4).
 $BIN --device cpu --threads "$THREADS" bench phases --width 16 --depth 4 --size 64 --batch 4 --steps 10

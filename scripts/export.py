@@ -1,21 +1,24 @@
-"""A genseg run's U-Net as a TorchScript file (`genseg export` calls this, then checks the file).
+"""A genseg run's U-Net as a TorchScript or ONNX file (`genseg export` calls this, then checks it).
 
-Usage: python scripts/export.py RUN OUT.pt
+Usage: python scripts/export.py RUN OUT torchscript
+       python scripts/export.py RUN OUT onnx IMAGES.npy PROBS.npy
 
 Rebuilds the network with the PyTorch definition of bench/reference.py (one place for both),
-loads RUN/model.safetensors into it (read here without the safetensors package), traces it in
-eval mode and writes OUT.pt with the preprocessing it expects as extra file `genseg.json`.
-2-D U-Nets with transposed up-sampling only (the default); deep-supervision heads are training
-aids and are left out.
+loads RUN/model.safetensors into it (read here without the safetensors package) and exports it
+in eval mode with the preprocessing it expects: TorchScript (traced) with extra file
+`genseg.json`; ONNX (opset 17, batch axis dynamic) with metadata property `genseg`, then runs
+the file in onnxruntime on IMAGES.npy and writes the probabilities to PROBS.npy for genseg to
+compare with its own. 2-D U-Nets with transposed up-sampling only (the default);
+deep-supervision heads are training aids and are left out.
 """
-import json, os, struct, sys
+import json, os, struct, sys, warnings
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
 from reference import UNet  # noqa: E402
 
-run, out = sys.argv[1], sys.argv[2]
+run, out, fmt = sys.argv[1], sys.argv[2], sys.argv[3]
 spec = json.load(open(os.path.join(run, "model.json")))
 unet = spec["unet"]
 if unet.get("dims", 2) != 2 or spec.get("volume_shape"):
@@ -74,7 +77,6 @@ if missing or unexpected:
 net.eval()
 size = spec["size"]
 example = torch.rand(1, unet["in_channels"], size, size)
-traced = torch.jit.trace(net, example)
 meta = {
     "input": f"float32 [N, {unet['in_channels']}, {size}, {size}]: "
     + ("RGB" if unet["in_channels"] == 3 else "grey")
@@ -84,5 +86,24 @@ meta = {
     "resize_back": "upsample the probabilities to the original size (bilinear), then threshold",
     "torch": torch.__version__,
 }
-torch.jit.save(traced, out, _extra_files={"genseg.json": json.dumps(meta)})
+if fmt == "torchscript":
+    torch.jit.save(torch.jit.trace(net, example), out, _extra_files={"genseg.json": json.dumps(meta)})
+elif fmt == "onnx":
+    import numpy as np
+    import onnx
+    import onnxruntime
+
+    with warnings.catch_warnings():
+        # The TorchScript-based exporter: the torch.export one needs onnxscript, not installed.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, (example,), out, dynamo=False, opset_version=17, input_names=["image"],
+                          output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+    model = onnx.load(out)
+    model.metadata_props.add(key="genseg", value=json.dumps(meta))
+    onnx.save(model, out)
+    images = np.load(sys.argv[4]).astype(np.float32)
+    logits = onnxruntime.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"image": images})[0]
+    np.save(sys.argv[5], 1.0 / (1.0 + np.exp(-logits.astype(np.float64))))
+else:
+    sys.exit(f"unknown format {fmt}: torchscript or onnx")
 print(json.dumps(meta))

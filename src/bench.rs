@@ -271,12 +271,15 @@ pub fn genseg_phases(
         let _ = gradients(&lower.train_loss(&train, &synthetic), &params);
     });
     let grads = gradients(&lower.train_loss(&train, &synthetic), &params);
-    let hyper = |mode| {
+    let alpha = vec![lower.gan.g.alpha.shallow_clone()];
+    let decoder = lower.gan.decoder_weights();
+    let hyper = |mode, targets: &[Tensor]| {
         time_steps(1, steps, || {
-            let _ = lower.hypergradient(&train, &synthetic, (&val.0, &val.1), &grads, 1e-3, mode, 0.01);
+            let _ = lower.hypergradient(&train, &synthetic, (&val.0, &val.1), &grads, 1e-3, mode, 0.01, targets);
         })
     };
-    let (fd_ms, exact_ms) = (hyper(HypergradMode::Fd), hyper(HypergradMode::Exact));
+    let (fd_ms, exact_ms) = (hyper(HypergradMode::Fd, &alpha), hyper(HypergradMode::Exact, &alpha));
+    let generator_ms = hyper(HypergradMode::Exact, &decoder);
     let weights_ms = time_steps(1, steps, || {
         let _ = lower.sample_weights(&train, &synthetic, (&val.0, &val.1), 1e-3);
     });
@@ -287,6 +290,7 @@ pub fn genseg_phases(
         ("segmentation loss + gradient, real + synthetic", seg_ms),
         ("hypergradient, fd", fd_ms),
         ("hypergradient, exact", exact_ms),
+        ("hypergradient, exact, generator decoder (--upper generator)", generator_ms),
         ("per-sample weights (--reweight)", weights_ms),
     ])
 }
@@ -351,25 +355,31 @@ pub fn hypergrad_accuracy(
         let params = vs.trainable_variables();
         let grads = gradients(&lower.train_loss(&train, &lower.synthesize(&train)), &params);
         // Each call gets its own synthetic images (same seed, so the same values and dropout).
-        let exact = lower.hypergradient(
-            &train,
-            &lower.synthesize(&train),
-            (&val.0, &val.1),
-            &grads,
-            1e-3,
-            HypergradMode::Exact,
-            0.0,
-        );
-        for (k, &scale) in scales.iter().enumerate() {
-            let fd = lower.hypergradient(
+        let exact = lower
+            .hypergradient(
                 &train,
                 &lower.synthesize(&train),
                 (&val.0, &val.1),
                 &grads,
                 1e-3,
-                HypergradMode::Fd,
-                scale,
-            );
+                HypergradMode::Exact,
+                0.0,
+                std::slice::from_ref(&lower.gan.g.alpha),
+            )
+            .remove(0);
+        for (k, &scale) in scales.iter().enumerate() {
+            let fd = lower
+                .hypergradient(
+                    &train,
+                    &lower.synthesize(&train),
+                    (&val.0, &val.1),
+                    &grads,
+                    1e-3,
+                    HypergradMode::Fd,
+                    scale,
+                    std::slice::from_ref(&lower.gan.g.alpha),
+                )
+                .remove(0);
             let dot = f64::try_from((&fd * &exact).sum(Kind::Double)).unwrap();
             let (nf, ne) = (f64::try_from(fd.norm()).unwrap(), f64::try_from(exact.norm()).unwrap());
             acc[k].0 += dot / (nf * ne) / batches as f64;

@@ -7,9 +7,10 @@ use genseg::data::nnaug::AugmentPreset;
 use genseg::data::set::{default_mask_suffixes, LoadOptions, VolumeOptions};
 use genseg::data::split::{validation_count, DataConfig};
 use genseg::eval::metrics::{EmptyPolicy, MetricOptions};
+use genseg::export::Format;
 use genseg::models::unet::Upsampling;
 use genseg::study::StudyConfig;
-use genseg::train::config::Schedule;
+use genseg::train::config::{Schedule, Upper};
 use genseg::train::gan::{GanConfig, PretrainConfig};
 use genseg::train::hypergrad::HypergradMode;
 use genseg::train::loss::RegionLoss;
@@ -322,9 +323,19 @@ pub struct TrainArgs {
     /// Learning rate of the architecture logits alpha (Adam)
     #[arg(long, default_value_t = train_defaults().arch_lr)]
     arch_lr: f64,
-    /// Architecture step every k iterations
+    /// Upper-level (hypergradient) step every k iterations
     #[arg(long, default_value_t = train_defaults().arch_every)]
     arch_every: usize,
+    /// genseg: GAN step every k iterations
+    #[arg(long, default_value_t = train_defaults().gan_every)]
+    gan_every: usize,
+    /// genseg: what the hypergradient moves (alpha: the paper's architecture logits; generator:
+    /// the generator's decoder weights; both)
+    #[arg(long, value_enum, default_value_t = train_defaults().upper)]
+    upper: Upper,
+    /// Adam learning rate of the generator's decoder under --upper generator|both
+    #[arg(long, default_value_t = train_defaults().upper_generator_lr)]
+    upper_generator_lr: f64,
     /// Inner step of the unrolled update (default: --lr)
     #[arg(long)]
     xi: Option<f64>,
@@ -402,6 +413,9 @@ impl TrainArgs {
             optim.weight_decay = wd;
         }
         positive("--arch-lr", self.arch_lr)?;
+        positive("--upper-generator-lr", self.upper_generator_lr)?;
+        at_least_one("--arch-every", self.arch_every)?;
+        at_least_one("--gan-every", self.gan_every)?;
         positive("--fd-scale", self.fd_scale)?;
         non_negative("--lambda", self.lambda)?;
         probability("--elastic-p", self.elastic_p)?;
@@ -430,7 +444,10 @@ impl TrainArgs {
             pretrain_iters: self.pretrain_iters,
             generator: self.generator.clone(),
             arch_lr: self.arch_lr,
-            arch_every: self.arch_every.max(1),
+            arch_every: self.arch_every,
+            gan_every: self.gan_every,
+            upper: self.upper,
+            upper_generator_lr: self.upper_generator_lr,
             xi: self.xi,
             fd_scale: self.fd_scale,
             hypergrad: self.hypergrad,
@@ -549,12 +566,15 @@ pub enum Command {
         #[arg(long)]
         tta: bool,
     },
-    /// A trained run's U-Net as TorchScript (checked against genseg's own prediction)
+    /// A trained run's U-Net as TorchScript or ONNX (checked against genseg's own prediction)
     Export {
         #[arg(long)]
         run: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// torchscript or onnx [default: onnx for a .onnx --out, else torchscript]
+        #[arg(long, value_enum)]
+        format: Option<Format>,
         /// Python with torch [default: the venv genseg was built with]
         #[arg(long)]
         python: Option<PathBuf>,

@@ -1,7 +1,8 @@
-//! `genseg export`: a run's segmenter as a TorchScript file for the PyTorch world (a script,
-//! MONAI, 3D Slicer). scripts/export.py rebuilds the network in PyTorch with the venv's torch and
-//! traces it; the file is put in place only after its output matched genseg's own prediction on
-//! the run's test images.
+//! `genseg export`: a run's segmenter as a TorchScript or ONNX file for the PyTorch world (a
+//! script, MONAI, 3D Slicer, onnxruntime). scripts/export.py rebuilds the network in PyTorch with
+//! the venv's torch and exports it; the file is put in place only after its output matched
+//! genseg's own prediction on the run's test images (TorchScript run by genseg's libtorch, ONNX
+//! by onnxruntime).
 use crate::data::split::load_splits;
 use crate::infer::{load_model, predict_probs};
 use crate::runtime::write_atomic_with;
@@ -20,9 +21,33 @@ pub fn default_python() -> PathBuf {
     lib.ancestors().nth(5).map(|venv| venv.join("bin").join("python")).unwrap_or_else(|| "python3".into())
 }
 
-/// Exports `run` to `out` (TorchScript) with `python`; returns the largest probability
-/// difference found on the check images and how many there were.
-pub fn torchscript(run: &Path, out: &Path, python: &Path, device: Device) -> Result<(f64, usize)> {
+/// What `genseg export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Torchscript,
+    Onnx,
+}
+
+impl Format {
+    /// `.onnx` means ONNX, anything else TorchScript.
+    pub fn of_path(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("onnx") => Format::Onnx,
+            _ => Format::Torchscript,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Format::Torchscript => "torchscript",
+            Format::Onnx => "onnx",
+        }
+    }
+}
+
+/// Exports `run` to `out` with `python`; returns the largest probability difference found on
+/// the check images and how many there were.
+pub fn export(run: &Path, out: &Path, format: Format, python: &Path, device: Device) -> Result<(f64, usize)> {
     let (_vs, unet, spec) = load_model(run, device)?;
     if spec.volume_shape.is_some() {
         bail!("{}: a 3-D model; export handles 2-D U-Nets", run.display());
@@ -30,26 +55,52 @@ pub fn torchscript(run: &Path, out: &Path, python: &Path, device: Device) -> Res
     let images = check_images(run, spec.channels as i64, spec.size as i64)?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join("export.py");
     let mut diff = f64::NAN;
-    write_atomic_with(out, |tmp| {
-        let status = std::process::Command::new(python)
-            .arg(&script)
-            .arg(run)
-            .arg(tmp)
-            .status()
-            .with_context(|| format!("cannot run {}; give --python with a torch installation", python.display()))?;
+    // onnxruntime's check goes through two files beside the output, removed whatever happens.
+    let images_npy = out.with_extension("check-images.npy");
+    let probs_npy = out.with_extension("check-probs.npy");
+    let written = write_atomic_with(out, |tmp| {
+        let mut command = std::process::Command::new(python);
+        command.arg(&script).arg(run).arg(tmp).arg(format.name());
+        if format == Format::Onnx {
+            images.write_npy(&images_npy)?;
+            command.arg(&images_npy).arg(&probs_npy);
+        }
+        let status = command.status().with_context(|| {
+            format!(
+                "cannot run {}; give --python with a torch (and, for ONNX, onnx + onnxruntime) installation",
+                python.display()
+            )
+        })?;
         if !status.success() {
             bail!("{} {} failed (its message is above)", python.display(), script.display());
         }
-        let module = tch::CModule::load_on_device(tmp, device)
-            .with_context(|| format!("{}: not a TorchScript file", tmp.display()))?;
-        let ours = predict_probs(&unet, &images, device);
-        let theirs = tch::no_grad(|| module.forward_ts(&[images.to_device(device)]))?.sigmoid().to_device(Device::Cpu);
-        diff = f64::try_from((ours - theirs).abs().max().to_kind(Kind::Double))?;
+        let theirs = match format {
+            Format::Torchscript => {
+                let module = tch::CModule::load_on_device(tmp, device)
+                    .with_context(|| format!("{}: not a TorchScript file", tmp.display()))?;
+                tch::no_grad(|| module.forward_ts(&[images.to_device(device)]))?.sigmoid().to_device(Device::Cpu)
+            }
+            Format::Onnx => Tensor::read_npy(&probs_npy)
+                .with_context(|| format!("onnxruntime's output {} is missing", probs_npy.display()))?,
+        };
+        let ours = predict_probs(&unet, &images, device).to_kind(Kind::Double);
+        if ours.size() != theirs.size() {
+            bail!(
+                "the exported model's output has shape {:?}, genseg's {:?}; nothing written",
+                theirs.size(),
+                ours.size()
+            );
+        }
+        diff = f64::try_from((ours - theirs.to_kind(Kind::Double)).abs().max())?;
         if diff.is_nan() || diff >= TOLERANCE {
             bail!("the exported model differs from genseg's prediction by {diff:.2e} (tolerance {TOLERANCE:.0e}); nothing written");
         }
         Ok(())
-    })?;
+    });
+    for f in [&images_npy, &probs_npy] {
+        let _ = std::fs::remove_file(f);
+    }
+    written?;
     Ok((diff, images.size()[0] as usize))
 }
 

@@ -90,6 +90,14 @@ pub fn predict(run: &Path, input: &Path, out: &Path, tta: bool, device: Device) 
     if let Some(shape) = spec.volume_shape {
         return predict_volumes(&unet, &spec, shape, input, out, tta, device);
     }
+    if ![1, 3].contains(&spec.channels) {
+        bail!(
+            "{}: the model takes {} input channels (an nnU-Net multi-channel set); predict reads one grey or RGB \
+             image per case, so it cannot feed this model",
+            run.display(),
+            spec.channels
+        );
+    }
     // Every input is decoded before the first output is written.
     let ImageBatch { files, images, sizes } = load_images(input, spec.channels, spec.size)?;
     let overlays = output_folders(out)?;

@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use clap::Parser;
 use cli::{BenchArgs, BenchWhat, Cli, Command, EvaluateArgs};
 use genseg::data::files::holds_volumes;
+use genseg::export::Format;
 use genseg::models::unet::UNetConfig;
 use genseg::runtime::{parse_device, set_threads};
 use genseg::train::gan::pretrain_on_split;
@@ -56,11 +57,16 @@ fn run(cli: Cli) -> Result<()> {
             println!("{} masks in {} (overlays in {})", written.len(), out.display(), out.join("overlays").display());
         }
         Command::Evaluate(args) => evaluate(&args)?,
-        Command::Export { run, out, python } => {
+        Command::Export { run, out, format, python } => {
             let python = python.unwrap_or_else(genseg::export::default_python);
-            let (diff, n) = genseg::export::torchscript(&run, &out, &python, device)?;
-            println!("{}: TorchScript, max probability difference to genseg {diff:.2e} on {n} images", out.display());
-            println!("preprocessing and outputs: the file's extra file genseg.json");
+            let format = format.unwrap_or_else(|| Format::of_path(&out));
+            let (diff, n) = genseg::export::export(&run, &out, format, &python, device)?;
+            let (name, meta) = match format {
+                Format::Torchscript => ("TorchScript", "the file's extra file genseg.json"),
+                Format::Onnx => ("ONNX, checked in onnxruntime", "the model's metadata property genseg"),
+            };
+            println!("{}: {name}, max probability difference to genseg {diff:.2e} on {n} images", out.display());
+            println!("preprocessing and outputs: {meta}");
         }
         Command::PretrainGenerator { args, out } => {
             let (data, gan, pcfg) = args.config()?;

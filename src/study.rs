@@ -1,8 +1,10 @@
 //! The low-data study: every (training-set size, seed, method) combination, one generator
 //! pretrained per (size, seed) and shared by `separate` and `genseg`, finished runs skipped on
-//! rerun; results.csv, results.md and data-efficiency plots.
+//! rerun; results.csv, results.md (with paired differences against `augment` and `separate`),
+//! data-efficiency plots and report.html.
 use crate::data::split::load_splits;
 use crate::eval::metrics::aggregate;
+use crate::eval::stats::{mean_interval, Interval};
 use crate::runtime::{ensure_writable_dir, lock_folder, write_atomic};
 use crate::train::gan::{pretrain, GanSpec, PretrainConfig};
 use crate::train::{segment, Method, RunSummary, TrainConfig};
@@ -125,7 +127,7 @@ pub fn write_results(out: &Path, rows: &[Row], methods: &[Method]) -> Result<()>
     labels.sort_unstable();
     labels.dedup();
     let mut csv = String::from(
-        "method,n,seed,test_dice,test_iou,test_cases,ood_dice,ood_iou,ood_cases,best_iter,stopped_iter,iters,seconds_per_iter",
+        "method,n,seed,test_dice,test_iou,test_cases,ood_dice,ood_iou,ood_cases,best_iter,stopped_iter,iters,seconds_per_iter,best_val_dice",
     );
     for l in &labels {
         write!(csv, ",test_dice_label{l}")?;
@@ -137,7 +139,7 @@ pub fn write_results(out: &Path, rows: &[Row], methods: &[Method]) -> Result<()>
             s.ood.as_ref().map(|o| (o.dice.mean, o.iou.mean, o.cases)).unwrap_or((f64::NAN, f64::NAN, 0));
         write!(
             csv,
-            "{},{},{},{:.5},{:.5},{},{:.5},{:.5},{},{},{},{},{:.4}",
+            "{},{},{},{:.5},{:.5},{},{:.5},{:.5},{},{},{},{},{:.4},{:.5}",
             s.method.name(),
             r.n,
             r.seed,
@@ -150,7 +152,8 @@ pub fn write_results(out: &Path, rows: &[Row], methods: &[Method]) -> Result<()>
             s.best_iter,
             s.stopped_iter,
             s.iters,
-            s.seconds_per_iter
+            s.seconds_per_iter,
+            s.best_val_dice
         )?;
         for &l in &labels {
             write!(csv, ",{:.5}", label_dice(s, l))?;
@@ -162,74 +165,229 @@ pub fn write_results(out: &Path, rows: &[Row], methods: &[Method]) -> Result<()>
     let mut ns: Vec<usize> = rows.iter().map(|r| r.n).collect();
     ns.sort_unstable();
     ns.dedup();
-    let cell = |m: Method, n: usize, f: &dyn Fn(&RunSummary) -> f64| {
-        let a = aggregate(rows.iter().filter(|r| r.summary.method == m && r.n == n).map(|r| f(&r.summary)));
-        (a, fmt(a.mean, a.sd))
+    let values = |m: Method, n: Option<usize>, f: &dyn Fn(&RunSummary) -> f64| -> Vec<f64> {
+        rows.iter().filter(|r| r.summary.method == m && n.is_none_or(|n| r.n == n)).map(|r| f(&r.summary)).collect()
     };
     let mut metrics: Vec<(String, MetricOf)> = vec![
         ("In-domain test Dice".into(), Box::new(|s| s.test.dice.mean)),
         ("In-domain test IoU".into(), Box::new(|s| s.test.iou.mean)),
         ("Out-of-domain Dice".into(), Box::new(|s| s.ood.as_ref().map(|o| o.dice.mean).unwrap_or(f64::NAN))),
         ("Out-of-domain IoU".into(), Box::new(|s| s.ood.as_ref().map(|o| o.iou.mean).unwrap_or(f64::NAN))),
+        ("Best validation Dice".into(), Box::new(|s| s.best_val_dice)),
     ];
     for &l in &labels {
-        metrics.push((format!("In-domain test Dice, label {l}"), Box::new(move |s| label_dice(s, l))));
+        let name =
+            rows.iter().find_map(|r| r.summary.label_names.get(&l)).map(|n| format!(" ({n})")).unwrap_or_default();
+        metrics.push((format!("In-domain test Dice, label {l}{name}"), Box::new(move |s| label_dice(s, l))));
     }
+    // No table for what no run measured (out-of-domain scores without an out-of-domain set).
+    let measured = |f: &MetricOf| rows.iter().any(|r| f(&r.summary).is_finite());
+    let mut tables = Vec::new();
+    for (title, f) in metrics.iter().filter(|(_, f)| measured(f)) {
+        let mut header = vec!["N".to_string()];
+        header.extend(methods.iter().map(|m| m.name().to_string()));
+        let rows = ns
+            .iter()
+            .map(|&n| {
+                let mut row = vec![n.to_string()];
+                row.extend(methods.iter().map(|&m| {
+                    let a = aggregate(values(m, Some(n), f.as_ref()));
+                    format!("{} [{}]", fmt(a.mean, a.sd), a.n)
+                }));
+                row
+            })
+            .collect();
+        tables.push(Table { title: title.clone(), caption: None, header, rows });
+    }
+    tables.extend(paired_tables(rows, methods, &ns, &metrics, measured)?);
     let mut md = String::from("Mean ± sd over seeds of each run's mean per-case score (seeds per cell in brackets).\n");
-    for (title, f) in &metrics {
-        // No table for what no run measured (out-of-domain scores without an out-of-domain set).
-        if !rows.iter().any(|r| f(&r.summary).is_finite()) {
-            continue;
-        }
-        writeln!(md, "\n### {title}\n")?;
-        writeln!(md, "| N | {} |", methods.iter().map(|m| m.name()).collect::<Vec<_>>().join(" | "))?;
-        writeln!(md, "|---|{}", "---|".repeat(methods.len()))?;
-        for &n in &ns {
-            let cells: Vec<String> = methods
-                .iter()
-                .map(|&m| {
-                    let (a, s) = cell(m, n, f.as_ref());
-                    format!("{s} [{}]", a.n)
-                })
-                .collect();
-            writeln!(md, "| {n} | {} |", cells.join(" | "))?;
-        }
+    for t in &tables {
+        md.push_str(&t.markdown());
     }
     write_atomic(&out.join("results.md"), md.as_bytes())?;
 
     for (file, title, f) in [
-        ("efficiency.png", "In-domain test Dice vs training images", metrics[0].1.as_ref()),
-        ("efficiency_ood.png", "Out-of-domain Dice vs training images", metrics[2].1.as_ref()),
+        ("efficiency.png", "In-domain test Dice vs labelled images (95 % CI)", metrics[0].1.as_ref()),
+        ("efficiency_ood.png", "Out-of-domain Dice vs labelled images (95 % CI)", metrics[2].1.as_ref()),
     ] {
         let series: Vec<crate::viz::Series> = methods
             .iter()
             .map(|&m| {
-                let pts: Vec<(f64, f64, f64)> = ns
-                    .iter()
-                    .map(|&n| {
-                        let (a, _) = cell(m, n, f);
-                        (n as f64, a.mean, a.sd)
-                    })
-                    .filter(|p| p.1.is_finite())
-                    .collect();
+                let cis: Vec<(f64, Interval)> =
+                    ns.iter().filter_map(|&n| Some((n as f64, mean_interval(&values(m, Some(n), f))?))).collect();
                 crate::viz::Series {
                     label: m.name().into(),
-                    points: pts.iter().map(|p| (p.0, p.1)).collect(),
-                    errors: pts.iter().map(|p| p.2).collect(),
+                    points: cis.iter().map(|(n, c)| (*n, c.mean)).collect(),
+                    intervals: cis.iter().map(|(_, c)| (c.lo, c.hi)).collect(),
                 }
             })
             .filter(|s| !s.points.is_empty())
             .collect();
         if !series.is_empty() {
-            crate::viz::line_chart(
-                &out.join(file),
-                title,
-                "labelled training images (N)",
-                "Dice",
-                &series,
-                ns.len() > 1,
-            )?;
+            crate::viz::line_chart(&out.join(file), title, "labelled images (N)", "Dice", &series, ns.len() > 1)?;
         }
     }
+    write_report(out, rows, methods, &tables)?;
     Ok(())
+}
+
+/// One table of results.md and report.html.
+struct Table {
+    title: String,
+    caption: Option<String>,
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn markdown(&self) -> String {
+        let mut md = format!("\n### {}\n\n", self.title);
+        if let Some(c) = &self.caption {
+            md.push_str(&format!("{c}\n\n"));
+        }
+        md.push_str(&format!("| {} |\n|{}\n", self.header.join(" | "), "---|".repeat(self.header.len())));
+        for r in &self.rows {
+            md.push_str(&format!("| {} |\n", r.join(" | ")));
+        }
+        md
+    }
+
+    fn html(&self) -> String {
+        let cells =
+            |tag: &str, row: &[String]| row.iter().map(|c| format!("<{tag}>{}</{tag}>", escape(c))).collect::<String>();
+        let mut h = format!("<h3>{}</h3>\n", escape(&self.title));
+        if let Some(c) = &self.caption {
+            h.push_str(&format!("<p>{}</p>\n", escape(c)));
+        }
+        h.push_str(&format!("<table>\n<tr>{}</tr>\n", cells("th", &self.header)));
+        for r in &self.rows {
+            h.push_str(&format!("<tr>{}</tr>\n", cells("td", r)));
+        }
+        h + "</table>\n"
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Each method minus `augment` and minus `separate` (those the study has), paired by (N, seed):
+/// mean difference and 95 % bootstrap interval per N and pooled over N, for validation, test and
+/// out-of-domain Dice.
+fn paired_tables(
+    rows: &[Row],
+    methods: &[Method],
+    ns: &[usize],
+    metrics: &[(String, MetricOf)],
+    measured: impl Fn(&MetricOf) -> bool,
+) -> Result<Vec<Table>> {
+    let score = |m: Method, n: usize, seed: u64, f: &MetricOf| {
+        rows.iter().find(|r| r.summary.method == m && r.n == n && r.seed == seed).map(|r| f(&r.summary))
+    };
+    let mut seeds: Vec<u64> = rows.iter().map(|r| r.seed).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    let mut tables = Vec::new();
+    for base in [Method::Augment, Method::Separate].into_iter().filter(|b| methods.contains(b)) {
+        let others: Vec<Method> = methods.iter().copied().filter(|&m| m != base).collect();
+        if others.is_empty() {
+            continue;
+        }
+        for (title, f) in metrics.iter().filter(|(t, f)| {
+            ["Best validation Dice", "In-domain test Dice", "Out-of-domain Dice"].contains(&t.as_str()) && measured(f)
+        }) {
+            let diffs = |m: Method, only: Option<usize>| -> Vec<f64> {
+                ns.iter()
+                    .filter(|&&n| only.is_none_or(|o| o == n))
+                    .flat_map(|&n| seeds.iter().map(move |&s| (n, s)))
+                    .filter_map(|(n, s)| Some(score(m, n, s, f)? - score(base, n, s, f)?))
+                    .collect()
+            };
+            let cell =
+                |i: Option<Interval>| i.map(|i| format!("{} ({})", i.signed(), i.n)).unwrap_or_else(|| "-".into());
+            let mut header = vec!["method".to_string()];
+            header.extend(ns.iter().map(|n| format!("N = {n}")));
+            header.extend(["pooled".to_string(), "verdict".to_string()]);
+            let table_rows = others
+                .iter()
+                .map(|&m| {
+                    let mut row = vec![m.name().to_string()];
+                    row.extend(ns.iter().map(|&n| cell(mean_interval(&diffs(m, Some(n))))));
+                    let pooled = mean_interval(&diffs(m, None));
+                    row.push(cell(pooled));
+                    row.push(pooled.map(|p| p.verdict()).unwrap_or("-").to_string());
+                    row
+                })
+                .collect();
+            tables.push(Table {
+                title: format!("{title}: each method minus {}", base.name()),
+                caption: Some(
+                    "Mean paired difference (same N, same seed) [95 % bootstrap interval] (cells); within noise when the \
+                     interval crosses 0."
+                        .into(),
+                ),
+                header,
+                rows: table_rows,
+            });
+        }
+    }
+    Ok(tables)
+}
+
+/// report.html: one page with the tables, the efficiency plots and, per method, the overlays,
+/// curves and generator samples of its run at the largest N and first seed (relative links, so
+/// the page travels with the study folder).
+fn write_report(out: &Path, rows: &[Row], methods: &[Method], tables: &[Table]) -> Result<()> {
+    let name = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let mut h = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>genseg study {0}</title>\n<style>\n\
+         body {{ font-family: sans-serif; margin: 2em; max-width: 1200px; }}\n\
+         table {{ border-collapse: collapse; margin-bottom: 1em; }}\n\
+         th, td {{ border: 1px solid #bbb; padding: 4px 8px; text-align: right; }}\n\
+         th {{ background: #eee; }}\n img {{ max-width: 100%; border: 1px solid #ddd; }}\n\
+         .pair {{ display: flex; gap: 1em; }} .pair > * {{ flex: 1; min-width: 0; margin: 0; }}\n</style></head><body>\n\
+         <h1>genseg study: {0}</h1>\n<p>{1} runs; methods {2}. Files: <a href=\"results.csv\">results.csv</a>, \
+         <a href=\"results.md\">results.md</a>.</p>\n",
+        escape(&name),
+        rows.len(),
+        escape(&methods.iter().map(|m| m.name()).collect::<Vec<_>>().join(", "))
+    );
+    h.push_str("<h2>Data efficiency</h2>\n<div class=\"pair\">");
+    for png in ["efficiency.png", "efficiency_ood.png"].iter().filter(|p| out.join(p).is_file()) {
+        h.push_str(&format!("<img src=\"{png}\" alt=\"{png}\">"));
+    }
+    h.push_str("</div>\n<h2>Tables</h2>\n");
+    for t in tables {
+        h.push_str(&t.html());
+    }
+    h.push_str("<h2>Examples per method</h2>\n");
+    let n = rows.iter().map(|r| r.n).max();
+    for &m in methods {
+        let Some(row) = rows.iter().filter(|r| r.summary.method == m && Some(r.n) == n).min_by_key(|r| r.seed) else {
+            continue;
+        };
+        let dir = format!("runs/{}-n{}-s{}", m.name(), row.n, row.seed);
+        h.push_str(&format!(
+            "<h3>{} (N = {}, seed {}): test Dice {:.3}</h3>\n<div class=\"pair\">",
+            m.name(),
+            row.n,
+            row.seed,
+            row.summary.test.dice.mean
+        ));
+        for (file, what) in [
+            ("overlays_test.png", "test overlays"),
+            ("overlays_ood.png", "out-of-domain overlays"),
+            ("curves.png", "training curves"),
+            ("samples.png", "generator samples"),
+        ] {
+            if out.join(&dir).join(file).is_file() {
+                h.push_str(&format!(
+                    "<figure><img src=\"{dir}/{file}\" alt=\"{what}\"><figcaption>{what}</figcaption></figure>"
+                ));
+            }
+        }
+        h.push_str("</div>\n");
+    }
+    h.push_str("</body></html>\n");
+    write_atomic(&out.join("report.html"), h.as_bytes())
 }

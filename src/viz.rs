@@ -139,11 +139,11 @@ fn register_font() {
 pub struct Series {
     pub label: String,
     pub points: Vec<(f64, f64)>,
-    /// Optional +- error per point.
-    pub errors: Vec<f64>,
+    /// Optional (low, high) interval per point, drawn as error bars.
+    pub intervals: Vec<(f64, f64)>,
 }
 
-/// Line chart of one or more series, with error bars where given.
+/// Line chart of one or more series, with interval bars where given.
 pub fn line_chart(
     path: &Path,
     title: &str,
@@ -157,8 +157,8 @@ pub fn line_chart(
     let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
     let ys = series
         .iter()
-        .flat_map(|s| s.points.iter().enumerate().map(|(i, p)| (p.1, s.errors.get(i).copied().unwrap_or(0.0))));
-    let (y0, y1) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (y, e)| (a.min(y - e), b.max(y + e)));
+        .flat_map(|s| s.points.iter().enumerate().map(|(i, p)| s.intervals.get(i).copied().unwrap_or((p.1, p.1))));
+    let (y0, y1) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (lo, hi)| (a.min(lo), b.max(hi)));
     if !x0.is_finite() || !y0.is_finite() {
         return Err(anyhow!("nothing to plot for {}", path.display()));
     }
@@ -185,13 +185,13 @@ pub fn line_chart(
                     chart
                         .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
                         .map_err(|e| anyhow!("{e}"))?;
-                    if !s.errors.is_empty() {
+                    if !s.intervals.is_empty() {
                         chart
                             .draw_series(
                                 s.points
                                     .iter()
-                                    .zip(&s.errors)
-                                    .map(|(&(x, y), &e)| ErrorBar::new_vertical(x, y - e, y, y + e, color, 8)),
+                                    .zip(&s.intervals)
+                                    .map(|(&(x, y), &(lo, hi))| ErrorBar::new_vertical(x, lo, y, hi, color, 8)),
                             )
                             .map_err(|e| anyhow!("{e}"))?;
                     }

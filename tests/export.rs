@@ -1,5 +1,5 @@
-//! `genseg export`: a trained run as TorchScript whose output equals genseg's prediction, and a
-//! model the exporter cannot rebuild refused without a file.
+//! `genseg export`: a trained run as TorchScript and as ONNX (run in onnxruntime) whose output
+//! equals genseg's prediction, and a model the exporter cannot rebuild refused without a file.
 mod common;
 use common::*;
 
@@ -18,23 +18,29 @@ fn export_round_trip_matches_genseg_and_unsupported_models_write_nothing() {
     };
     let run = d.path().join("run");
     train(&run, &["--deep-supervision"]);
-    let file = d.path().join("model.pt");
-    let o = genseg(&["export", "--run", &s(&run), "--out", &s(&file)]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let line = stdout(&o).lines().find(|l| l.contains("max probability difference")).unwrap().to_string();
-    let diff: f64 = line.split("genseg ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
-    assert!(diff < 1e-4 && file.is_file(), "{line}");
+    for (name, format) in [("model.pt", "TorchScript"), ("model.onnx", "ONNX")] {
+        let file = d.path().join(name);
+        let o = genseg(&["export", "--run", &s(&run), "--out", &s(&file)]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let line = stdout(&o).lines().find(|l| l.contains("max probability difference")).unwrap().to_string();
+        let diff: f64 = line.split("genseg ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        assert!(line.contains(format) && diff < 1e-4 && file.is_file(), "{line}");
+    }
     // Bilinear up-sampling has no counterpart in the exporter: refused, nothing written.
     let bilinear = d.path().join("bilinear");
     train(&bilinear, &["--upsampling", "bilinear"]);
-    let refused = d.path().join("refused.pt");
-    let o = genseg(&["export", "--run", &s(&bilinear), "--out", &s(&refused)]);
-    assert!(!o.status.success() && stderr(&o).contains("bilinear"), "{}", stderr(&o));
-    assert!(!refused.exists());
+    for name in ["refused.pt", "refused.onnx"] {
+        let refused = d.path().join(name);
+        let o = genseg(&["export", "--run", &s(&bilinear), "--out", &s(&refused)]);
+        assert!(!o.status.success() && stderr(&o).contains("bilinear"), "{}", stderr(&o));
+        assert!(!refused.exists());
+    }
     let leftovers: Vec<_> = std::fs::read_dir(d.path())
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+        .filter(|e| {
+            e.file_name().to_string_lossy().starts_with(".tmp") || e.file_name().to_string_lossy().contains("check-")
+        })
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -188,3 +188,69 @@ fn repeated_loads_share_decoded_tensors_until_a_file_changes() {
     assert_ne!(first.images.data_ptr(), changed.images.data_ptr());
     assert!(changed.images.get(0).equal(&first.images.get(1)), "the changed file was not read again");
 }
+
+/// An nnU-Net v2 raw set with two input channels per case (`_0000` red, `_0001` green of kvasir
+/// polyps, written by the test): the channels load stacked in order, equal to the same images
+/// loaded as RGB; a run trains on it and names its label from dataset.json; a case missing a
+/// channel, a dataset.json that disagrees with the files and predict on the 2-channel model are
+/// refused naming the file.
+#[test]
+#[ignore = "real data: run with --include-ignored"]
+fn multi_channel_nnunet_set_loads_trains_and_names_its_label() {
+    let d = tempfile::tempdir().unwrap();
+    let (rgb, nn) = (d.path().join("rgb"), d.path().join("Dataset002_PolypRG"));
+    for dir in [rgb.join("images"), rgb.join("masks"), nn.join("imagesTr"), nn.join("labelsTr")] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let kvasir = shared("kvasir_seg");
+    let mut names: Vec<_> = std::fs::read_dir(kvasir.join("images")).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    for (i, path) in names.iter().take(12).enumerate() {
+        let id = format!("polyp_{i:03}");
+        let img = image::open(path).unwrap().resize_exact(64, 64, image::imageops::FilterType::Triangle).to_rgb8();
+        img.save(rgb.join(format!("images/{id}.png"))).unwrap();
+        for c in 0..2 {
+            let channel = GrayImage::from_fn(64, 64, |x, y| image::Luma([img.get_pixel(x, y).0[c]]));
+            channel.save(nn.join(format!("imagesTr/{id}_{c:04}.png"))).unwrap();
+        }
+        let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+        let m = image::open(kvasir.join(format!("masks/{stem}.png"))).unwrap().to_luma8();
+        let m = image::imageops::resize(&m, 64, 64, image::imageops::FilterType::Nearest);
+        let binary = GrayImage::from_fn(64, 64, |x, y| image::Luma([(m.get_pixel(x, y).0[0] > 127) as u8]));
+        binary.save(nn.join(format!("labelsTr/{id}.png"))).unwrap();
+        GrayImage::from_fn(64, 64, |x, y| image::Luma([binary.get_pixel(x, y).0[0] * 255]))
+            .save(rgb.join(format!("masks/{id}.png")))
+            .unwrap();
+    }
+    let json = |channels: &str| {
+        let text = format!(
+            r#"{{"channel_names": {{{channels}}}, "labels": {{"background": 0, "polyp": 1}}, "numTraining": 12, "file_ending": ".png"}}"#
+        );
+        std::fs::write(nn.join("dataset.json"), text).unwrap();
+    };
+    json(r#""0": "red", "1": "green""#);
+    let (a, b) = (dataset::load(&rgb, &opts(32)).unwrap(), dataset::load(&nn, &opts(32)).unwrap());
+    assert_eq!(b.images.size(), vec![12, 2, 32, 32]);
+    assert!(a.images.narrow(1, 0, 2).equal(&b.images) && a.masks.equal(&b.masks));
+
+    let run = d.path().join("run");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let args = ["--size", "32", "--n", "8", "--width", "4", "--depth", "3", "--iters", "20", "--val-every", "10"];
+    let mut train = vec!["train".to_string(), s(&nn), "--out".into(), s(&run), "--device".into(), "cpu".into()];
+    train.extend(args.iter().map(|a| a.to_string()));
+    let o = genseg(&train.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["label_names"]["1"], "polyp", "{summary}");
+    let o = genseg(&["predict", "--run", &s(&run), &s(&rgb.join("images")), "--out", &s(&d.path().join("p"))]);
+    assert!(!o.status.success() && stderr(&o).contains("2 input channels"), "{}", stderr(&o));
+
+    json(r#""0": "red", "1": "green", "2": "blue""#);
+    let err = format!("{:#}", dataset::load(&nn, &opts(32)).unwrap_err());
+    assert!(err.contains("polyp_000_0000.png") && err.contains("dataset.json lists 3"), "{err}");
+    json(r#""0": "red", "1": "green""#);
+    std::fs::remove_file(nn.join("imagesTr/polyp_005_0001.png")).unwrap();
+    let err = format!("{:#}", dataset::load(&nn, &opts(32)).unwrap_err());
+    assert!(err.contains("polyp_005_0000.png") && err.contains("_0001"), "{err}");
+}

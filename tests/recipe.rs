@@ -1,9 +1,10 @@
 //! The training recipe end to end on phantom data: nnU-Net augmentation, SGD with the poly
-//! schedule, early stopping and the study's records of budget and stop.
+//! schedule, early stopping and the study's records of budget and stop, genseg's amortised
+//! schedule.
 mod common;
 use common::*;
 use genseg::data::nnaug::AugmentPreset;
-use genseg::train::config::Schedule;
+use genseg::train::config::{Schedule, Upper};
 use genseg::train::optim::OptimConfig;
 use genseg::train::{segment, Method};
 use tch::Device;
@@ -129,6 +130,7 @@ fn a_study_in_two_worker_processes_gives_the_same_results() {
             out.to_str().unwrap(),
         ]);
         assert!(o.status.success(), "--jobs {jobs}: {}", stderr(&o));
+        check_report(&out);
         let text = std::fs::read_to_string(out.join("results.csv")).unwrap();
         text.lines().skip(1).map(|l| l.split(',').map(String::from).collect::<Vec<_>>()).collect::<Vec<_>>()
     };
@@ -143,6 +145,61 @@ fn a_study_in_two_worker_processes_gives_the_same_results() {
         for column in [3, 4] {
             let (x, y): (f64, f64) = (a[column].parse().unwrap(), b[column].parse().unwrap());
             assert!((x - y).abs() < 1e-3, "{a:?} vs {b:?}");
+        }
+    }
+}
+
+/// results.md has the paired differences against `separate` (per N and pooled), and report.html
+/// links only files that exist, among them the plots and each method's overlays.
+fn check_report(study: &std::path::Path) {
+    let md = std::fs::read_to_string(study.join("results.md")).unwrap();
+    let paired = md.split("### In-domain test Dice: each method minus separate").nth(1).expect("paired table");
+    let row = paired.lines().find(|l| l.starts_with("| plain |")).expect("plain minus separate");
+    assert!(row.contains("(4)") && row.contains("(2)"), "4 pooled cells, 2 per N: {row}");
+    let html = std::fs::read_to_string(study.join("report.html")).unwrap();
+    let links: Vec<&str> = html.split("src=\"").skip(1).map(|s| s.split('"').next().unwrap()).collect();
+    for link in &links {
+        assert!(study.join(link).is_file(), "report.html links the missing {link}");
+    }
+    for needed in ["efficiency.png", "runs/plain-n8-s1/overlays_test.png", "runs/separate-n8-s1/samples.png"] {
+        assert!(links.contains(&needed), "report.html lacks {needed}: {links:?}");
+    }
+    assert!(html.contains("minus separate") && html.ends_with("</html>\n"));
+}
+
+/// `--gan-every 2 --arch-every 3 --upper both`: the GAN steps on every second iteration, the
+/// upper level on every third, and each upper-level step carries a non-zero hypergradient (to
+/// alpha and the generator's decoder together).
+#[test]
+fn amortised_genseg_steps_gan_and_upper_level_on_their_schedules() {
+    let d = tempfile::tempdir().unwrap();
+    let data = phantom_dataset(d.path(), 20);
+    let mut cfg = small_config(&data, Method::Genseg, 8, 7);
+    cfg.data.load.size = 32;
+    cfg.width = 4;
+    cfg.depth = 3;
+    cfg.val_every = 1;
+    cfg.pretrain_iters = 5;
+    cfg.gan.ngf = 4;
+    cfg.gan.ndf = 4;
+    cfg.gan_every = 2;
+    cfg.arch_every = 3;
+    cfg.upper = Upper::Both;
+    let out = d.path().join("run");
+    segment::run(&cfg, &out, Device::Cpu).unwrap();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 7);
+    for line in &lines {
+        // Validation after iteration `iter` logs the step of index iter - 1.
+        let step = line["iter"].as_u64().unwrap() - 1;
+        assert_eq!(line["d_loss"].is_number(), step % 2 == 0, "GAN step at {step}: {line}");
+        match line["hypergrad_norm"].as_f64() {
+            Some(h) => assert!(step % 3 == 0 && h > 0.0 && h.is_finite(), "step {step}: {h}"),
+            None => assert!(step % 3 != 0, "no upper-level step at {step}"),
         }
     }
 }

@@ -128,17 +128,29 @@ pub fn stem(path: &Path) -> String {
     path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default()
 }
 
-/// NIfTI files of a folder by case id (nnU-Net's `_0000` channel suffix stripped).
+/// NIfTI files of a folder by case id (nnU-Net's `_0000` channel suffix stripped). A case with
+/// further channels (`{case}_0001` beside `{case}_0000`) is refused: volumes take one channel.
 pub fn nifti_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let mut files = BTreeMap::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let path = entry?.path();
         if is_nifti(&path) {
-            let id = stem(&path);
-            files.insert(id.strip_suffix("_0000").map(str::to_string).unwrap_or(id), path);
+            files.insert(stem(&path), path);
         }
     }
-    Ok(files)
+    for (id, path) in &files {
+        let channel_of = id.rsplit_once('_').filter(|(_, ch)| ch.len() == 4 && ch.chars().all(|c| c.is_ascii_digit()));
+        if let Some((case, ch)) =
+            channel_of.filter(|(case, ch)| *ch != "0000" && files.contains_key(&format!("{case}_0000")))
+        {
+            bail!(
+                "{}: input channel _{ch} of case '{case}'; 3-D sets are read with one channel (_0000): move the other \
+                 channels out",
+                path.display()
+            );
+        }
+    }
+    Ok(files.into_iter().map(|(id, path)| (id.strip_suffix("_0000").map(str::to_string).unwrap_or(id), path)).collect())
 }
 
 /// Which of the two folders an unmatched file came from.

@@ -2,10 +2,12 @@
 //!
 //! Two layouts are understood ([`Folders`]): `images/` + `masks/` with matching stems (mask
 //! suffixes such as `_mask` are stripped), and nnU-Net's raw layout (`imagesTr/{case}_0000.ext`,
-//! `labelsTr/{case}.ext`, `dataset.json`).
+//! `_0001.ext`... one grey image per input channel, `labelsTr/{case}.ext`, `dataset.json` with the
+//! channel names, label names and file ending checked against the files).
 use super::check::{CheckReport, ImageStats, Stats};
 use super::files::{pair_by_id, refuse_fatal, stem, unusable, Folders, Layout, Pair, Problem, Side};
 use super::image_io::{self, has_image_extension};
+use super::nnunet;
 use super::set::{LoadOptions, SegDataset};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
@@ -16,7 +18,8 @@ use tch::Tensor;
 #[derive(Debug, Clone)]
 pub struct CaseFiles {
     pub id: String,
-    pub image: PathBuf,
+    /// One file per input channel (several only in nnU-Net's layout: `_0000`, `_0001`...).
+    pub images: Vec<PathBuf>,
     pub mask: PathBuf,
 }
 
@@ -68,22 +71,42 @@ pub fn scan(root: &Path, opts: &LoadOptions) -> Result<Inventory> {
     let folders = Folders::of(root)?;
     let layout = folders.layout;
     let mut problems = Vec::new();
-    if layout == Layout::NnUnetRaw && !root.join("dataset.json").is_file() {
-        problems
-            .push(Problem::warning(&root.join("dataset.json"), "missing (nnU-Net layout); labels are assumed binary"));
-    }
+    let dataset_json = root.join("dataset.json");
+    let described = match layout {
+        Layout::ImagesMasks => None,
+        Layout::NnUnetRaw => match nnunet::read(root) {
+            Ok(None) => {
+                problems.push(Problem::warning(&dataset_json, "missing (nnU-Net layout); labels are assumed binary"));
+                None
+            }
+            Ok(Some(d)) => Some(d),
+            Err(e) => {
+                problems.push(Problem::from_error(&[&dataset_json], &e));
+                None
+            }
+        },
+    };
     let images = list_files(&folders.images, &mut problems)?;
     let masks = list_files(&folders.masks, &mut problems)?;
 
-    let mut by_id: BTreeMap<String, PathBuf> = BTreeMap::new();
+    // Case id -> channel index -> file.
+    let mut by_id: BTreeMap<String, BTreeMap<usize, PathBuf>> = BTreeMap::new();
     for path in images {
         let mut id = stem(&path);
+        let mut channel = 0;
         if layout == Layout::NnUnetRaw {
-            match id.rsplit_once('_') {
-                Some((case, "0000")) => id = case.to_string(),
-                Some((_, ch)) if ch.len() == 4 && ch.chars().all(|c| c.is_ascii_digit()) => {
-                    problems.push(Problem::warning(&path, "extra input channel ignored (2-D mode uses channel _0000)"));
+            if let Some(ending) = described.as_ref().and_then(|d| d.file_ending.as_deref()) {
+                if !path.to_string_lossy().ends_with(ending) {
+                    let message =
+                        format!("dataset.json's file_ending is {ending}; convert the file or fix file_ending");
+                    problems.push(Problem::error(&path, message));
                     continue;
+                }
+            }
+            match id.rsplit_once('_').map(|(case, ch)| (case, ch.parse::<usize>())) {
+                Some((case, Ok(ch))) if id.len() - case.len() == 5 => {
+                    channel = ch;
+                    id = case.to_string();
                 }
                 _ => {
                     problems.push(Problem::error(&path, "nnU-Net images must be named {case}_0000.ext; rename it"));
@@ -91,13 +114,33 @@ pub fn scan(root: &Path, opts: &LoadOptions) -> Result<Inventory> {
                 }
             }
         }
-        if let Some(previous) = by_id.insert(id.clone(), path.clone()) {
+        if let Some(previous) = by_id.entry(id.clone()).or_default().insert(channel, path.clone()) {
             problems.push(Problem::error(
                 &path,
                 format!("same case id '{id}' as {}; keep one of them", previous.display()),
             ));
         }
     }
+    // Every case has the channels dataset.json names (or, without it, as many as the first case).
+    let expected = described.as_ref().map(|d| d.channels.len()).or_else(|| by_id.values().next().map(|c| c.len()));
+    let mut by_id: BTreeMap<String, Vec<PathBuf>> = by_id
+        .into_iter()
+        .filter_map(|(id, channels)| {
+            let want = expected.unwrap_or(1);
+            if channels.keys().copied().eq(0..want) {
+                return Some((id, channels.into_values().collect()));
+            }
+            let (_, first) = channels.first_key_value().expect("a case has a file");
+            let source = if described.is_some() { "dataset.json lists" } else { "the first case has" };
+            let message = format!(
+                "case '{id}' has input channels {:?}, {source} {want} ({}); add or remove {id}_XXXX files",
+                channels.keys().collect::<Vec<_>>(),
+                (0..want).map(|c| format!("_{c:04}")).collect::<Vec<_>>().join(", ")
+            );
+            problems.push(Problem::error(first, message));
+            None
+        })
+        .collect();
     let mut mask_for: BTreeMap<String, PathBuf> = BTreeMap::new();
     for path in masks {
         let s = stem(&path);
@@ -119,7 +162,8 @@ pub fn scan(root: &Path, opts: &LoadOptions) -> Result<Inventory> {
     }
     let suffixes = opts.mask_suffixes.join(",");
     let mask_dir = folders.masks.display();
-    let (pairs, orphans) = pair_by_id(by_id, mask_for, |side, id| {
+    let firsts: BTreeMap<String, PathBuf> = by_id.iter().map(|(id, files)| (id.clone(), files[0].clone())).collect();
+    let (pairs, orphans) = pair_by_id(firsts, mask_for, |side, id| {
         match side {
         Side::First => (
             format!("no mask in {mask_dir} (looked for {id}.ext and {id}{{{suffixes}}}.ext); add the mask or remove the image"),
@@ -129,8 +173,14 @@ pub fn scan(root: &Path, opts: &LoadOptions) -> Result<Inventory> {
     }
     });
     problems.extend(orphans);
-    let cases =
-        pairs.into_iter().map(|Pair { id, first, second }| CaseFiles { id, image: first, mask: second }).collect();
+    let cases = pairs
+        .into_iter()
+        .map(|Pair { id, second, .. }| CaseFiles {
+            images: by_id.remove(&id).expect("paired ids are image ids"),
+            id,
+            mask: second,
+        })
+        .collect();
     Ok(Inventory { root: root.to_path_buf(), layout, cases, problems })
 }
 
@@ -145,7 +195,8 @@ pub struct LoadedCase {
 }
 
 fn read_case(case: &CaseFiles, channels: usize, opts: &LoadOptions) -> Result<(LoadedCase, Vec<Problem>)> {
-    let img = image_io::decode(&case.image)?;
+    let decoded: Vec<_> = case.images.iter().map(|p| image_io::decode(p)).collect::<Result<_>>()?;
+    let img = &decoded[0];
     let mask = image_io::decode_mask(&case.mask, opts.binarize)?;
     let (w, h) = (img.width(), img.height());
     if (mask.mask.width(), mask.mask.height()) != (w, h) {
@@ -154,9 +205,25 @@ fn read_case(case: &CaseFiles, channels: usize, opts: &LoadOptions) -> Result<(L
             case.mask.display(),
             mask.mask.width(),
             mask.mask.height(),
-            case.image.display()
+            case.images[0].display()
         );
     }
+    let image = if decoded.len() == 1 {
+        image_io::image_to_chw(img, channels, opts.size)
+    } else {
+        // nnU-Net's multi-channel cases: one grey image per channel, stacked in channel order.
+        let mut stacked = Vec::new();
+        for (path, channel) in case.images.iter().zip(&decoded) {
+            if image_io::is_color(channel) || (channel.width(), channel.height()) != (w, h) {
+                bail!(
+                    "{}: each input channel must be a grey image of its case's size ({w}x{h}); re-save it",
+                    path.display()
+                );
+            }
+            stacked.extend(image_io::image_to_chw(channel, 1, opts.size));
+        }
+        stacked
+    };
     let mut problems = Vec::new();
     if mask.thresholded {
         problems.push(Problem::warning(
@@ -166,10 +233,10 @@ fn read_case(case: &CaseFiles, channels: usize, opts: &LoadOptions) -> Result<(L
     }
     let loaded = LoadedCase {
         id: case.id.clone(),
-        image: image_io::image_to_chw(&img, channels, opts.size),
+        image,
         mask: image_io::mask_to_hw(&mask.mask, opts.size),
         original_size: (w, h),
-        color: image_io::is_color(&img),
+        color: decoded.len() == 1 && image_io::is_color(img),
         mask_values: mask.values,
     };
     Ok((loaded, problems))
@@ -178,9 +245,13 @@ fn read_case(case: &CaseFiles, channels: usize, opts: &LoadOptions) -> Result<(L
 /// Decodes every case in parallel; a case that fails becomes a fatal problem naming its file.
 pub fn read_cases(inv: &Inventory, opts: &LoadOptions) -> Result<(Vec<LoadedCase>, Vec<Problem>, usize)> {
     let first = inv.cases.first().context("no usable image/mask pairs")?;
-    let channels = match opts.channels {
-        Some(c) => c,
-        None => match image_io::decode(&first.image) {
+    let channels = match (opts.channels, first.images.len()) {
+        (Some(c), 1) => c,
+        (Some(c), files) if c != files => {
+            bail!("{}: the cases have {files} input channels; leave out --channels {c}", inv.root.display())
+        }
+        (_, files) if files > 1 => files,
+        _ => match image_io::decode(&first.images[0]) {
             Ok(img) if image_io::is_color(&img) => 3,
             Ok(_) => 1,
             Err(_) => 3,
@@ -195,7 +266,10 @@ pub fn read_cases(inv: &Inventory, opts: &LoadOptions) -> Result<(Vec<LoadedCase
                 problems.extend(p);
                 cases.push(loaded);
             }
-            Err(e) => problems.push(Problem::from_error(&[&case.image, &case.mask], &e)),
+            Err(e) => {
+                let files: Vec<&Path> = case.images.iter().chain([&case.mask]).map(PathBuf::as_path).collect();
+                problems.push(Problem::from_error(&files, &e))
+            }
         }
     }
     if !opts.allow_empty && !cases.is_empty() && cases.iter().all(|c| c.mask_values == [0]) {

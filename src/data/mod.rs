@@ -9,6 +9,7 @@ pub mod files;
 pub mod image_io;
 pub mod images;
 pub mod nnaug;
+pub mod nnunet;
 pub mod phantom;
 pub mod photometric;
 pub mod set;
@@ -71,6 +72,11 @@ fn cache_key(folders: &Folders, opts: &LoadOptions) -> Option<String> {
         entries.sort();
         key.push('\n');
         key.push_str(&entries.join("\n"));
+    }
+    // dataset.json decides channels and checks (nnU-Net layout): its contents are part of the key.
+    if let Ok(text) = std::fs::read_to_string(folders.root.join("dataset.json")) {
+        key.push('\n');
+        key.push_str(&text);
     }
     Some(key)
 }

@@ -2,6 +2,7 @@
 pub mod distance;
 pub mod metrics;
 pub mod report;
+pub mod stats;
 
 use crate::data::files::{nifti_files, pair_by_id, refuse_fatal, Pair, Side};
 use crate::data::image_io::decode_mask;

@@ -71,6 +71,16 @@ pub struct TrainConfig {
     pub arch_lr: f64,
     /// Architecture step every k iterations.
     pub arch_every: usize,
+    /// `genseg`: GAN step every k iterations (amortises the most expensive phase after the
+    /// hypergradient; the generator still synthesises every iteration).
+    #[serde(default = "one")]
+    pub gan_every: usize,
+    /// What the hypergradient moves in `genseg`.
+    #[serde(default)]
+    pub upper: Upper,
+    /// Adam learning rate of the generator's decoder when `upper` moves it.
+    #[serde(default = "upper_generator_lr")]
+    pub upper_generator_lr: f64,
     /// Inner step size of the unrolled update; `None` = the segmenter's learning rate.
     pub xi: Option<f64>,
     /// Finite-difference perturbation norm of the hypergradient (eps = fd_scale / |v|).
@@ -113,6 +123,42 @@ pub struct TrainConfig {
     /// nnU-Net's deep supervision: auxiliary outputs on the decoder stages, weighted 1/2^i.
     #[serde(default)]
     pub deep_supervision: bool,
+}
+
+/// GenSeg's upper-level variables: what the segmenter's validation loss moves through the
+/// unrolled segmentation step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Upper {
+    /// The mixed ops' architecture logits (the paper's upper level).
+    #[default]
+    Alpha,
+    /// The generator's decoder (up-sampling convolutions and their BatchNorm affine weights),
+    /// moved by the hypergradient beside the GAN loss, so the images are pulled towards what
+    /// helps the segmenter while the GAN keeps them realistic.
+    Generator,
+    /// Both.
+    Both,
+}
+
+impl Upper {
+    pub fn moves_alpha(self) -> bool {
+        matches!(self, Upper::Alpha | Upper::Both)
+    }
+
+    pub fn moves_generator(self) -> bool {
+        matches!(self, Upper::Generator | Upper::Both)
+    }
+}
+
+fn one() -> usize {
+    1
+}
+
+/// A tenth of the GAN's learning rate: Adam moves every weight by about its learning rate per
+/// step whatever the gradient's scale, and the hypergradient should nudge, not outrun, the GAN.
+fn upper_generator_lr() -> f64 {
+    2e-5
 }
 
 /// Learning rate over the run.
@@ -161,6 +207,9 @@ impl TrainConfig {
             generator: None,
             arch_lr: 3e-3,
             arch_every: 1,
+            gan_every: 1,
+            upper: Upper::Alpha,
+            upper_generator_lr: upper_generator_lr(),
             xi: None,
             fd_scale: 0.01,
             hypergrad: HypergradMode::Exact,

@@ -159,6 +159,16 @@ impl Gan {
         Ok(Gan { spec: spec.clone(), g_vs, d_vs, arch_vs, g, d, g_opt, d_opt })
     }
 
+    /// The decoder's trainable weights (up-sampling convolutions and their BatchNorm affine
+    /// parameters): what `--upper generator` moves.
+    pub fn decoder_weights(&self) -> Vec<Tensor> {
+        let mut named: Vec<(String, Tensor)> =
+            self.g_vs.variables().into_iter().filter(|(k, t)| k.starts_with("up") && t.requires_grad()).collect();
+        // VarStore hands out a hash map: sort for a fixed order (optimiser state, checkpoints).
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named.into_iter().map(|(_, t)| t).collect()
+    }
+
     /// Generated images in [0, 1]; differentiable w.r.t. generator weights and alpha.
     pub fn synthesize(&self, masks: &Tensor) -> Tensor {
         // The generator always runs in train mode (BatchNorm batch statistics, dropout as noise),

@@ -11,6 +11,8 @@
 //! perturbation of the segmenter is undone by copying back a snapshot of all its variables
 //! (weights and BatchNorm buffers), so validation data never changes the segmenter.
 //! The generator is not perturbed, so its synthetic images are computed once per iteration.
+//! The same chain rule reaches the generator's own weights (`--upper generator`): only the
+//! last backward pass, from the image-space derivative into the generator, changes target.
 use super::gan::Gan;
 use super::loss::{unet_loss, unet_loss_per_case, RegionLoss};
 use super::optim::gradients;
@@ -120,7 +122,8 @@ impl Lower<'_> {
         unet_loss(self.seg, images, masks, self.region)
     }
 
-    /// The hypergradient w.r.t. alpha, given grad_theta L_train at the current theta and the
+    /// The hypergradient w.r.t. each of `targets` (alpha, generator weights: whatever the
+    /// synthetic images' graph reaches), given grad_theta L_train at the current theta and the
     /// batch's synthetic images (still attached to the generator's graph).
     ///
     /// grad_alpha L_train(theta +- eps v) = J^T dL/dx~(theta +- eps v), with J the Jacobian of
@@ -138,7 +141,8 @@ impl Lower<'_> {
         xi: f64,
         mode: HypergradMode,
         fd_scale: f64,
-    ) -> Tensor {
+        targets: &[Tensor],
+    ) -> Vec<Tensor> {
         let params = self.seg_vs.trainable_variables();
         let seg_snapshot = Snapshot::take(self.seg_vs);
         shift(&params, train_grads, -xi);
@@ -146,9 +150,8 @@ impl Lower<'_> {
         seg_snapshot.restore();
         let norm =
             tch::no_grad(|| v.iter().map(|t| t.square().sum(tch::Kind::Double).double_value(&[])).sum::<f64>().sqrt());
-        let alpha = &self.gan.g.alpha;
         if norm == 0.0 || !norm.is_finite() {
-            return alpha.zeros_like();
+            return targets.iter().map(Tensor::zeros_like).collect();
         }
         let leaf = synthetic.detach().set_requires_grad(true);
         // d/dx~ (grad_theta L_syn . v), the image-space mixed derivative.
@@ -172,7 +175,7 @@ impl Lower<'_> {
         };
         let through_generator = (synthetic * mixed).sum(synthetic.kind());
         // The generator's graph is kept: the caller owns `synthetic` and may reuse it.
-        Tensor::run_backward(&[through_generator], std::slice::from_ref(alpha), true, false).pop().unwrap() * -xi
+        Tensor::run_backward(&[through_generator], targets, true, false).into_iter().map(|g| g * -xi).collect()
     }
 }
 
@@ -306,16 +309,17 @@ mod tests {
         Lower { seg: &f.seg, seg_vs: &f.seg_vs, gan: &f.gan, region: RegionLoss::Dice, lambda: 1.0 }
     }
 
-    /// dL_val(theta'(alpha))/dalpha by perturbing each alpha entry and redoing the inner step.
-    fn brute_force(f: &Fixture, xi: f64, h: f64) -> Tensor {
+    /// dL_val(theta'(u))/du for the given entries of an upper-level variable u (alpha or a
+    /// generator weight), by perturbing each entry and redoing the inner step.
+    fn brute_force(f: &Fixture, var: &Tensor, entries: &[i64], xi: f64, h: f64) -> Vec<f64> {
         let lo = lower(f);
         let params = f.seg_vs.trainable_variables();
         let snapshot = Snapshot::take(&f.seg_vs);
-        let alpha = f.gan.g.alpha.shallow_clone();
-        let original = alpha.copy();
+        let gen_snapshot = Snapshot::take(&f.gan.g_vs);
+        let original = var.copy();
         let val_after_step = |delta: f64, entry: i64| -> f64 {
             tch::no_grad(|| {
-                let mut a = alpha.shallow_clone();
+                let mut a = var.shallow_clone();
                 a.copy_(&original);
                 let _ = a.view(-1).get(entry).g_add_scalar_(delta);
             });
@@ -323,15 +327,16 @@ mod tests {
             shift(&params, &grads, -xi);
             let loss = tch::no_grad(|| lo.val_loss(&f.val.0, &f.val.1).double_value(&[]));
             snapshot.restore();
+            // Train-mode BatchNorm in the generator moves its running statistics.
+            gen_snapshot.restore();
             loss
         };
-        let out: Vec<f64> =
-            (0..alpha.numel() as i64).map(|k| (val_after_step(h, k) - val_after_step(-h, k)) / (2.0 * h)).collect();
+        let out = entries.iter().map(|&k| (val_after_step(h, k) - val_after_step(-h, k)) / (2.0 * h)).collect();
         tch::no_grad(|| {
-            let mut a = alpha.shallow_clone();
+            let mut a = var.shallow_clone();
             a.copy_(&original);
         });
-        Tensor::from_slice(&out).view_as(&alpha)
+        out
     }
 
     /// ReLU networks are only piecewise smooth: a perturbation of norm 0.01 (DARTS' default) flips
@@ -353,13 +358,14 @@ mod tests {
         let params = f.seg_vs.trainable_variables();
         let synthetic = lo.synthesize(&f.batch);
         let grads = gradients(&lo.train_loss(&f.batch, &synthetic), &params);
-        let hyper =
-            lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, xi, HypergradMode::Fd, FD_SCALE);
-        let exact =
-            lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, xi, HypergradMode::Exact, FD_SCALE);
-        let brute = brute_force(f, xi, 1e-6);
+        let alpha = std::slice::from_ref(&f.gan.g.alpha);
+        let hypergradient = |mode| {
+            lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, xi, mode, FD_SCALE, alpha).remove(0)
+        };
+        let (hyper, exact) = (hypergradient(HypergradMode::Fd), hypergradient(HypergradMode::Exact));
+        let entries: Vec<i64> = (0..f.gan.g.alpha.numel() as i64).collect();
+        let b = brute_force(f, &f.gan.g.alpha, &entries, xi, 1e-6);
         let h = Vec::<f64>::try_from(hyper.view(-1)).unwrap();
-        let b = Vec::<f64>::try_from(brute.view(-1)).unwrap();
         let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
         assert!(norm(&h) > 0.0, "hypergradient is zero");
         for (k, (x, y)) in h.iter().zip(&b).enumerate() {
@@ -371,6 +377,46 @@ mod tests {
         let e = Vec::<f64>::try_from(exact.view(-1)).unwrap();
         let err = e.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt() / norm(&b);
         assert!(err < 1e-3, "exact mode differs from brute force by {err}");
+    }
+
+    /// `--upper generator`: the hypergradient w.r.t. the generator's decoder weights, against
+    /// brute force on entries of every decoder tensor, with alpha in the same call.
+    #[test]
+    fn generator_hypergradient_matches_brute_force() {
+        let f = fixture(&[16, 16]);
+        let (xi, lo) = (0.5, lower(&f));
+        let params = f.seg_vs.trainable_variables();
+        let synthetic = lo.synthesize(&f.batch);
+        let grads = gradients(&lo.train_loss(&f.batch, &synthetic), &params);
+        let mut targets = f.gan.decoder_weights();
+        assert!(!targets.is_empty());
+        targets.push(f.gan.g.alpha.shallow_clone());
+        let got = lo.hypergradient(
+            &f.batch,
+            &synthetic,
+            (&f.val.0, &f.val.1),
+            &grads,
+            xi,
+            HypergradMode::Exact,
+            FD_SCALE,
+            &targets,
+        );
+        assert_eq!(got.len(), targets.len());
+        let mut checked = 0;
+        for (var, g) in targets.iter().zip(&got) {
+            let n = var.numel() as i64;
+            let entries: Vec<i64> = [0, n / 3, n - 1].into_iter().collect();
+            let brute = brute_force(&f, var, &entries, xi, 1e-6);
+            let g = Vec::<f64>::try_from(g.view(-1)).unwrap();
+            for (&k, b) in entries.iter().zip(&brute) {
+                let x = g[k as usize];
+                // Central differences of a loss near 0.5 at h = 1e-6 carry about 1e-10 of rounding.
+                let tolerance = 1e-2 * b.abs() + 1e-9;
+                assert!((x - b).abs() <= tolerance, "entry {k} of {:?}: {x} vs brute force {b}", var.size());
+                checked += (b.abs() > 0.0) as usize;
+            }
+        }
+        assert!(checked > targets.len(), "too few non-zero entries checked: {checked}");
     }
 
     /// Per-sample influence against dL_val(theta - xi grad(L_real + sum_i eps_i l_i))/deps_i by
@@ -426,8 +472,10 @@ mod tests {
         let grads = gradients(&lo.train_loss(&f.batch, &synthetic), &params);
         let before = Snapshot::take(&f.seg_vs);
         let gen_before = Snapshot::take(&f.gan.g_vs);
+        let mut targets = f.gan.decoder_weights();
+        targets.push(f.gan.g.alpha.shallow_clone());
         for mode in [HypergradMode::Fd, HypergradMode::Exact] {
-            let _ = lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, 0.5, mode, 0.01);
+            let _ = lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, 0.5, mode, 0.01, &targets);
         }
         for snap in [before, gen_before] {
             for (saved, live) in &snap.pairs {

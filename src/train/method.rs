@@ -29,9 +29,54 @@ pub enum Arm {
     },
     Genseg {
         gan: Gan,
-        arch_opt: Optimizer,
+        upper: Box<UpperOptimizers>,
         real: RealAugment,
     },
+}
+
+/// Optimisers of what the hypergradient moves (`--upper`): alpha, the generator's decoder, or both.
+pub struct UpperOptimizers {
+    alpha: Option<Optimizer>,
+    generator: Option<Optimizer>,
+}
+
+impl UpperOptimizers {
+    fn new(cfg: &TrainConfig, gan: &Gan) -> UpperOptimizers {
+        let adam = |lr| OptimConfig::adam(lr, ARCH_BETA1);
+        UpperOptimizers {
+            alpha: cfg
+                .upper
+                .moves_alpha()
+                .then(|| Optimizer::new(adam(cfg.arch_lr), vec![gan.g.alpha.shallow_clone()])),
+            generator: cfg
+                .upper
+                .moves_generator()
+                .then(|| Optimizer::new(adam(cfg.upper_generator_lr), gan.decoder_weights())),
+        }
+    }
+
+    fn optimizers(&mut self) -> impl Iterator<Item = &mut Optimizer> {
+        self.alpha.iter_mut().chain(self.generator.iter_mut())
+    }
+
+    /// The variables, in the order [`UpperOptimizers::step`] takes their gradients.
+    fn targets(&self) -> Vec<Tensor> {
+        self.alpha.iter().chain(&self.generator).flat_map(|o| o.params().iter().map(Tensor::shallow_clone)).collect()
+    }
+
+    fn step(&mut self, mut grads: Vec<Tensor>) {
+        for opt in self.optimizers() {
+            let rest = grads.split_off(opt.params().len());
+            opt.step(&grads);
+            grads = rest;
+        }
+    }
+
+    /// Checkpoint files: alpha's optimiser keeps its old name.
+    fn files(&self) -> impl Iterator<Item = (&Optimizer, &'static str)> {
+        let alpha = self.alpha.iter().map(|o| (o, "arch_optim.safetensors"));
+        alpha.chain(self.generator.iter().map(|o| (o, "upper_generator_optim.safetensors")))
+    }
 }
 
 /// What the real pairs go through before a step.
@@ -135,9 +180,8 @@ impl Arm {
         Ok(match cfg.method {
             Method::Separate => Arm::Separate { gan, real },
             _ => {
-                let arch_opt =
-                    Optimizer::new(OptimConfig::adam(cfg.arch_lr, ARCH_BETA1), vec![gan.g.alpha.shallow_clone()]);
-                Arm::Genseg { gan, arch_opt, real }
+                let upper = Box::new(UpperOptimizers::new(cfg, &gan));
+                Arm::Genseg { gan, upper, real }
             }
         })
     }
@@ -158,7 +202,8 @@ impl Arm {
     }
 
     /// Segmenter gradients of step `iter` on the real batch `(x, m)`; `genseg` also takes its GAN
-    /// step and, every `arch_every` steps, its architecture step on a validation batch. Draws
+    /// step every `gan_every` steps and, every `arch_every` steps, its upper-level step on a
+    /// validation batch. Draws
     /// from `batches` in a fixed order (augmentation, then the validation batch), so a resumed
     /// run repeats the same stream.
     pub fn step(
@@ -173,7 +218,7 @@ impl Arm {
         let seed = step_seed(cfg.seed, iter);
         let params = seg.vs.trainable_variables();
         let mut log = StepLog { loss: 0.0, gan: None, hypergrad_norm: None };
-        let (gan, arch_opt, real) = match self {
+        let (gan, upper, real) = match self {
             Arm::Plain | Arm::Augment(_) => {
                 let (x, m) = match self {
                     Arm::Augment(real) => real.apply(cfg, x, m, &mut batches.rng),
@@ -184,21 +229,23 @@ impl Arm {
                 return (gradients(&loss, &params), log);
             }
             Arm::Separate { gan, real } => (&*gan, None, &*real),
-            Arm::Genseg { gan, arch_opt, real } => {
-                log.gan = Some(gan.step(&x, &m, &mut batches.rng));
-                (&*gan, Some(arch_opt), &*real)
+            Arm::Genseg { gan, upper, real } => {
+                if iter.is_multiple_of(cfg.gan_every) {
+                    log.gan = Some(gan.step(&x, &m, &mut batches.rng));
+                }
+                (&*gan, Some(&mut **upper), &*real)
             }
         };
         let synthetic_masks = augment_masks(&m, &cfg.augment, &mut batches.rng);
         let (images, masks) = real.apply(cfg, x, m, &mut batches.rng);
         let mut batch = TrainBatch { images, masks, synthetic_masks, seed, synthetic_weights: None };
-        let arch_step = arch_opt.is_some() && iter.is_multiple_of(cfg.arch_every);
+        let arch_step = upper.is_some() && iter.is_multiple_of(cfg.arch_every);
         let val_batch = (arch_step || cfg.reweight).then(|| batches.draw(val));
         let lower = Lower { seg: &seg.net, seg_vs: &seg.vs, gan, region: cfg.region_loss, lambda: cfg.lambda };
-        // A frozen generator's images are plain inputs; genseg keeps their graph to alpha.
-        let synthetic = match arch_opt {
-            Some(_) => lower.synthesize(&batch),
-            None => tch::no_grad(|| lower.synthesize(&batch)),
+        // Images are plain inputs except on an upper-level step, which needs their graph.
+        let synthetic = match arch_step {
+            true => lower.synthesize(&batch),
+            false => tch::no_grad(|| lower.synthesize(&batch)),
         };
         let synthetic = photometric_if(cfg, synthetic, &mut batches.rng);
         let xi = cfg.xi.unwrap_or(cfg.optim.lr);
@@ -208,10 +255,13 @@ impl Arm {
         let loss = lower.train_loss(&batch, &synthetic);
         log.loss = loss.double_value(&[]);
         let grads = gradients(&loss, &params);
-        if let (Some(arch_opt), true, Some((_, vx, vm))) = (arch_opt, arch_step, &val_batch) {
-            let g_alpha = lower.hypergradient(&batch, &synthetic, (vx, vm), &grads, xi, cfg.hypergrad, cfg.fd_scale);
-            log.hypergrad_norm = Some(g_alpha.norm().double_value(&[]));
-            arch_opt.step(&[g_alpha]);
+        if let (Some(upper), true, Some((_, vx, vm))) = (upper, arch_step, &val_batch) {
+            let targets = upper.targets();
+            let hyper =
+                lower.hypergradient(&batch, &synthetic, (vx, vm), &grads, xi, cfg.hypergrad, cfg.fd_scale, &targets);
+            let squares: f64 = hyper.iter().map(|g| g.square().sum(Kind::Double).double_value(&[])).sum();
+            log.hypergrad_norm = Some(squares.sqrt());
+            upper.step(hyper);
         }
         (grads, log)
     }
@@ -222,8 +272,10 @@ impl Arm {
             gan.save(dir)?;
             gan.save_optimizers(dir)?;
         }
-        if let Arm::Genseg { arch_opt, .. } = self {
-            save_tensors(&dir.join("arch_optim.safetensors"), &arch_opt.state())?;
+        if let Arm::Genseg { upper, .. } = self {
+            for (opt, file) in upper.files() {
+                save_tensors(&dir.join(file), &opt.state())?;
+            }
         }
         Ok(())
     }
@@ -235,10 +287,13 @@ impl Arm {
                 gan.load_weights(dir)?;
                 gan.load_optimizers(dir)?;
             }
-            Arm::Genseg { gan, arch_opt, .. } => {
+            Arm::Genseg { gan, upper, .. } => {
                 gan.load_weights(dir)?;
                 gan.load_optimizers(dir)?;
-                arch_opt.load_state(&load_tensors(&dir.join("arch_optim.safetensors"))?)?;
+                let files: Vec<&str> = upper.files().map(|(_, f)| f).collect();
+                for (opt, file) in upper.optimizers().zip(files) {
+                    opt.load_state(&load_tensors(&dir.join(file))?)?;
+                }
             }
         }
         Ok(())

@@ -4,7 +4,7 @@ use super::config::{Method, TrainConfig};
 use crate::eval::report::Summary;
 use crate::runtime::Versions;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// config.json: the configuration and the versions it ran with.
 #[derive(Serialize)]
@@ -45,6 +45,9 @@ pub struct RunSummary {
     /// Per label, when the model segments several.
     #[serde(default)]
     pub labels: Vec<LabelSummary>,
+    /// Names of the segmented label values from the dataset's dataset.json (nnU-Net/MSD layout).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub label_names: BTreeMap<u32, String>,
     /// softmax(alpha) rows at the end (generator methods).
     pub alpha: Option<Vec<Vec<f64>>>,
     pub seconds: f64,

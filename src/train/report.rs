@@ -73,6 +73,10 @@ pub fn finish(out: &Path, device: Device, mut t: Trainer, splits: &Splits, state
         test: summarize(&test_cases),
         ood: ood_cases.as_ref().map(|c| summarize(c)),
         labels,
+        label_names: crate::data::nnunet::label_names(&cfg.data.data)
+            .into_iter()
+            .filter(|(value, _)| splits.test.labels.contains(value))
+            .collect(),
         alpha,
         seconds: state.seconds,
         seconds_per_iter: state.seconds / state.iter.max(1) as f64,
@@ -125,7 +129,7 @@ pub fn plot_curves(out: &Path) -> Result<()> {
     let series = |label: &str, f: fn(&MetricsLine) -> f64| crate::viz::Series {
         label: label.into(),
         points: lines.iter().map(|l| (l.iter as f64, f(l))).filter(|p| p.1.is_finite()).collect(),
-        errors: vec![],
+        intervals: vec![],
     };
     crate::viz::line_chart(
         &out.join("curves.png"),
