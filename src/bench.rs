@@ -290,7 +290,7 @@ pub fn genseg_phases(
         ("segmentation loss + gradient, real + synthetic", seg_ms),
         ("hypergradient, fd", fd_ms),
         ("hypergradient, exact", exact_ms),
-        ("hypergradient, exact, generator decoder (--upper generator)", generator_ms),
+        ("hypergradient, exact, --upper generator", generator_ms),
         ("per-sample weights (--reweight)", weights_ms),
     ])
 }
