@@ -199,7 +199,7 @@ pub fn write_results(out: &Path, rows: &[Row], methods: &[Method]) -> Result<()>
             .collect();
         tables.push(Table { title: title.clone(), caption: None, header, rows });
     }
-    tables.extend(paired_tables(rows, methods, &ns, &metrics, measured)?);
+    tables.extend(paired_tables(rows, methods, &ns, &metrics, measured));
     let mut md = String::from("Mean ± sd over seeds of each run's mean per-case score (seeds per cell in brackets).\n");
     for t in &tables {
         md.push_str(&t.markdown());
@@ -280,7 +280,7 @@ fn paired_tables(
     ns: &[usize],
     metrics: &[(String, MetricOf)],
     measured: impl Fn(&MetricOf) -> bool,
-) -> Result<Vec<Table>> {
+) -> Vec<Table> {
     let score = |m: Method, n: usize, seed: u64, f: &MetricOf| {
         rows.iter().find(|r| r.summary.method == m && r.n == n && r.seed == seed).map(|r| f(&r.summary))
     };
@@ -331,7 +331,7 @@ fn paired_tables(
             });
         }
     }
-    Ok(tables)
+    tables
 }
 
 /// report.html: one page with the tables, the efficiency plots and, per method, the overlays,

@@ -203,9 +203,8 @@ impl Arm {
 
     /// Segmenter gradients of step `iter` on the real batch `(x, m)`; `genseg` also takes its GAN
     /// step every `gan_every` steps and, every `arch_every` steps, its upper-level step on a
-    /// validation batch. Draws
-    /// from `batches` in a fixed order (augmentation, then the validation batch), so a resumed
-    /// run repeats the same stream.
+    /// validation batch. Draws from `batches` in a fixed order (augmentation, then the
+    /// validation batch), so a resumed run repeats the same stream.
     pub fn step(
         &mut self,
         cfg: &TrainConfig,
