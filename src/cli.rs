@@ -642,6 +642,10 @@ pub enum Command {
         /// Internal: the worker of --jobs that runs cells i, i+k, ... (i/k)
         #[arg(long, hide = true, value_parser = shard)]
         shard: Option<(usize, usize)>,
+        /// Write results.csv/md, the plots and report.html from the runs that have finished,
+        /// training nothing (e.g. while the study still runs)
+        #[arg(long, conflicts_with_all = ["jobs", "shard"])]
+        tables_only: bool,
         /// Number of seeds (1..=k)
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
         seeds: u64,

@@ -83,8 +83,13 @@ fn run(cli: Cli) -> Result<()> {
             genseg::synth::write(&run, &source, n, seed, &out, device)?;
             println!("{n} synthetic pairs in {} (images/ and masks/)", out.display());
         }
-        Command::Study { args, n, val_n, seeds, methods, jobs, shard, out } => {
+        Command::Study { args, n, val_n, seeds, methods, jobs, shard, tables_only, out } => {
             let cfg = cli::study_config(&args, n, val_n, seeds, methods, shard)?;
+            if tables_only {
+                let found = genseg::study::tables_from_finished(&cfg, &out)?;
+                println!("{found} finished runs tabulated in {}", out.display());
+                return Ok(());
+            }
             if shard.is_some() {
                 genseg::study::run(&cfg, &out, device)?;
                 return Ok(());

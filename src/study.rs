@@ -10,7 +10,7 @@ use crate::train::gan::{pretrain, GanSpec, PretrainConfig};
 use crate::train::{segment, Method, RunSummary, TrainConfig};
 use anyhow::Result;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::Device;
 
 #[derive(Debug, Clone)]
@@ -32,44 +32,85 @@ pub struct Row {
     pub summary: RunSummary,
 }
 
+/// One cell of the study (N, seed): where its generator lives and each method's run.
+struct Cell {
+    n: usize,
+    seed: u64,
+    /// The configuration shared by the cell's runs (method unset).
+    base: TrainConfig,
+    generator: Option<PathBuf>,
+    runs: Vec<(TrainConfig, PathBuf)>,
+}
+
+/// The study's cells in order, seeds outermost (an interrupted study still has whole
+/// data-efficiency curves), with `shard`'s share only.
+fn cells(cfg: &StudyConfig, out: &Path) -> Vec<Cell> {
+    let all = cfg.seeds.iter().flat_map(|&seed| cfg.ns.iter().map(move |&n| (seed, n)));
+    all.enumerate()
+        .filter(|(index, _)| cfg.shard.is_none_or(|(i, k)| index % k == i))
+        .map(|(_, (seed, n))| {
+            let mut base = cfg.base.clone();
+            base.data.n = n;
+            base.seed = seed;
+            let generator = cfg
+                .methods
+                .iter()
+                .any(|m| m.uses_generator())
+                .then(|| out.join("generators").join(format!("n{n}-s{seed}")));
+            let runs = cfg
+                .methods
+                .iter()
+                .map(|&method| {
+                    let mut c = base.clone();
+                    c.method = method;
+                    c.generator = generator.clone().filter(|_| method.uses_generator());
+                    (c, out.join("runs").join(format!("{}-n{n}-s{seed}", method.name())))
+                })
+                .collect();
+            Cell { n, seed, base, generator, runs }
+        })
+        .collect()
+}
+
 pub fn run(cfg: &StudyConfig, out: &Path, device: Device) -> Result<Vec<Row>> {
     ensure_writable_dir(out)?;
     let _lock = if cfg.shard.is_none() { Some(lock_folder(out)?) } else { None };
     let mut rows = Vec::new();
-    // Seeds outermost: an interrupted study still has whole data-efficiency curves.
-    let cells = cfg.seeds.iter().flat_map(|&seed| cfg.ns.iter().map(move |&n| (seed, n)));
-    for (index, (seed, n)) in cells.enumerate() {
-        if cfg.shard.is_some_and(|(i, k)| index % k != i) {
-            continue;
+    for cell in cells(cfg, out) {
+        if let Some(gen_dir) = cell.generator.as_ref().filter(|g| !g.join("gan.json").is_file()) {
+            let splits = load_splits(&cell.base.data, cell.seed)?;
+            let spec = GanSpec::for_data(cell.base.gan.clone(), &splits.train);
+            let pcfg = PretrainConfig::new(cell.base.pretrain_iters, cell.base.batch_size, cell.seed);
+            pretrain(&spec, &pcfg, &splits.train, gen_dir, device)?;
         }
-        let mut run_cfg = cfg.base.clone();
-        run_cfg.data.n = n;
-        run_cfg.seed = seed;
-        if cfg.methods.iter().any(|m| m.uses_generator()) {
-            let gen_dir = out.join("generators").join(format!("n{n}-s{seed}"));
-            if !gen_dir.join("gan.json").is_file() {
-                let splits = load_splits(&run_cfg.data, seed)?;
-                let spec = GanSpec::for_data(run_cfg.gan.clone(), &splits.train);
-                let pcfg = PretrainConfig::new(run_cfg.pretrain_iters, run_cfg.batch_size, seed);
-                pretrain(&spec, &pcfg, &splits.train, &gen_dir, device)?;
-            }
-            run_cfg.generator = Some(gen_dir);
-        }
-        for &method in &cfg.methods {
-            let mut c = run_cfg.clone();
-            c.method = method;
-            if !method.uses_generator() {
-                c.generator = None;
-            }
-            let dir = out.join("runs").join(format!("{}-n{n}-s{seed}", method.name()));
-            let summary = segment::run(&c, &dir, device)?;
-            rows.push(Row { n, seed, summary });
+        for (c, dir) in &cell.runs {
+            let summary = segment::run(c, dir, device)?;
+            rows.push(Row { n: cell.n, seed: cell.seed, summary });
             if cfg.shard.is_none() {
                 write_results(out, &rows, &cfg.methods)?;
             }
         }
     }
     Ok(rows)
+}
+
+/// `--tables-only`: the tables, plots and report.html from the study's finished runs, training
+/// nothing (while the study still runs elsewhere, or to report the seeds that finished). A run
+/// folder holding another configuration is an error, as in [`run`]. Returns the runs found.
+pub fn tables_from_finished(cfg: &StudyConfig, out: &Path) -> Result<usize> {
+    let mut rows = Vec::new();
+    for cell in cells(cfg, out) {
+        for (c, dir) in &cell.runs {
+            if let Some(summary) = segment::finished(c, dir)? {
+                rows.push(Row { n: cell.n, seed: cell.seed, summary });
+            }
+        }
+    }
+    if rows.is_empty() {
+        anyhow::bail!("{}: no finished run of this study's configuration; nothing to tabulate", out.display());
+    }
+    write_results(out, &rows, &cfg.methods)?;
+    Ok(rows.len())
 }
 
 /// `--jobs K`: the study's cells in K worker processes of this program (`worker(i)` gives worker

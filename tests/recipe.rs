@@ -95,9 +95,9 @@ fn early_stopping_ends_a_run_on_a_plateau_after_the_minimum() {
 fn a_study_in_two_worker_processes_gives_the_same_results() {
     let d = tempfile::tempdir().unwrap();
     let data = phantom_dataset(d.path(), 20);
-    let results = |jobs: &str| {
+    let args = |jobs: &'static str, extra: &'static str| {
         let out = d.path().join(format!("study-{jobs}"));
-        let o = genseg(&[
+        let mut a: Vec<String> = vec![
             "--threads",
             jobs,
             "study",
@@ -124,17 +124,38 @@ fn a_study_in_two_worker_processes_gives_the_same_results() {
             "4",
             "--pretrain-iters",
             "10",
-            "--jobs",
-            jobs,
             "--out",
             out.to_str().unwrap(),
-        ]);
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        // --tables-only (extra) trains nothing, so it takes no --jobs.
+        match extra {
+            "" => a.extend(["--jobs".to_string(), jobs.to_string()]),
+            flag => a.push(flag.to_string()),
+        }
+        (a, out)
+    };
+    let results = |jobs: &'static str| {
+        let (a, out) = args(jobs, "");
+        let o = genseg(&a.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(o.status.success(), "--jobs {jobs}: {}", stderr(&o));
         check_report(&out);
         let text = std::fs::read_to_string(out.join("results.csv")).unwrap();
         text.lines().skip(1).map(|l| l.split(',').map(String::from).collect::<Vec<_>>()).collect::<Vec<_>>()
     };
     let (one, two) = (results("1"), results("2"));
+    // --tables-only rewrites the same table from the finished runs, and leaves out a run that
+    // has not finished.
+    let (a, out) = args("1", "--tables-only");
+    let before = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let o = genseg(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success() && stdout(&o).contains("8 finished runs"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(out.join("results.csv")).unwrap(), before);
+    std::fs::remove_file(out.join("runs/separate-n8-s2/summary.json")).unwrap();
+    let o = genseg(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success() && stdout(&o).contains("7 finished runs"), "{}", stderr(&o));
     assert_eq!(one.len(), 8, "2 seeds x 2 sizes x 2 methods");
     assert_eq!(one.len(), two.len());
     for (a, b) in one.iter().zip(&two) {

@@ -135,6 +135,12 @@ fn diverged(iter: usize, what: &str, state: &LoopState) -> String {
     )
 }
 
+/// The summary of the run `cfg` in `out` when it has finished (`None` when it has not started or
+/// not finished); a folder holding another configuration is an error.
+pub fn finished(cfg: &TrainConfig, out: &Path) -> Result<Option<RunSummary>> {
+    open_run_folder(cfg, out)
+}
+
 /// Checks that `out` is new or holds this very run; returns the summary of a finished one.
 fn open_run_folder(cfg: &TrainConfig, out: &Path) -> Result<Option<RunSummary>> {
     let config_path = out.join("config.json");
