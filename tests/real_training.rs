@@ -60,6 +60,8 @@ fn predict_then_evaluate_round_trip() {
         "50",
         "--seed",
         "3",
+        "--method",
+        "plain",
         "--device",
         "cpu",
     ]);
