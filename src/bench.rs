@@ -355,31 +355,14 @@ pub fn hypergrad_accuracy(
         let params = vs.trainable_variables();
         let grads = gradients(&lower.train_loss(&train, &lower.synthesize(&train)), &params);
         // Each call gets its own synthetic images (same seed, so the same values and dropout).
-        let exact = lower
-            .hypergradient(
-                &train,
-                &lower.synthesize(&train),
-                (&val.0, &val.1),
-                &grads,
-                1e-3,
-                HypergradMode::Exact,
-                0.0,
-                std::slice::from_ref(&lower.gan.g.alpha),
-            )
-            .remove(0);
+        let alpha_hypergradient = |mode, scale| {
+            let synthetic = lower.synthesize(&train);
+            let targets = std::slice::from_ref(&lower.gan.g.alpha);
+            lower.hypergradient(&train, &synthetic, (&val.0, &val.1), &grads, 1e-3, mode, scale, targets).remove(0)
+        };
+        let exact = alpha_hypergradient(HypergradMode::Exact, 0.0);
         for (k, &scale) in scales.iter().enumerate() {
-            let fd = lower
-                .hypergradient(
-                    &train,
-                    &lower.synthesize(&train),
-                    (&val.0, &val.1),
-                    &grads,
-                    1e-3,
-                    HypergradMode::Fd,
-                    scale,
-                    std::slice::from_ref(&lower.gan.g.alpha),
-                )
-                .remove(0);
+            let fd = alpha_hypergradient(HypergradMode::Fd, scale);
             let dot = f64::try_from((&fd * &exact).sum(Kind::Double)).unwrap();
             let (nf, ne) = (f64::try_from(fd.norm()).unwrap(), f64::try_from(exact.norm()).unwrap());
             acc[k].0 += dot / (nf * ne) / batches as f64;
