@@ -9,7 +9,7 @@ use genseg::data::split::{validation_count, DataConfig};
 use genseg::eval::metrics::{EmptyPolicy, MetricOptions};
 use genseg::export::Format;
 use genseg::models::unet::Upsampling;
-use genseg::study::StudyConfig;
+use genseg::study::{StudyArm, StudyConfig};
 use genseg::train::config::{Schedule, Upper};
 use genseg::train::gan::{GanConfig, PretrainConfig};
 use genseg::train::hypergrad::HypergradMode;
@@ -312,6 +312,11 @@ pub struct TrainArgs {
     /// Weight of the synthetic-pair loss
     #[arg(long, default_value_t = train_defaults().lambda)]
     lambda: f64,
+    /// separate/genseg: the synthetic pairs' share of each step's pairs (the real ones stay
+    /// --batch-size; 0.5 = as many synthetic as real, 0.2 = one per four real); their loss is
+    /// weighted by that count, so at --lambda 1 they carry this share of the step's loss
+    #[arg(long, default_value_t = train_defaults().synthetic_share)]
+    synthetic_share: f64,
     #[command(flatten)]
     gan: GanArgs,
     /// Generator pretraining steps (separate/genseg without --generator)
@@ -418,6 +423,13 @@ impl TrainArgs {
         at_least_one("--gan-every", self.gan_every)?;
         positive("--fd-scale", self.fd_scale)?;
         non_negative("--lambda", self.lambda)?;
+        if !(self.synthetic_share > 0.0 && self.synthetic_share < 1.0) {
+            bail!(
+                "--synthetic-share {}: must be above 0 and below 1 (the real pairs keep their place; \
+                 for real pairs only use --method augment)",
+                self.synthetic_share
+            );
+        }
         probability("--elastic-p", self.elastic_p)?;
         if let Some(xi) = self.xi {
             positive("--xi", xi)?;
@@ -440,6 +452,7 @@ impl TrainArgs {
             batch_size: self.batch_size,
             val_every: self.val_every,
             lambda: self.lambda,
+            synthetic_share: self.synthetic_share,
             gan: self.gan.config()?,
             pretrain_iters: self.pretrain_iters,
             generator: self.generator.clone(),
@@ -653,6 +666,19 @@ pub enum Command {
         methods: Vec<Method>,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Paired differences between arms of different studies (a variant study against the one it
+    /// varies), by (N, seed), with 95 % bootstrap intervals, from their results.csv
+    Compare {
+        /// The arm the others are compared with, STUDY_DIR:METHOD
+        #[arg(long)]
+        base: StudyArm,
+        /// The arms, each STUDY_DIR:METHOD
+        #[arg(required = true)]
+        arms: Vec<StudyArm>,
+        /// Also write the tables to this markdown file
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Time training steps (ms/step, GFLOP/s); bench/run.sh compares them with PyTorch
     Bench(BenchArgs),

@@ -104,6 +104,14 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", std::fs::read_to_string(out.join("results.md"))?);
             println!("study folder: {}", out.display());
         }
+        Command::Compare { base, arms, out } => {
+            let md = genseg::study::compare(&base, &arms)?;
+            print!("{md}");
+            if let Some(out) = out {
+                genseg::runtime::write_atomic(&out, md.as_bytes())?;
+                println!("\ntables: {}", out.display());
+            }
+        }
         Command::SynthEval { args, split, synthetic_n, samples, out } => {
             let cfg = genseg::synth_eval::SynthEvalConfig { run: args.config(&split)?, synthetic_n, samples };
             let r = genseg::synth_eval::run(&cfg, &out, device)?;

@@ -59,6 +59,10 @@ pub struct TrainConfig {
     pub val_every: usize,
     /// Weight of the synthetic-pair loss.
     pub lambda: f64,
+    /// `separate` and `genseg`: the synthetic pairs' share of each step's pairs (see
+    /// [`TrainConfig::synthetic_count`]); 0.5 = as many synthetic pairs as real ones.
+    #[serde(default = "half")]
+    pub synthetic_share: f64,
     pub augment: AugmentConfig,
     /// Brightness/contrast jitter of `augment`.
     pub jitter: f64,
@@ -155,6 +159,10 @@ fn one() -> usize {
     1
 }
 
+fn half() -> f64 {
+    0.5
+}
+
 /// A tenth of the GAN's learning rate: Adam moves every weight by about its learning rate per
 /// step whatever the gradient's scale, and the hypergradient should nudge, not outrun, the GAN.
 fn upper_generator_lr() -> f64 {
@@ -203,6 +211,7 @@ impl TrainConfig {
             batch_size: 4,
             val_every: 50,
             lambda: 1.0,
+            synthetic_share: half(),
             augment: AugmentConfig::default(),
             jitter: 0.2,
             gan: GanConfig::default(),
@@ -228,6 +237,20 @@ impl TrainConfig {
             augment_real: false,
             reweight: false,
         }
+    }
+
+    /// Synthetic pairs per step beside the `batch_size` real ones: share s of the step's pairs,
+    /// `batch_size * s / (1 - s)` rounded, at least 1.
+    pub fn synthetic_count(&self) -> i64 {
+        let s = self.synthetic_share;
+        ((self.batch_size as f64 * s / (1.0 - s)).round() as i64).max(1)
+    }
+
+    /// The weight of the synthetic loss (a mean over its pairs): lambda times the synthetic pairs
+    /// per real one, so that at lambda 1 the synthetic pairs carry their share of the step's loss,
+    /// as in one batch of real and synthetic pairs.
+    pub fn synthetic_weight(&self) -> f64 {
+        self.lambda * self.synthetic_count() as f64 / self.batch_size as f64
     }
 
     /// The segmenter this run trains: input channels, one output per label and the spatial axes
@@ -257,5 +280,22 @@ mod tests {
         assert!((lr(900) - 0.01 * 0.1f64.powf(0.9)).abs() < 1e-15);
         assert!(lr(999) > 0.0 && lr(999) < 1e-4);
         assert_eq!(Schedule::Constant.lr(0.01, 999, 1000), 0.01);
+    }
+
+    #[test]
+    fn synthetic_share_sets_count_and_weight() {
+        let mut cfg = TrainConfig::new(DataConfig::new(std::path::Path::new("")));
+        cfg.batch_size = 4;
+        let count_weight = |cfg: &mut TrainConfig, s| {
+            cfg.synthetic_share = s;
+            (cfg.synthetic_count(), cfg.synthetic_weight())
+        };
+        // The default keeps the loss of runs made before the flag: B synthetic pairs, weight lambda.
+        assert_eq!(count_weight(&mut cfg, 0.5), (4, 1.0));
+        assert_eq!(count_weight(&mut cfg, 0.2), (1, 0.25));
+        assert_eq!(count_weight(&mut cfg, 0.75), (12, 3.0));
+        assert_eq!(count_weight(&mut cfg, 0.01), (1, 0.25));
+        cfg.lambda = 0.5;
+        assert_eq!(count_weight(&mut cfg, 0.75), (12, 1.5));
     }
 }

@@ -201,7 +201,9 @@ impl Arm {
         })
     }
 
-    /// Segmenter gradients of step `iter` on the real batch `(x, m)`; `genseg` also takes its GAN
+    /// Segmenter gradients of step `iter` on the real batch `(x, m)` and, for the generator
+    /// methods, `cfg.synthetic_count()` synthetic pairs from augmented copies of its masks;
+    /// `genseg` also takes its GAN
     /// step every `gan_every` steps and, every `arch_every` steps, its upper-level step on a
     /// validation batch. Draws from `batches` in a fixed order (augmentation, then the
     /// validation batch), so a resumed run repeats the same stream.
@@ -235,12 +237,13 @@ impl Arm {
                 (&*gan, Some(&mut **upper), &*real)
             }
         };
-        let synthetic_masks = augment_masks(&m, &cfg.augment, &mut batches.rng);
+        let synthetic_masks = augment_masks(&repeat_to(&m, cfg.synthetic_count()), &cfg.augment, &mut batches.rng);
         let (images, masks) = real.apply(cfg, x, m, &mut batches.rng);
         let mut batch = TrainBatch { images, masks, synthetic_masks, seed, synthetic_weights: None };
         let arch_step = upper.is_some() && iter.is_multiple_of(cfg.arch_every);
         let val_batch = (arch_step || cfg.reweight).then(|| batches.draw(val));
-        let lower = Lower { seg: &seg.net, seg_vs: &seg.vs, gan, region: cfg.region_loss, lambda: cfg.lambda };
+        let lower =
+            Lower { seg: &seg.net, seg_vs: &seg.vs, gan, region: cfg.region_loss, lambda: cfg.synthetic_weight() };
         // Images are plain inputs except on an upper-level step, which needs their graph.
         let synthetic = match arch_step {
             true => lower.synthesize(&batch),
@@ -307,7 +310,34 @@ fn photometric_if(cfg: &TrainConfig, synthetic: Tensor, rng: &mut ChaCha8Rng) ->
     }
 }
 
+/// The first `count` cases of `masks` repeated as often as needed (each copy is augmented with
+/// its own draw), so a step may synthesise more or fewer pairs than its real batch holds.
+fn repeat_to(masks: &Tensor, count: i64) -> Tensor {
+    let b = masks.size()[0];
+    if count == b {
+        return masks.shallow_clone();
+    }
+    let mut times = vec![1; masks.dim()];
+    times[0] = (count + b - 1) / b;
+    masks.repeat(times.as_slice()).narrow(0, 0, count)
+}
+
 /// The libtorch seed of iteration `iter` (dropout, and the synthetic images of the step).
 pub fn step_seed(seed: u64, iter: usize) -> i64 {
     (seed as i64).wrapping_mul(1_000_003) ^ iter as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_repeat_to_any_count_in_order() {
+        let m = Tensor::from_slice(&[0f32, 1., 2.]).view([3, 1, 1, 1]);
+        let values = |t: Tensor| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
+        assert_eq!(values(repeat_to(&m, 3)), [0., 1., 2.]);
+        assert_eq!(values(repeat_to(&m, 2)), [0., 1.]);
+        assert_eq!(values(repeat_to(&m, 7)), [0., 1., 2., 0., 1., 2., 0.]);
+        assert_eq!(repeat_to(&m, 7).size(), [7, 1, 1, 1]);
+    }
 }
