@@ -1,5 +1,6 @@
 //! Training-step benchmarks (run by bench/run.sh beside the PyTorch reference in bench/reference.py)
 //! and the analytic FLOP counts used to report achieved GFLOP/s.
+use crate::models::segnet::{NetConfig, SegNet};
 use crate::models::unet::{UNet, UNetConfig, Upsampling};
 use crate::train::gan::{Gan, GanConfig, GanSpec};
 use crate::train::loss::{segmentation_loss, RegionLoss};
@@ -223,7 +224,7 @@ pub fn peak_resident_mib() -> Option<f64> {
 /// random `size` px RGB images, `batch` at a time (copies to and from the device included).
 pub fn predict_speed(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, tta: bool, device: Device) -> f64 {
     let vs = VarStore::new(device);
-    let net = UNet::new(&vs.root(), cfg);
+    let net = SegNet::new(&vs.root(), &NetConfig::Unet(cfg.clone()));
     let x = Tensor::rand([batch, cfg.in_channels, size, size], (Kind::Float, Device::Cpu));
     let ms = time_steps(2, steps, || {
         let _ = crate::infer::predict_probs_with(&net, &x, device, tta);
@@ -252,7 +253,7 @@ pub fn genseg_phases(
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let gan_ms = time_steps(2, steps, || gan_step_once(&mut gan, &images, &masks, &mut rng, device));
     let vs = VarStore::new(device);
-    let seg = UNet::new(&vs.root(), &UNetConfig { in_channels: 3, ..cfg.clone() });
+    let seg = SegNet::new(&vs.root(), &NetConfig::Unet(UNetConfig { in_channels: 3, ..cfg.clone() }));
     let lower = Lower { seg: &seg, seg_vs: &vs, gan: &gan, region: RegionLoss::Dice, lambda: 1.0 };
     let train = TrainBatch {
         images: images.shallow_clone(),
@@ -334,7 +335,7 @@ pub fn hypergrad_accuracy(
     use rand::SeedableRng;
     tch::manual_seed(0);
     let vs = VarStore::new(device);
-    let seg = UNet::new(&vs.root(), cfg);
+    let seg = SegNet::new(&vs.root(), &NetConfig::Unet(cfg.clone()));
     let lower = Lower { seg: &seg, seg_vs: &vs, gan, region: RegionLoss::Dice, lambda: 1.0 };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let n = data.len() as i64;

@@ -8,6 +8,8 @@ use genseg::data::set::{default_mask_suffixes, LoadOptions, VolumeOptions};
 use genseg::data::split::{validation_count, DataConfig};
 use genseg::eval::metrics::{EmptyPolicy, MetricOptions};
 use genseg::export::Format;
+use genseg::models::resnet::Backbone;
+use genseg::models::segnet::ModelKind;
 use genseg::models::unet::Upsampling;
 use genseg::study::{StudyArm, StudyConfig};
 use genseg::train::config::{Schedule, Upper};
@@ -249,6 +251,12 @@ pub struct TrainArgs {
     seed: u64,
     #[arg(long, value_enum, default_value_t = train_defaults().method)]
     method: Method,
+    /// The segmentation network (deeplabv3plus: 2-D, sides a multiple of 16)
+    #[arg(long, value_enum, default_value_t = train_defaults().model)]
+    model: ModelKind,
+    /// DeepLabV3+'s ResNet encoder
+    #[arg(long, value_enum, default_value_t = train_defaults().backbone)]
+    backbone: Backbone,
     /// U-Net width (channels of the first level)
     #[arg(long, default_value_t = train_defaults().width)]
     width: i64,
@@ -443,6 +451,8 @@ impl TrainArgs {
         Ok(TrainConfig {
             method: self.method,
             seed: self.seed,
+            model: self.model,
+            backbone: self.backbone,
             width: self.width,
             depth: self.depth,
             upsampling: self.upsampling,

@@ -5,6 +5,7 @@
 //! by onnxruntime).
 use crate::data::split::load_splits;
 use crate::infer::{load_model, predict_probs};
+use crate::models::segnet::NetConfig;
 use crate::runtime::write_atomic_with;
 use crate::train::TrainConfig;
 use anyhow::{bail, Context, Result};
@@ -48,9 +49,12 @@ impl Format {
 /// Exports `run` to `out` with `python`; returns the largest probability difference found on
 /// the check images and how many there were.
 pub fn export(run: &Path, out: &Path, format: Format, python: &Path, device: Device) -> Result<(f64, usize)> {
-    let (_vs, unet, spec) = load_model(run, device)?;
+    let (_vs, net, spec) = load_model(run, device)?;
     if spec.volume_shape.is_some() {
         bail!("{}: a 3-D model; export handles 2-D U-Nets", run.display());
+    }
+    if !matches!(spec.net, NetConfig::Unet(_)) {
+        bail!("{}: not a U-Net; export rebuilds 2-D U-Nets only (train with --model unet to export)", run.display());
     }
     let images = check_images(run, spec.channels as i64, spec.size as i64)?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join("export.py");
@@ -83,7 +87,7 @@ pub fn export(run: &Path, out: &Path, format: Format, python: &Path, device: Dev
             Format::Onnx => Tensor::read_npy(&probs_npy)
                 .with_context(|| format!("onnxruntime's output {} is missing", probs_npy.display()))?,
         };
-        let ours = predict_probs(&unet, &images, device).to_kind(Kind::Double);
+        let ours = predict_probs(&net, &images, device).to_kind(Kind::Double);
         if ours.size() != theirs.size() {
             bail!(
                 "the exported model's output has shape {:?}, genseg's {:?}; nothing written",

@@ -3,7 +3,7 @@
 use crate::data::files::{is_nifti, stem};
 use crate::data::images::{load_images, ImageBatch};
 use crate::data::volume::{network_input, read_volume, write_volume, Volume};
-use crate::models::unet::{UNet, UNetConfig};
+use crate::models::segnet::{NetConfig, SegNet};
 use crate::runtime::{all_finite, ensure_writable_dir, load_vars};
 use crate::viz::{foreground, overlay, picture, save_png, tensor_to_rgb};
 use anyhow::{bail, Context, Result};
@@ -16,7 +16,9 @@ use tch::{Device, Kind, Tensor};
 /// model.json: what predict needs to rebuild a run's model and bring inputs to its shape.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ModelSpec {
-    pub unet: UNetConfig,
+    /// The network, under its name (`"unet": {...}`).
+    #[serde(flatten)]
+    pub net: NetConfig,
     pub size: u32,
     pub channels: usize,
     /// Label value of each output channel.
@@ -32,13 +34,13 @@ fn one_label() -> Vec<u32> {
 }
 
 /// Probabilities in eval mode, in batches of 8, on `device`; returns CPU tensors.
-pub fn predict_probs(seg: &UNet, images: &Tensor, device: Device) -> Tensor {
+pub fn predict_probs(seg: &SegNet, images: &Tensor, device: Device) -> Tensor {
     predict_probs_with(seg, images, device, false)
 }
 
 /// [`predict_probs`], with `tta` the mean over every mirroring of the spatial axes (nnU-Net's
 /// test-time augmentation: 4 passes in 2-D, 8 in 3-D), each mirrored back before averaging.
-pub fn predict_probs_with(seg: &UNet, images: &Tensor, device: Device, tta: bool) -> Tensor {
+pub fn predict_probs_with(seg: &SegNet, images: &Tensor, device: Device, tta: bool) -> Tensor {
     let axes: Vec<i64> = (2..images.dim() as i64).collect();
     // Every subset of the spatial axes (as a bit mask); only the empty one without TTA.
     let mirrorings = if tta { 1u32 << axes.len() } else { 1 };
@@ -68,19 +70,19 @@ pub fn predict_probs_with(seg: &UNet, images: &Tensor, device: Device, tta: bool
 }
 
 /// Loads the best model of a run folder.
-pub fn load_model(run: &Path, device: Device) -> Result<(VarStore, UNet, ModelSpec)> {
+pub fn load_model(run: &Path, device: Device) -> Result<(VarStore, SegNet, ModelSpec)> {
     let spec_path = run.join("model.json");
     let text = std::fs::read_to_string(&spec_path).with_context(|| {
         format!("{} not found: --run must be a folder written by `genseg train`", spec_path.display())
     })?;
     let spec: ModelSpec = serde_json::from_str(&text).with_context(|| format!("{} is corrupt", spec_path.display()))?;
     let mut vs = VarStore::new(device);
-    let unet = UNet::new(&vs.root(), &spec.unet);
+    let net = SegNet::new(&vs.root(), &spec.net);
     load_vars(&mut vs, &run.join("model.safetensors"))?;
     if !all_finite(&vs) {
         bail!("{}: the model's weights are not finite (a diverged run); retrain it with a lower --lr", run.display());
     }
-    Ok((vs, unet, spec))
+    Ok((vs, net, spec))
 }
 
 /// Writes OUT/{stem}.png (0/255 masks at the original size) or OUT/{stem}.nii.gz (label maps)
@@ -146,7 +148,7 @@ fn volume_files(input: &Path) -> Result<Vec<PathBuf>> {
 /// own grid (the crop undone) and written with its own header, so affine and spacing match the
 /// input. A voxel gets the label of its most probable channel when that probability passes 0.5.
 fn predict_volumes(
-    unet: &UNet,
+    unet: &SegNet,
     spec: &ModelSpec,
     shape: [usize; 3],
     input: &Path,
@@ -189,12 +191,13 @@ fn predict_volumes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::unet::UNetConfig;
 
-    fn net() -> (VarStore, UNet, Tensor) {
+    fn net() -> (VarStore, SegNet, Tensor) {
         tch::manual_seed(9);
         let vs = VarStore::new(Device::Cpu);
         let cfg = UNetConfig { in_channels: 3, width: 4, depth: 3, ..UNetConfig::reference() };
-        let net = UNet::new(&vs.root(), &cfg);
+        let net = SegNet::new(&vs.root(), &NetConfig::Unet(cfg));
         let x = Tensor::rand([10, 3, 16, 16], (Kind::Float, Device::Cpu));
         (vs, net, x)
     }

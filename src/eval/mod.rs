@@ -10,7 +10,7 @@ use crate::data::images::pair_mask_folders;
 use crate::data::volume::read_labels;
 use crate::data::SegDataset;
 use crate::infer::predict_probs;
-use crate::models::unet::UNet;
+use crate::models::segnet::SegNet;
 use crate::runtime::{ensure_writable_dir, write_json};
 use anyhow::{bail, Result};
 use metrics::{batch_metrics, CaseMetrics, EmptyPolicy, MetricOptions};
@@ -19,7 +19,7 @@ use std::path::Path;
 use tch::{Device, Tensor};
 
 /// A model's per-case (and per-label) metrics on a loaded dataset, and its probabilities.
-pub fn evaluate(seg: &UNet, data: &SegDataset, device: Device, policy: EmptyPolicy) -> (Vec<CaseMetrics>, Tensor) {
+pub fn evaluate(seg: &SegNet, data: &SegDataset, device: Device, policy: EmptyPolicy) -> (Vec<CaseMetrics>, Tensor) {
     let probs = predict_probs(seg, &data.images, device);
     (batch_metrics(&data.ids, &probs, &data.masks, &data.labels, &MetricOptions::pixels(policy, data.dims())), probs)
 }

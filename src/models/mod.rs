@@ -1,9 +1,13 @@
-//! Networks: the U-Net segmenter, the Pix2Pix generator with searchable mixed ops, and the
+//! Networks: the segmenters (U-Net, DeepLabV3+ over a ResNet encoder, one interface in
+//! [`segnet`]), the Pix2Pix generator with searchable mixed ops, and the
 //! PatchGAN discriminator. Each model is a plain struct over a `tch::nn::Path`, built for 2-D or
 //! 3-D from the layers in [`spatial`].
+pub mod deeplab;
 pub mod discriminator;
 pub mod generator;
 pub mod mixed_op;
+pub mod resnet;
+pub mod segnet;
 pub mod spatial;
 pub mod unet;
 

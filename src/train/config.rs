@@ -9,7 +9,11 @@ use crate::data::nnaug::AugmentPreset;
 use crate::data::split::DataConfig;
 use crate::data::SegDataset;
 use crate::eval::metrics::EmptyPolicy;
+use crate::models::deeplab::DeepLabConfig;
+use crate::models::resnet::Backbone;
+use crate::models::segnet::{ModelKind, NetConfig};
 use crate::models::unet::{UNetConfig, Upsampling};
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -46,6 +50,12 @@ pub struct TrainConfig {
     pub data: DataConfig,
     pub method: Method,
     pub seed: u64,
+    /// The segmentation network.
+    #[serde(default)]
+    pub model: ModelKind,
+    /// DeepLabV3+'s encoder.
+    #[serde(default)]
+    pub backbone: Backbone,
     /// U-Net width (channels of the first level).
     pub width: i64,
     /// U-Net levels.
@@ -202,6 +212,8 @@ impl TrainConfig {
             // cheapest of those that are not clearly below the best.
             method: Method::Augment,
             seed: 0,
+            model: ModelKind::Unet,
+            backbone: Backbone::Resnet18,
             width: 64,
             depth: 5,
             upsampling: Upsampling::Transposed,
@@ -253,17 +265,52 @@ impl TrainConfig {
         self.lambda * self.synthetic_count() as f64 / self.batch_size as f64
     }
 
+    /// Refuses settings the network `net` (this run's, from [`TrainConfig::net`]) cannot train
+    /// with, naming the flag.
+    pub fn check_network(&self, net: &NetConfig) -> Result<()> {
+        let model = match net {
+            NetConfig::Unet(_) => return Ok(()),
+            NetConfig::Deeplabv3plus(_) => "deeplabv3plus",
+        };
+        if self.deep_supervision {
+            bail!("--deep-supervision adds heads to the U-Net's decoder; leave it out for --model {model}");
+        }
+        let min = net.min_train_batch();
+        if self.batch_size < min {
+            bail!(
+                "--batch-size {}: --model {model} trains on at least {min} cases per batch (BatchNorm after \
+                 global pooling)",
+                self.batch_size
+            );
+        }
+        if self.method.uses_generator() && self.synthetic_count() < min {
+            bail!(
+                "--synthetic-share {} gives {} synthetic pair(s) per step; --model {model} needs at least {min}: raise \
+                 --synthetic-share or --batch-size",
+                self.synthetic_share,
+                self.synthetic_count()
+            );
+        }
+        Ok(())
+    }
+
     /// The segmenter this run trains: input channels, one output per label and the spatial axes
     /// come from the data, the rest from the configuration.
-    pub fn unet(&self, data: &SegDataset) -> UNetConfig {
-        UNetConfig {
-            in_channels: data.channels as i64,
-            out_channels: data.labels.len() as i64,
-            width: self.width,
-            depth: self.depth,
-            upsampling: self.upsampling,
-            dims: data.dims(),
-            deep_supervision: self.deep_supervision,
+    pub fn net(&self, data: &SegDataset) -> NetConfig {
+        let (in_channels, out_channels) = (data.channels as i64, data.labels.len() as i64);
+        match self.model {
+            ModelKind::Unet => NetConfig::Unet(UNetConfig {
+                in_channels,
+                out_channels,
+                width: self.width,
+                depth: self.depth,
+                upsampling: self.upsampling,
+                dims: data.dims(),
+                deep_supervision: self.deep_supervision,
+            }),
+            ModelKind::Deeplabv3plus => {
+                NetConfig::Deeplabv3plus(DeepLabConfig { backbone: self.backbone, in_channels, out_channels })
+            }
         }
     }
 }

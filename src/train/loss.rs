@@ -1,6 +1,6 @@
 //! Segmentation losses: BCE-with-logits plus a soft region term on sigmoid probabilities.
+use crate::models::segnet::SegNet;
 use crate::models::spatial::resize_nearest_like;
-use crate::models::unet::UNet;
 use serde::{Deserialize, Serialize};
 #[cfg(test)]
 use tch::Kind;
@@ -48,17 +48,17 @@ pub fn deep_supervision_weights(outputs: usize) -> Vec<f64> {
 /// The segmenter's training loss on `images` against `masks`: `segmentation_loss` of the
 /// full-resolution logits, or, with deep supervision, the weighted sum over every decoder output
 /// against the masks resized to it by nearest neighbour.
-pub fn unet_loss(net: &UNet, images: &Tensor, masks: &Tensor, region: RegionLoss) -> Tensor {
+pub fn seg_loss(net: &SegNet, images: &Tensor, masks: &Tensor, region: RegionLoss) -> Tensor {
     deep_supervised(net, images, masks, |logits, target| segmentation_loss(logits, target, region))
 }
 
-/// [`unet_loss`] of each case on its own, `[B]` (the region term per case instead of over the
+/// [`seg_loss`] of each case on its own, `[B]` (the region term per case instead of over the
 /// batch): what per-sample weights multiply.
-pub fn unet_loss_per_case(net: &UNet, images: &Tensor, masks: &Tensor, region: RegionLoss) -> Tensor {
+pub fn seg_loss_per_case(net: &SegNet, images: &Tensor, masks: &Tensor, region: RegionLoss) -> Tensor {
     deep_supervised(net, images, masks, |logits, target| segmentation_loss_per_case(logits, target, region))
 }
 
-fn deep_supervised(net: &UNet, images: &Tensor, masks: &Tensor, loss: impl Fn(&Tensor, &Tensor) -> Tensor) -> Tensor {
+fn deep_supervised(net: &SegNet, images: &Tensor, masks: &Tensor, loss: impl Fn(&Tensor, &Tensor) -> Tensor) -> Tensor {
     let outputs = net.forward_deep(images, true);
     let weights = deep_supervision_weights(outputs.len());
     outputs
@@ -70,7 +70,7 @@ fn deep_supervised(net: &UNet, images: &Tensor, masks: &Tensor, loss: impl Fn(&T
             loss(logits, &target) * w
         })
         .reduce(|a, b| a + b)
-        .expect("a U-Net has at least one output")
+        .expect("a network has at least one output")
 }
 
 /// [`segmentation_loss`] of each case `[B]`: BCE over the case's voxels plus the region term
@@ -152,7 +152,7 @@ mod tests {
     /// With deep supervision the loss is the weighted sum of each output's loss against the
     /// nearest-resized mask; without it, the plain loss of the full-resolution logits.
     #[test]
-    fn unet_loss_weights_every_output() {
+    fn seg_loss_weights_every_output() {
         use crate::models::unet::{UNetConfig, Upsampling};
         use tch::nn::ModuleT;
         for deep in [false, true] {
@@ -166,10 +166,10 @@ mod tests {
                 dims: 2,
                 deep_supervision: deep,
             };
-            let net = UNet::new(&vs.root(), &cfg);
+            let net = crate::models::segnet::SegNet::new(&vs.root(), &crate::models::segnet::NetConfig::Unet(cfg));
             let x = Tensor::rand([2, 1, 32, 32], (Kind::Float, tch::Device::Cpu));
             let m = Tensor::rand([2, 1, 32, 32], (Kind::Float, tch::Device::Cpu)).gt(0.5).to_kind(Kind::Float);
-            let got = f64::try_from(unet_loss(&net, &x, &m, RegionLoss::Dice)).unwrap();
+            let got = f64::try_from(seg_loss(&net, &x, &m, RegionLoss::Dice)).unwrap();
             let outs = net.forward_deep(&x, true);
             assert_eq!(
                 outs.iter().map(|o| o.size()[2]).collect::<Vec<_>>(),

@@ -4,13 +4,13 @@
 use super::config::{Method, TrainConfig, ARCH_BETA1};
 use super::gan::{pretrain, Gan, GanLosses, GanSpec, PretrainConfig};
 use super::hypergrad::{Lower, TrainBatch};
-use super::loss::unet_loss;
+use super::loss::seg_loss;
 use super::optim::{gradients, OptimConfig, Optimizer};
 use crate::data::augment::{augment_masks, augment_pairs};
 use crate::data::nnaug::{self, AugmentPreset, NnUnetAugment};
 use crate::data::photometric;
 use crate::data::SegDataset;
-use crate::models::unet::UNet;
+use crate::models::segnet::SegNet;
 use crate::runtime::{load_tensors, save_tensors};
 use anyhow::{bail, Result};
 use rand::Rng;
@@ -140,7 +140,7 @@ impl Batches {
 /// The segmenter being trained.
 pub struct Segmenter {
     pub vs: VarStore,
-    pub net: UNet,
+    pub net: SegNet,
 }
 
 impl Arm {
@@ -225,7 +225,7 @@ impl Arm {
                     Arm::Augment(real) => real.apply(cfg, x, m, &mut batches.rng),
                     _ => (x, m),
                 };
-                let loss = unet_loss(&seg.net, &x, &m, cfg.region_loss);
+                let loss = seg_loss(&seg.net, &x, &m, cfg.region_loss);
                 log.loss = loss.double_value(&[]);
                 return (gradients(&loss, &params), log);
             }

@@ -14,7 +14,7 @@ use crate::data::split::{load_splits, Splits};
 use crate::eval::evaluate;
 use crate::eval::report::summarize;
 use crate::infer::ModelSpec;
-use crate::models::unet::UNet;
+use crate::models::segnet::SegNet;
 use crate::runtime::{all_finite, lock_folder};
 use crate::runtime::{
     append_jsonl, ensure_writable_dir, load_tensors, load_vars, save_tensors, save_vars, versions, write_atomic,
@@ -171,8 +171,9 @@ fn open_run_folder(cfg: &TrainConfig, out: &Path) -> Result<Option<RunSummary>> 
 impl<'a> Trainer<'a> {
     /// Writes the run's records (config, split, model spec), then builds the networks.
     fn new(cfg: &'a TrainConfig, splits: &Splits, out: &Path, device: Device) -> Result<Trainer<'a>> {
-        let unet_cfg = cfg.unet(&splits.train);
-        unet_cfg.validate(&splits.train.shape)?;
+        let net_cfg = cfg.net(&splits.train);
+        net_cfg.validate(&splits.train.shape)?;
+        cfg.check_network(&net_cfg)?;
         if cfg.synthetic_photometric && splits.train.dims() != 2 {
             bail!("--synthetic-photometric is the reference's chain for 2-D images; leave it out for volumes");
         }
@@ -186,7 +187,7 @@ impl<'a> Trainer<'a> {
         write_json(&out.join("config.json"), &ConfigFile { config: cfg, versions: versions(device) })?;
         write_json(&out.join("split.json"), &splits.split)?;
         let spec = ModelSpec {
-            unet: unet_cfg.clone(),
+            net: net_cfg.clone(),
             size: cfg.data.load.size,
             channels: splits.train.channels,
             labels: splits.train.labels.clone(),
@@ -196,7 +197,7 @@ impl<'a> Trainer<'a> {
         let arm = Arm::build(cfg, &splits.train, out, device)?;
         tch::manual_seed(cfg.seed as i64);
         let vs = VarStore::new(device);
-        let net = UNet::new(&vs.root(), &unet_cfg);
+        let net = SegNet::new(&vs.root(), &net_cfg);
         let seg_opt = Optimizer::new(cfg.optim.clone(), vs.trainable_variables());
         let batches = Batches { rng: ChaCha8Rng::seed_from_u64(cfg.seed), size: cfg.batch_size, device };
         Ok(Trainer { cfg, seg: Segmenter { vs, net }, seg_opt, arm, batches, seen: BTreeSet::new() })

@@ -60,14 +60,13 @@ pub fn small_volume_config(method: Method, train_n: usize, iters: usize) -> Trai
     cfg
 }
 
-/// Mean test Dice (over cases and labels) of an untrained U-Net of the same configuration: the
+/// Mean test Dice (over cases and labels) of an untrained network of the same configuration: the
 /// floor a trained model must clear.
 pub fn untrained_dice(cfg: &TrainConfig) -> f64 {
     let splits = genseg::data::split::load_splits(&cfg.data, cfg.seed).unwrap();
     tch::manual_seed(cfg.seed as i64);
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let unet_cfg = cfg.unet(&splits.train);
-    let net = genseg::models::unet::UNet::new(&vs.root(), &unet_cfg);
+    let net = genseg::models::segnet::SegNet::new(&vs.root(), &cfg.net(&splits.train));
     let (cases, _) = genseg::eval::evaluate(&net, &splits.test, tch::Device::Cpu, cfg.empty_policy);
     genseg::eval::report::summarize(&cases).dice.mean
 }
@@ -77,4 +76,9 @@ pub fn phantom_dataset(dir: &Path, n: usize) -> PathBuf {
     let data = dir.join("phantom");
     genseg::data::phantom::write_dataset(&data, n, 64, 5).unwrap();
     data
+}
+
+/// A path as a command-line argument.
+pub fn arg(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
 }

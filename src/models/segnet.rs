@@ -1,0 +1,107 @@
+//! The segmentation networks behind one interface (`--model`): what the training loop, the
+//! hypergradient, evaluation, prediction and the bench call. Each network stays a plain struct
+//! in its own file; this enum only dispatches.
+use super::deeplab::{DeepLabConfig, DeepLabV3Plus};
+use super::unet::{UNet, UNetConfig};
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+/// Which segmentation network a run trains.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// The reference's U-Net (2-D and 3-D).
+    #[default]
+    Unet,
+    /// DeepLabV3+ with a ResNet encoder (2-D).
+    Deeplabv3plus,
+}
+
+/// A network's configuration; model.json keeps it under the network's name (`"unet": {...}`,
+/// as files written before other networks existed, or `"deeplabv3plus": {...}`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum NetConfig {
+    Unet(UNetConfig),
+    Deeplabv3plus(DeepLabConfig),
+}
+
+impl NetConfig {
+    /// Refuses input shapes the network cannot take, naming the fix.
+    pub fn validate(&self, shape: &[i64]) -> Result<()> {
+        match self {
+            NetConfig::Unet(c) => c.validate(shape),
+            NetConfig::Deeplabv3plus(c) => c.validate(shape),
+        }
+    }
+
+    pub fn in_channels(&self) -> i64 {
+        match self {
+            NetConfig::Unet(c) => c.in_channels,
+            NetConfig::Deeplabv3plus(c) => c.in_channels,
+        }
+    }
+
+    /// BatchNorm after global pooling (DeepLab's image-pooling branch) sees one value per
+    /// channel and case, so training needs at least two cases per forward pass.
+    pub fn min_train_batch(&self) -> i64 {
+        match self {
+            NetConfig::Unet(_) => 1,
+            NetConfig::Deeplabv3plus(_) => 2,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum SegNet {
+    Unet(UNet),
+    Deeplabv3plus(DeepLabV3Plus),
+}
+
+impl SegNet {
+    pub fn new(p: &nn::Path, config: &NetConfig) -> SegNet {
+        match config {
+            NetConfig::Unet(c) => SegNet::Unet(UNet::new(p, c)),
+            NetConfig::Deeplabv3plus(c) => SegNet::Deeplabv3plus(DeepLabV3Plus::new(p, c)),
+        }
+    }
+
+    /// Logits of every supervised output, full resolution first (more than one only for a
+    /// U-Net with deep supervision).
+    pub fn forward_deep(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+        match self {
+            SegNet::Unet(n) => n.forward_deep(x, train),
+            SegNet::Deeplabv3plus(n) => vec![n.forward_t(x, train)],
+        }
+    }
+}
+
+impl ModuleT for SegNet {
+    /// Logits `[B, out, spatial...]`.
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        match self {
+            SegNet::Unet(n) => n.forward_t(x, train),
+            SegNet::Deeplabv3plus(n) => n.forward_t(x, train),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::resnet::Backbone;
+
+    #[test]
+    fn model_json_keeps_the_unet_key_and_names_other_networks() {
+        let unet = NetConfig::Unet(UNetConfig::reference());
+        let text = serde_json::to_string(&unet).unwrap();
+        assert!(text.starts_with(r#"{"unet":{"in_channels":3"#), "{text}");
+        let deeplab =
+            NetConfig::Deeplabv3plus(DeepLabConfig { backbone: Backbone::Resnet50, in_channels: 3, out_channels: 1 });
+        let text = serde_json::to_string(&deeplab).unwrap();
+        assert_eq!(text, r#"{"deeplabv3plus":{"backbone":"resnet50","in_channels":3,"out_channels":1}}"#);
+        assert_eq!(serde_json::from_str::<NetConfig>(&text).unwrap(), deeplab);
+    }
+}
