@@ -1,9 +1,10 @@
 # Set-up is part of every target: a project-local venv provides libtorch (PyPI torch==2.11.0),
-# which tch links against with LIBTORCH_USE_PYTORCH=1, and onnx + onnxruntime for `genseg export`'s
-# ONNX check (Python never runs on the training path).
+# which tch links against with LIBTORCH_USE_PYTORCH=1, onnx + onnxruntime for `genseg export`'s
+# ONNX check, and torchvision for the ResNet weight converter and DeepLab's bench reference
+# (Python never runs on the training path).
 VENV   := .venv
-PYDEPS := torch==2.11.0 numpy==2.4.6 onnx==1.23.2 onnxruntime==1.32.0
-TORCH  := $(VENV)/.deps-torch-2.11.0-onnx-1.23.2
+PYDEPS := torch==2.11.0 numpy==2.4.6 onnx==1.23.2 onnxruntime==1.32.0 torchvision==0.26.0 pillow==12.0.0
+TORCH  := $(VENV)/.deps-torch-2.11.0-onnx-1.23.2-torchvision-0.26.0
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 

@@ -4,6 +4,9 @@ unet: milesial-style U-Net (double 3x3 conv + BN + ReLU, max-pool, 2x2 transpose
       BCE-with-logits + batch soft Dice, Adam.
 gan:  Pix2Pix U-Net generator with mixed up-convs (4/6/8 kernels, fused into one 8x8 kernel or
       three transposed convs) + 70x70 PatchGAN; one D step then one G step, Adam(0.5, 0.999).
+deeplab: DeepLabV3+ (genseg's models/deeplab.rs): torchvision's ResNet-18/50 with layer4 dilated
+      (output stride 16), ASPP 6/12/18 + image pooling, 48-channel low-level decoder, no dropout;
+      BCE + Dice, Adam.
 predict: the U-Net in eval mode under inference_mode, sigmoid probabilities, `--batch` images
       at a time (genseg's `bench predict`).
 Prints one JSON line: {"what", "ms_per_step"} (predict also "images_per_s").
@@ -39,6 +42,54 @@ class UNet(nn.Module):
         for up, conv in zip(self.ups, self.convs):
             h = conv(torch.cat([skips.pop(), up(h)], 1))
         return self.head(h)
+
+
+def resnet_os16(backbone):
+    """torchvision's ResNet with layer4's stride replaced by dilation 2, as genseg's encoder:
+    torchvision's own option for ResNet-50; for ResNet-18's basic blocks (which torchvision
+    refuses to dilate) the first block keeps dilation 1 and the second dilates both convs."""
+    import torchvision
+    if backbone == "resnet50":
+        return torchvision.models.resnet50(replace_stride_with_dilation=[False, False, True])
+    m = torchvision.models.resnet18()
+    first, second = m.layer4[0], m.layer4[1]
+    first.conv1.stride = (1, 1)
+    first.downsample[0].stride = (1, 1)
+    for conv in (second.conv1, second.conv2):
+        conv.dilation, conv.padding = (2, 2), (2, 2)
+    return m
+
+
+def conv_bn(cin, cout, k, dilation=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=dilation * (k - 1) // 2, dilation=dilation, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class DeepLabV3Plus(nn.Module):
+    def __init__(self, backbone, cin=3, cout=1):
+        super().__init__()
+        r = resnet_os16(backbone)
+        if cin != 3:
+            r.conv1 = nn.Conv2d(cin, 64, 7, 2, 3, bias=False)
+        self.stem = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool)
+        self.layer1, self.deep = r.layer1, nn.Sequential(r.layer2, r.layer3, r.layer4)
+        high, low = (512, 64) if backbone == "resnet18" else (2048, 256)
+        self.aspp = nn.ModuleList([conv_bn(high, 256, 1)] + [conv_bn(high, 256, 3, d) for d in (6, 12, 18)])
+        self.pool = conv_bn(high, 256, 1)
+        self.project = conv_bn(5 * 256, 256, 1)
+        self.reduce = conv_bn(low, 48, 1)
+        self.refine = nn.Sequential(conv_bn(304, 256, 3), conv_bn(256, 256, 3))
+        self.classifier = nn.Conv2d(256, cout, 1)
+
+    def forward(self, x):
+        low = self.layer1(self.stem(x))
+        high = self.deep(low)
+        pooled = self.pool(F.adaptive_avg_pool2d(high, 1))
+        branches = [b(high) for b in self.aspp] + [F.interpolate(pooled, size=high.shape[2:], mode="bilinear")]
+        context = self.project(torch.cat(branches, 1))
+        low = self.reduce(low)
+        h = torch.cat([F.interpolate(context, size=low.shape[2:], mode="bilinear"), low], 1)
+        return F.interpolate(self.classifier(self.refine(h)), size=x.shape[2:], mode="bilinear")
 
 
 def seg_loss(logits, y):
@@ -110,7 +161,8 @@ def timed(step, steps):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["unet", "gan", "predict"])
+    ap.add_argument("what", choices=["unet", "deeplab", "gan", "predict"])
+    ap.add_argument("--backbone", default="resnet18", choices=["resnet18", "resnet50"])
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--depth", type=int, default=5)
     ap.add_argument("--size", type=int, default=128)
@@ -139,8 +191,8 @@ def main():
         print(json.dumps({"what": f"predict unet w{a.width} d{a.depth} {s}px b{b}", "ms_per_step": ms,
                           "images_per_s": b * 1000 / ms, "torch": torch.__version__, "threads": torch.get_num_threads()}))
         return
-    if a.what == "unet":
-        net = UNet(3, a.width, a.depth)
+    if a.what in ("unet", "deeplab"):
+        net = UNet(3, a.width, a.depth) if a.what == "unet" else DeepLabV3Plus(a.backbone)
         opt = torch.optim.Adam(net.parameters(), 1e-3)
         x = torch.rand(b, 3, s, s)
         y = (torch.rand(b, 1, s, s) > 0.7).float()
@@ -150,7 +202,7 @@ def main():
             seg_loss(net(x), y).backward()
             opt.step()
             sync()
-        what = f"unet w{a.width} d{a.depth} {s}px b{b}"
+        what = f"unet w{a.width} d{a.depth} {s}px b{b}" if a.what == "unet" else f"deeplabv3plus {a.backbone} {s}px b{b}"
     else:
         g = Generator(a.width, s, 3, not a.separate_ops)
         d = patchgan(4, a.width)
@@ -177,7 +229,9 @@ def main():
             og.step()
             sync()
         what = f"gan ngf{a.width} {s}px b{b} {'three-conv' if a.separate_ops else 'fused'}"
-    print(json.dumps({"what": what, "ms_per_step": timed(step, a.steps), "torch": torch.__version__, "threads": torch.get_num_threads()}))
+    params = sum(p.numel() for p in (net.parameters() if a.what in ("unet", "deeplab") else g.parameters()))
+    print(json.dumps({"what": what, "ms_per_step": timed(step, a.steps), "params": params, "torch": torch.__version__,
+                      "threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":

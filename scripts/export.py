@@ -11,12 +11,13 @@ the file in onnxruntime on IMAGES.npy and writes the probabilities to PROBS.npy 
 compare with its own. 2-D U-Nets with transposed up-sampling only (the default);
 deep-supervision heads are training aids and are left out.
 """
-import json, os, struct, sys, warnings
+import json, os, sys, warnings
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
 from reference import UNet  # noqa: E402
+from safetensors_io import read_safetensors  # noqa: E402
 
 run, out, fmt = sys.argv[1], sys.argv[2], sys.argv[3]
 spec = json.load(open(os.path.join(run, "model.json")))
@@ -25,21 +26,6 @@ if unet.get("dims", 2) != 2 or spec.get("volume_shape"):
     sys.exit(f"{run}: a 3-D model; export handles 2-D U-Nets")
 if unet["upsampling"] != "transposed":
     sys.exit(f"{run}: --upsampling {unet['upsampling']}; export handles transposed up-sampling")
-
-
-def read_safetensors(path):
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8 : 8 + n])
-    dtypes = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64}
-    tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        data = bytearray(raw[8 + n + start : 8 + n + end])
-        tensors[name] = torch.frombuffer(data, dtype=dtypes[info["dtype"]]).reshape(info["shape"]).clone()
-    return tensors
 
 
 LAYER = {"c1": "0", "b1": "1", "c2": "3", "b2": "4"}

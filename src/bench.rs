@@ -1,7 +1,9 @@
 //! Training-step benchmarks (run by bench/run.sh beside the PyTorch reference in bench/reference.py)
 //! and the analytic FLOP counts used to report achieved GFLOP/s.
+use crate::models::deeplab::DeepLabConfig;
+use crate::models::resnet::Backbone;
 use crate::models::segnet::{NetConfig, SegNet};
-use crate::models::unet::{UNet, UNetConfig, Upsampling};
+use crate::models::unet::{UNetConfig, Upsampling};
 use crate::train::gan::{Gan, GanConfig, GanSpec};
 use crate::train::loss::{segmentation_loss, RegionLoss};
 use crate::train::optim::{gradients, OptimConfig, Optimizer};
@@ -66,8 +68,9 @@ pub fn patchgan_forward_flops(ndf: i64, size: i64, in_channels: i64) -> f64 {
 pub struct BenchResult {
     pub what: String,
     pub ms_per_step: f64,
-    pub gflop_per_step: f64,
-    pub gflops: f64,
+    /// Counted for the U-Net and the GAN; `None` for networks without a FLOP count.
+    pub gflop_per_step: Option<f64>,
+    pub gflops: Option<f64>,
     pub params: i64,
 }
 
@@ -82,26 +85,26 @@ fn time_steps(warmup: usize, steps: usize, mut step: impl FnMut()) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0 / steps as f64
 }
 
-/// A U-Net with its optimiser and one random batch, stepped as the supervised loop does
+/// A segmenter with its optimiser and one random batch, stepped as the supervised loop does
 /// (forward, BCE + Dice loss, backward, Adam).
-struct UNetStep {
+struct SegStep {
     vs: VarStore,
-    net: UNet,
+    net: SegNet,
     opt: Optimizer,
     x: Tensor,
     y: Tensor,
     device: Device,
 }
 
-impl UNetStep {
-    fn new(cfg: &UNetConfig, size: i64, batch: i64, device: Device) -> UNetStep {
+impl SegStep {
+    fn new(cfg: &NetConfig, size: i64, batch: i64, device: Device) -> SegStep {
         tch::manual_seed(0);
         let vs = VarStore::new(device);
-        let net = UNet::new(&vs.root(), cfg);
+        let net = SegNet::new(&vs.root(), cfg);
         let opt = Optimizer::new(OptimConfig::adam(1e-3, 0.9), vs.trainable_variables());
-        let x = Tensor::rand([batch, cfg.in_channels, size, size], (Kind::Float, device));
+        let x = Tensor::rand([batch, cfg.in_channels(), size, size], (Kind::Float, device));
         let y = Tensor::rand([batch, 1, size, size], (Kind::Float, device)).gt(0.7).to_kind(Kind::Float);
-        UNetStep { vs, net, opt, x, y, device }
+        SegStep { vs, net, opt, x, y, device }
     }
 
     fn step(&mut self, x: &Tensor, y: &Tensor) {
@@ -119,7 +122,7 @@ impl UNetStep {
 pub fn augment_overhead(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, device: Device) -> (f64, f64) {
     use crate::data::nnaug::{augment, NnUnetAugment};
     use rand::SeedableRng;
-    let mut s = UNetStep::new(cfg, size, batch, device);
+    let mut s = SegStep::new(&NetConfig::Unet(cfg.clone()), size, batch, device);
     let (x, y) = (s.x.shallow_clone(), s.y.shallow_clone());
     let aug = NnUnetAugment::defaults(2, None);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
@@ -140,15 +143,32 @@ pub fn augment_overhead(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, d
 
 /// One U-Net training step, as the supervised loop does.
 pub fn unet_step(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, device: Device) -> Result<BenchResult> {
-    let mut s = UNetStep::new(cfg, size, batch, device);
+    let mut s = SegStep::new(&NetConfig::Unet(cfg.clone()), size, batch, device);
     let (x, y) = (s.x.shallow_clone(), s.y.shallow_clone());
     let ms = time_steps(2, steps, || s.step(&x, &y));
     let gflop = 3.0 * unet_forward_flops(cfg, size) * batch as f64 / 1e9;
     Ok(BenchResult {
         what: format!("unet w{} d{} {size}px b{batch}", cfg.width, cfg.depth),
         ms_per_step: ms,
-        gflop_per_step: gflop,
-        gflops: gflop / ms * 1000.0,
+        gflop_per_step: Some(gflop),
+        gflops: Some(gflop / ms * 1000.0),
+        params: crate::models::count(&s.vs.trainable_variables()),
+    })
+}
+
+/// One DeepLabV3+ training step (RGB in, one label), as the supervised loop does.
+pub fn deeplab_step(backbone: Backbone, size: i64, batch: i64, steps: usize, device: Device) -> Result<BenchResult> {
+    let cfg = NetConfig::Deeplabv3plus(DeepLabConfig { backbone, in_channels: 3, out_channels: 1 });
+    cfg.validate(&[size, size])?;
+    let mut s = SegStep::new(&cfg, size, batch, device);
+    let (x, y) = (s.x.shallow_clone(), s.y.shallow_clone());
+    let ms = time_steps(2, steps, || s.step(&x, &y));
+    let name = serde_json::to_value(backbone)?;
+    Ok(BenchResult {
+        what: format!("deeplabv3plus {} {size}px b{batch}", name.as_str().unwrap_or("?")),
+        ms_per_step: ms,
+        gflop_per_step: None,
+        gflops: None,
         params: crate::models::count(&s.vs.trainable_variables()),
     })
 }
@@ -185,8 +205,8 @@ pub fn gan_step(ngf: i64, size: i64, batch: i64, fused: bool, steps: usize, devi
     Ok(BenchResult {
         what: format!("gan ngf{ngf} {size}px b{batch} {}", if fused { "fused" } else { "three-conv" }),
         ms_per_step: ms,
-        gflop_per_step: gflop,
-        gflops: gflop / ms * 1000.0,
+        gflop_per_step: Some(gflop),
+        gflops: Some(gflop / ms * 1000.0),
         params,
     })
 }
@@ -246,7 +266,7 @@ pub fn genseg_phases(
 ) -> Result<Vec<(&'static str, f64)>> {
     use crate::train::hypergrad::{HypergradMode, Lower, TrainBatch};
     use rand::SeedableRng;
-    let mut plain = UNetStep::new(cfg, size, batch, device);
+    let mut plain = SegStep::new(&NetConfig::Unet(cfg.clone()), size, batch, device);
     let (x, y) = (plain.x.shallow_clone(), plain.y.shallow_clone());
     let plain_ms = time_steps(2, steps, || plain.step(&x, &y));
     let (mut gan, images, masks) = bench_gan(GanConfig { ngf, ndf: ngf, ..Default::default() }, size, batch, device)?;

@@ -257,6 +257,10 @@ pub struct TrainArgs {
     /// DeepLabV3+'s ResNet encoder
     #[arg(long, value_enum, default_value_t = train_defaults().backbone)]
     backbone: Backbone,
+    /// Initial segmenter weights (safetensors by variable name, e.g. a torchvision ResNet
+    /// converted by scripts/convert_resnet.py); default: random
+    #[arg(long)]
+    init: Option<PathBuf>,
     /// U-Net width (channels of the first level)
     #[arg(long, default_value_t = train_defaults().width)]
     width: i64,
@@ -453,6 +457,7 @@ impl TrainArgs {
             seed: self.seed,
             model: self.model,
             backbone: self.backbone,
+            init: self.init.clone(),
             width: self.width,
             depth: self.depth,
             upsampling: self.upsampling,
@@ -716,6 +721,8 @@ pub enum Command {
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
 pub enum BenchWhat {
     Unet,
+    /// A DeepLabV3+ training step (--backbone)
+    Deeplab,
     /// A plain U-Net step with and without the nnunet augmentation preset
     Augment,
     Gan,
@@ -747,6 +754,9 @@ pub struct BenchArgs {
     /// phases: generator and discriminator width [default: --width]
     #[arg(long)]
     pub ngf: Option<i64>,
+    /// deeplab: the ResNet encoder
+    #[arg(long, value_enum, default_value_t = Backbone::Resnet18)]
+    pub backbone: Backbone,
     /// gan: three separate transposed convs per mixed op instead of the fused one
     #[arg(long)]
     pub separate_ops: bool,

@@ -83,3 +83,63 @@ fn deeplab_on_kvasir_beats_the_untrained_model() {
         summary.test.dice.mean
     );
 }
+
+/// A randomly initialised torchvision ResNet-50 with layer4 dilated (torchvision's
+/// `replace_stride_with_dilation=[False, False, True]`, DeepLab's output stride 16), saved as a
+/// state_dict and converted by scripts/convert_resnet.py, gives genseg's encoder the same layer1
+/// and layer4 features as torchvision on the same input (eval mode).
+#[test]
+fn converted_torchvision_resnet_gives_torchvisions_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pth, reference, converted) =
+        (dir.path().join("r50.pth"), dir.path().join("reference.safetensors"), dir.path().join("init.safetensors"));
+    let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+    let make_reference = format!(
+        r#"
+import sys, torch, torchvision
+sys.path.insert(0, {scripts:?})
+from safetensors_io import write_safetensors
+torch.manual_seed(0)
+m = torchvision.models.resnet50(replace_stride_with_dilation=[False, False, True]).eval()
+# Non-trivial BatchNorm statistics, as a trained model has.
+for mod in m.modules():
+    if isinstance(mod, torch.nn.BatchNorm2d):
+        mod.running_mean.uniform_(-0.1, 0.1); mod.running_var.uniform_(0.5, 1.5)
+torch.save(m.state_dict(), {pth:?})
+x = torch.rand(2, 3, 64, 96)
+with torch.no_grad():
+    low = m.layer1(m.maxpool(m.relu(m.bn1(m.conv1(x)))))
+    high = m.layer4(m.layer3(m.layer2(low)))
+write_safetensors({reference:?}, {{"x": x, "low": low, "high": high}})
+"#,
+        scripts = scripts.to_str().unwrap(),
+        pth = arg(&pth),
+        reference = arg(&reference),
+    );
+    let python = genseg::export::default_python();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(&python).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&["-c", &make_reference]);
+    run(&[arg(&scripts.join("convert_resnet.py")), arg(&pth), arg(&converted)]);
+
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let encoder = genseg::models::resnet::ResNet::new(&(vs.root() / "encoder"), Backbone::Resnet50, 3);
+    let tensors = genseg::runtime::load_tensors(&converted).unwrap();
+    let copied = genseg::models::segnet::init_from(&vs, &tensors, &converted).unwrap();
+    assert_eq!(copied, vs.variables().len(), "every variable (weights and BatchNorm statistics) is initialised");
+    let want: std::collections::HashMap<String, tch::Tensor> =
+        genseg::runtime::load_tensors(&reference).unwrap().into_iter().collect();
+    let (low, high) = tch::no_grad(|| encoder.forward_t(&want["x"], false));
+    for (name, got) in [("low", low), ("high", high)] {
+        assert_eq!(got.size(), want[name].size(), "{name}");
+        let diff = f64::try_from((got - &want[name]).abs().max()).unwrap();
+        assert!(diff < 1e-4, "{name}: max difference {diff}");
+    }
+    // A file for another network is refused, naming the variable.
+    let unet_vs = tch::nn::VarStore::new(Device::Cpu);
+    let _ = genseg::models::unet::UNet::new(&unet_vs.root(), &genseg::models::unet::UNetConfig::reference());
+    let err = genseg::models::segnet::init_from(&unet_vs, &tensors, &converted).unwrap_err().to_string();
+    assert!(err.contains("encoder.") && err.contains("is not a variable of this model"), "{err}");
+}

@@ -3,10 +3,10 @@
 //! in its own file; this enum only dispatches.
 use super::deeplab::{DeepLabConfig, DeepLabV3Plus};
 use super::unet::{UNet, UNetConfig};
-use anyhow::Result;
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 /// Which segmentation network a run trains.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
@@ -54,6 +54,48 @@ impl NetConfig {
     }
 }
 
+/// Copies `tensors` (name, value; e.g. a converted torchvision ResNet, scripts/convert_resnet.py)
+/// into the variables of `vs` with the same names: `--init`. Every tensor must name a variable of
+/// the same shape; variables it does not name keep their values. Returns how many were copied.
+pub fn init_from(vs: &nn::VarStore, tensors: &[(String, Tensor)], file: &std::path::Path) -> Result<usize> {
+    let vars = vs.variables();
+    for (name, t) in tensors {
+        let Some(var) = vars.get(name) else {
+            bail!(
+                "{}: '{name}' is not a variable of this model (a DeepLabV3+ encoder's names start with 'encoder.'; \
+                 convert torchvision weights with scripts/convert_resnet.py and train the same --model/--backbone)",
+                file.display()
+            );
+        };
+        if var.size() != t.size() {
+            bail!(
+                "{}: '{name}' has shape {:?}, the model's {:?} (pretrained RGB encoders need 3 input channels: \
+                 --channels 3)",
+                file.display(),
+                t.size(),
+                var.size()
+            );
+        }
+    }
+    tch::no_grad(|| {
+        for (name, t) in tensors {
+            let mut var = vars[name].shallow_clone();
+            var.copy_(&t.to_device(var.device()).to_kind(var.kind()));
+        }
+    });
+    Ok(tensors.len())
+}
+
+/// [`init_from`] checked on a throwaway CPU copy of the network, so a bad file is refused before
+/// a run writes anything.
+pub fn check_init(config: &NetConfig, tensors: &[(String, Tensor)], file: &std::path::Path) -> Result<()> {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _net = SegNet::new(&vs.root(), config);
+    init_from(&vs, tensors, file).map(|_| ())
+}
+
+// One per run, built once: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum SegNet {
     Unet(UNet),

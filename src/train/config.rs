@@ -56,6 +56,10 @@ pub struct TrainConfig {
     /// DeepLabV3+'s encoder.
     #[serde(default)]
     pub backbone: Backbone,
+    /// Initial weights for the segmenter (safetensors, by variable name; e.g. a torchvision
+    /// ResNet converted by scripts/convert_resnet.py); `None`: random initialisation.
+    #[serde(default)]
+    pub init: Option<PathBuf>,
     /// U-Net width (channels of the first level).
     pub width: i64,
     /// U-Net levels.
@@ -214,6 +218,7 @@ impl TrainConfig {
             seed: 0,
             model: ModelKind::Unet,
             backbone: Backbone::Resnet18,
+            init: None,
             width: 64,
             depth: 5,
             upsampling: Upsampling::Transposed,

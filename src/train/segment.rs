@@ -14,7 +14,7 @@ use crate::data::split::{load_splits, Splits};
 use crate::eval::evaluate;
 use crate::eval::report::summarize;
 use crate::infer::ModelSpec;
-use crate::models::segnet::SegNet;
+use crate::models::segnet::{check_init, init_from, SegNet};
 use crate::runtime::{all_finite, lock_folder};
 use crate::runtime::{
     append_jsonl, ensure_writable_dir, load_tensors, load_vars, save_tensors, save_vars, versions, write_atomic,
@@ -174,6 +174,10 @@ impl<'a> Trainer<'a> {
         let net_cfg = cfg.net(&splits.train);
         net_cfg.validate(&splits.train.shape)?;
         cfg.check_network(&net_cfg)?;
+        let init = cfg.init.as_ref().map(|f| load_tensors(f).map(|t| (f, t))).transpose()?;
+        if let Some((file, tensors)) = &init {
+            check_init(&net_cfg, tensors, file)?;
+        }
         if cfg.synthetic_photometric && splits.train.dims() != 2 {
             bail!("--synthetic-photometric is the reference's chain for 2-D images; leave it out for volumes");
         }
@@ -198,6 +202,10 @@ impl<'a> Trainer<'a> {
         tch::manual_seed(cfg.seed as i64);
         let vs = VarStore::new(device);
         let net = SegNet::new(&vs.root(), &net_cfg);
+        if let Some((file, tensors)) = &init {
+            let n = init_from(&vs, tensors, file)?;
+            tracing::info!("{n} tensors of the segmenter initialised from {}", file.display());
+        }
         let seg_opt = Optimizer::new(cfg.optim.clone(), vs.trainable_variables());
         let batches = Batches { rng: ChaCha8Rng::seed_from_u64(cfg.seed), size: cfg.batch_size, device };
         Ok(Trainer { cfg, seg: Segmenter { vs, net }, seg_opt, arm, batches, seen: BTreeSet::new() })
