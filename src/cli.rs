@@ -251,12 +251,16 @@ pub struct TrainArgs {
     seed: u64,
     #[arg(long, value_enum, default_value_t = train_defaults().method)]
     method: Method,
-    /// The segmentation network (deeplabv3plus: 2-D, sides a multiple of 16)
+    /// The segmentation network (deeplabv3plus: 2-D, sides a multiple of 16; swin-unet: 2-D,
+    /// sides the window grid divides)
     #[arg(long, value_enum, default_value_t = train_defaults().model)]
     model: ModelKind,
     /// DeepLabV3+'s ResNet encoder
     #[arg(long, value_enum, default_value_t = train_defaults().backbone)]
     backbone: Backbone,
+    /// Swin-UNet's attention window side (7 for 224 px as the reference; 4 for 64 px)
+    #[arg(long, default_value_t = train_defaults().window)]
+    window: i64,
     /// Initial segmenter weights (safetensors by variable name, e.g. a torchvision ResNet
     /// converted by scripts/convert_resnet.py); default: random
     #[arg(long)]
@@ -457,6 +461,7 @@ impl TrainArgs {
             seed: self.seed,
             model: self.model,
             backbone: self.backbone,
+            window: self.window,
             init: self.init.clone(),
             width: self.width,
             depth: self.depth,

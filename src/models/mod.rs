@@ -1,5 +1,5 @@
-//! Networks: the segmenters (U-Net, DeepLabV3+ over a ResNet encoder, one interface in
-//! [`segnet`]), the Pix2Pix generator with searchable mixed ops, and the
+//! Networks: the segmenters (U-Net, DeepLabV3+ over a ResNet encoder, Swin-UNet; one interface
+//! in [`segnet`]), the Pix2Pix generator with searchable mixed ops, and the
 //! PatchGAN discriminator. Each model is a plain struct over a `tch::nn::Path`, built for 2-D or
 //! 3-D from the layers in [`spatial`].
 pub mod deeplab;
@@ -9,6 +9,7 @@ pub mod mixed_op;
 pub mod resnet;
 pub mod segnet;
 pub mod spatial;
+pub mod swin_unet;
 pub mod unet;
 
 /// Number of scalars in a set of tensors (parameter counts).

@@ -2,10 +2,11 @@
 //! hypergradient, evaluation, prediction and the bench call. Each network stays a plain struct
 //! in its own file; this enum only dispatches.
 use super::deeplab::{DeepLabConfig, DeepLabV3Plus};
+use super::swin_unet::{SwinUNet, SwinUNetConfig};
 use super::unet::{UNet, UNetConfig};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, ModuleT};
+use tch::nn::{self, Module, ModuleT};
 use tch::{Device, Tensor};
 
 /// Which segmentation network a run trains.
@@ -17,15 +18,21 @@ pub enum ModelKind {
     Unet,
     /// DeepLabV3+ with a ResNet encoder (2-D).
     Deeplabv3plus,
+    /// Swin-UNet (2-D, sides the window grid divides).
+    #[serde(rename = "swin-unet")]
+    #[value(name = "swin-unet")]
+    SwinUnet,
 }
 
 /// A network's configuration; model.json keeps it under the network's name (`"unet": {...}`,
-/// as files written before other networks existed, or `"deeplabv3plus": {...}`).
+/// as files written before other networks existed, `"deeplabv3plus"` or `"swin-unet"`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "lowercase")]
 pub enum NetConfig {
     Unet(UNetConfig),
     Deeplabv3plus(DeepLabConfig),
+    #[serde(rename = "swin-unet")]
+    SwinUnet(SwinUNetConfig),
 }
 
 impl NetConfig {
@@ -34,6 +41,7 @@ impl NetConfig {
         match self {
             NetConfig::Unet(c) => c.validate(shape),
             NetConfig::Deeplabv3plus(c) => c.validate(shape),
+            NetConfig::SwinUnet(c) => c.validate(shape),
         }
     }
 
@@ -41,6 +49,7 @@ impl NetConfig {
         match self {
             NetConfig::Unet(c) => c.in_channels,
             NetConfig::Deeplabv3plus(c) => c.in_channels,
+            NetConfig::SwinUnet(c) => c.in_channels,
         }
     }
 
@@ -48,7 +57,7 @@ impl NetConfig {
     /// channel and case, so training needs at least two cases per forward pass.
     pub fn min_train_batch(&self) -> i64 {
         match self {
-            NetConfig::Unet(_) => 1,
+            NetConfig::Unet(_) | NetConfig::SwinUnet(_) => 1,
             NetConfig::Deeplabv3plus(_) => 2,
         }
     }
@@ -100,6 +109,7 @@ pub fn check_init(config: &NetConfig, tensors: &[(String, Tensor)], file: &std::
 pub enum SegNet {
     Unet(UNet),
     Deeplabv3plus(DeepLabV3Plus),
+    SwinUnet(SwinUNet),
 }
 
 impl SegNet {
@@ -107,6 +117,7 @@ impl SegNet {
         match config {
             NetConfig::Unet(c) => SegNet::Unet(UNet::new(p, c)),
             NetConfig::Deeplabv3plus(c) => SegNet::Deeplabv3plus(DeepLabV3Plus::new(p, c)),
+            NetConfig::SwinUnet(c) => SegNet::SwinUnet(SwinUNet::new(p, c)),
         }
     }
 
@@ -116,6 +127,7 @@ impl SegNet {
         match self {
             SegNet::Unet(n) => n.forward_deep(x, train),
             SegNet::Deeplabv3plus(n) => vec![n.forward_t(x, train)],
+            SegNet::SwinUnet(n) => vec![n.forward(x)],
         }
     }
 }
@@ -126,6 +138,8 @@ impl ModuleT for SegNet {
         match self {
             SegNet::Unet(n) => n.forward_t(x, train),
             SegNet::Deeplabv3plus(n) => n.forward_t(x, train),
+            // LayerNorm and no dropout: the same in training and evaluation.
+            SegNet::SwinUnet(n) => n.forward(x),
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::eval::metrics::EmptyPolicy;
 use crate::models::deeplab::DeepLabConfig;
 use crate::models::resnet::Backbone;
 use crate::models::segnet::{ModelKind, NetConfig};
+use crate::models::swin_unet::SwinUNetConfig;
 use crate::models::unet::{UNetConfig, Upsampling};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -56,6 +57,9 @@ pub struct TrainConfig {
     /// DeepLabV3+'s encoder.
     #[serde(default)]
     pub backbone: Backbone,
+    /// Swin-UNet's attention window side.
+    #[serde(default = "seven")]
+    pub window: i64,
     /// Initial weights for the segmenter (safetensors, by variable name; e.g. a torchvision
     /// ResNet converted by scripts/convert_resnet.py); `None`: random initialisation.
     #[serde(default)]
@@ -173,6 +177,10 @@ fn one() -> usize {
     1
 }
 
+fn seven() -> i64 {
+    7
+}
+
 fn half() -> f64 {
     0.5
 }
@@ -218,6 +226,7 @@ impl TrainConfig {
             seed: 0,
             model: ModelKind::Unet,
             backbone: Backbone::Resnet18,
+            window: seven(),
             init: None,
             width: 64,
             depth: 5,
@@ -276,6 +285,7 @@ impl TrainConfig {
         let model = match net {
             NetConfig::Unet(_) => return Ok(()),
             NetConfig::Deeplabv3plus(_) => "deeplabv3plus",
+            NetConfig::SwinUnet(_) => "swin-unet",
         };
         if self.deep_supervision {
             bail!("--deep-supervision adds heads to the U-Net's decoder; leave it out for --model {model}");
@@ -316,6 +326,12 @@ impl TrainConfig {
             ModelKind::Deeplabv3plus => {
                 NetConfig::Deeplabv3plus(DeepLabConfig { backbone: self.backbone, in_channels, out_channels })
             }
+            ModelKind::SwinUnet => NetConfig::SwinUnet(SwinUNetConfig {
+                in_channels,
+                out_channels,
+                shape: [data.shape[0], *data.shape.last().expect("a spatial axis")],
+                window: self.window,
+            }),
         }
     }
 }
