@@ -7,6 +7,8 @@ gan:  Pix2Pix U-Net generator with mixed up-convs (4/6/8 kernels, fused into one
 deeplab: DeepLabV3+ (genseg's models/deeplab.rs): torchvision's ResNet-18/50 with layer4 dilated
       (output stride 16), ASPP 6/12/18 + image pooling, 48-channel low-level decoder, no dropout;
       BCE + Dice, Adam.
+swin-unet: Swin-UNet (genseg's models/swin_unet.rs, Swin-T: embedding 96, depths 2/2/2/2, heads
+      3/6/12/24, `--window`), no drop path; BCE + Dice, Adam.
 predict: the U-Net in eval mode under inference_mode, sigmoid probabilities, `--batch` images
       at a time (genseg's `bench predict`).
 Prints one JSON line: {"what", "ms_per_step"} (predict also "images_per_s").
@@ -92,6 +94,114 @@ class DeepLabV3Plus(nn.Module):
         return F.interpolate(self.classifier(self.refine(h)), size=x.shape[2:], mode="bilinear")
 
 
+class SwinBlock(nn.Module):
+    def __init__(self, dim, heads, grid, window, shifted):
+        super().__init__()
+        self.grid, self.heads = grid, heads
+        self.w = min(window, *grid)
+        self.shift = window // 2 if shifted and self.w == window and min(grid) > window else 0
+        span = 2 * self.w - 1
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.table = nn.Parameter(torch.randn(span * span, heads) * 0.02)
+        cells = [(i, j) for i in range(self.w) for j in range(self.w)]
+        self.register_buffer("index", torch.tensor([(a - c + self.w - 1) * span + (b - d + self.w - 1)
+                                                    for a, b in cells for c, d in cells]))
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        mask = None
+        if self.shift:
+            region = lambda i, side: 0 if i < side - self.w else (1 if i < side - self.shift else 2)
+            ids = torch.tensor([[3 * region(i, grid[0]) + region(j, grid[1]) for j in range(grid[1])]
+                                for i in range(grid[0])], dtype=torch.float32)
+            win = self.partition(ids.view(1, *grid, 1)).squeeze(-1)
+            mask = (win.unsqueeze(1) != win.unsqueeze(2)).float() * -100.0
+        self.register_buffer("mask", mask)
+
+    def partition(self, x):
+        b, h, w, c = x.shape
+        s = self.w
+        return x.view(b, h // s, s, w // s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, s * s, c)
+
+    def forward(self, x):
+        b, l, c = x.shape
+        h, w = self.grid
+        t = self.norm1(x).view(b, h, w, c)
+        if self.shift:
+            t = t.roll((-self.shift, -self.shift), (1, 2))
+        win = self.partition(t)
+        n, hd = win.shape[1], c // self.heads
+        q, k, v = self.qkv(win).view(-1, n, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
+        attn = (q * hd ** -0.5) @ k.transpose(-2, -1) + self.table[self.index].view(n, n, -1).permute(2, 0, 1)
+        if self.mask is not None:
+            nw = self.mask.shape[0]
+            attn = (attn.view(-1, nw, self.heads, n, n) + self.mask[None, :, None]).view(-1, self.heads, n, n)
+        out = self.proj((attn.softmax(-1) @ v).transpose(1, 2).reshape(-1, n, c))
+        s = self.w
+        t = out.view(b, h // s, w // s, s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
+        if self.shift:
+            t = t.roll((self.shift, self.shift), (1, 2))
+        x = x + t.reshape(b, l, c)
+        return x + self.mlp(self.norm2(x))
+
+
+class Expand(nn.Module):
+    def __init__(self, dim, grid, scale):
+        super().__init__()
+        self.grid, self.scale = grid, scale
+        self.expand = nn.Linear(dim, 2 * dim if scale == 2 else 16 * dim, bias=False)
+        self.norm = nn.LayerNorm(dim // 2 if scale == 2 else dim)
+
+    def forward(self, x):
+        t = self.expand(x)
+        b, _, c = t.shape
+        (h, w), s = self.grid, self.scale
+        return self.norm(t.view(b, h, w, s, s, c // (s * s)).permute(0, 1, 3, 2, 4, 5).reshape(b, -1, c // (s * s)))
+
+
+class SwinUNet(nn.Module):
+    def __init__(self, cin, size, window, cout=1):
+        super().__init__()
+        dim = lambda i: 96 << i
+        grid = lambda i: (size // (4 << i), size // (4 << i))
+        heads = [3, 6, 12, 24]
+        blocks = lambda i: nn.ModuleList([SwinBlock(dim(i), heads[i], grid(i), window, j % 2 == 1) for j in range(2)])
+        self.size = size
+        self.embed, self.embed_norm = nn.Conv2d(cin, 96, 4, stride=4), nn.LayerNorm(96)
+        self.stages = nn.ModuleList([blocks(i) for i in range(4)])
+        self.merges = nn.ModuleList([nn.Sequential(nn.LayerNorm(4 * dim(i)), nn.Linear(4 * dim(i), 2 * dim(i), bias=False))
+                                     for i in range(3)])
+        self.norm, self.bottleneck_up = nn.LayerNorm(dim(3)), Expand(dim(3), grid(3), 2)
+        self.fuse = nn.ModuleList([nn.Linear(2 * dim(i), dim(i)) for i in (2, 1, 0)])
+        self.up_stages = nn.ModuleList([blocks(i) for i in (2, 1, 0)])
+        self.expands = nn.ModuleList([Expand(dim(i), grid(i), 2) for i in (2, 1)])
+        self.norm_up, self.final_up = nn.LayerNorm(96), Expand(96, grid(0), 4)
+        self.output = nn.Conv2d(96, cout, 1, bias=False)
+        self.grids = [grid(i) for i in range(4)]
+
+    def forward(self, x):
+        b = x.shape[0]
+        t = self.embed_norm(self.embed(x).flatten(2).transpose(1, 2))
+        skips = []
+        for i, stage in enumerate(self.stages):
+            skips.append(t)
+            for blk in stage:
+                t = blk(t)
+            if i < 3:
+                h, w = self.grids[i]
+                v = t.view(b, h, w, -1)
+                t = self.merges[i](torch.cat([v[:, 0::2, 0::2], v[:, 1::2, 0::2], v[:, 0::2, 1::2], v[:, 1::2, 1::2]], -1)
+                                   .view(b, -1, 4 * v.shape[-1]))
+        t = self.bottleneck_up(self.norm(t))
+        for k, (fuse, stage) in enumerate(zip(self.fuse, self.up_stages)):
+            t = fuse(torch.cat([t, skips[2 - k]], -1))
+            for blk in stage:
+                t = blk(t)
+            if k < 2:
+                t = self.expands[k](t)
+        t = self.final_up(self.norm_up(t))
+        return self.output(t.view(b, self.size, self.size, 96).permute(0, 3, 1, 2))
+
+
 def seg_loss(logits, y):
     p = torch.sigmoid(logits)
     inter = (p * y).sum()
@@ -161,7 +271,8 @@ def timed(step, steps):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["unet", "deeplab", "gan", "predict"])
+    ap.add_argument("what", choices=["unet", "deeplab", "swin-unet", "gan", "predict"])
+    ap.add_argument("--window", type=int, default=7)
     ap.add_argument("--backbone", default="resnet18", choices=["resnet18", "resnet50"])
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--depth", type=int, default=5)
@@ -191,8 +302,9 @@ def main():
         print(json.dumps({"what": f"predict unet w{a.width} d{a.depth} {s}px b{b}", "ms_per_step": ms,
                           "images_per_s": b * 1000 / ms, "torch": torch.__version__, "threads": torch.get_num_threads()}))
         return
-    if a.what in ("unet", "deeplab"):
-        net = UNet(3, a.width, a.depth) if a.what == "unet" else DeepLabV3Plus(a.backbone)
+    if a.what in ("unet", "deeplab", "swin-unet"):
+        net = {"unet": lambda: UNet(3, a.width, a.depth), "deeplab": lambda: DeepLabV3Plus(a.backbone),
+               "swin-unet": lambda: SwinUNet(3, s, a.window)}[a.what]()
         opt = torch.optim.Adam(net.parameters(), 1e-3)
         x = torch.rand(b, 3, s, s)
         y = (torch.rand(b, 1, s, s) > 0.7).float()
@@ -202,7 +314,8 @@ def main():
             seg_loss(net(x), y).backward()
             opt.step()
             sync()
-        what = f"unet w{a.width} d{a.depth} {s}px b{b}" if a.what == "unet" else f"deeplabv3plus {a.backbone} {s}px b{b}"
+        what = {"unet": f"unet w{a.width} d{a.depth} {s}px b{b}", "deeplab": f"deeplabv3plus {a.backbone} {s}px b{b}",
+                "swin-unet": f"swin-unet window {a.window} {s}px b{b}"}[a.what]
     else:
         g = Generator(a.width, s, 3, not a.separate_ops)
         d = patchgan(4, a.width)
@@ -229,7 +342,7 @@ def main():
             og.step()
             sync()
         what = f"gan ngf{a.width} {s}px b{b} {'three-conv' if a.separate_ops else 'fused'}"
-    params = sum(p.numel() for p in (net.parameters() if a.what in ("unet", "deeplab") else g.parameters()))
+    params = sum(p.numel() for p in (net.parameters() if a.what != "gan" else g.parameters()))
     print(json.dumps({"what": what, "ms_per_step": timed(step, a.steps), "params": params, "torch": torch.__version__,
                       "threads": torch.get_num_threads()}))
 

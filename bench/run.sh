@@ -23,7 +23,7 @@ import json, sys
 o, r, peak = json.loads(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3])
 flops = (f"{o['gflops']:6.1f} GFLOP/s = {100 * o['gflops'] / peak:.0f}% of {peak:.0f} ({o['gflop_per_step']:.1f} GFLOP/step, "
          if o["gflops"] is not None else "(")
-if o["what"].startswith(("unet", "deeplab")) and o["params"] != r["params"]:
+if o["what"].startswith(("unet", "deeplab", "swin")) and o["params"] != r["params"]:
     print(f"warning: {o['what']}: genseg has {o['params']:,} parameters, the PyTorch reference {r['params']:,}")
 print(f"{o['what']:<34} genseg {o['ms_per_step']:8.1f} ms  pytorch {r['ms_per_step']:8.1f} ms  "
       f"ratio {o['ms_per_step'] / r['ms_per_step']:.2f}  {flops}{o['params']:,} params)")
@@ -34,6 +34,7 @@ run unet --width 64 --depth 5 --size 128 --batch 4
 run unet --width 16 --depth 4 --size 64 --batch 4
 run deeplab --backbone resnet18 --size 128 --batch 4
 run deeplab --backbone resnet50 --size 128 --batch 4
+run swin-unet --window 4 --size 128 --batch 4
 run gan --width 32 --size 128 --batch 2
 run gan --width 32 --size 128 --batch 2 --separate-ops
 run gan --width 16 --size 64 --batch 4

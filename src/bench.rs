@@ -3,6 +3,7 @@
 use crate::models::deeplab::DeepLabConfig;
 use crate::models::resnet::Backbone;
 use crate::models::segnet::{NetConfig, SegNet};
+use crate::models::swin_unet::SwinUNetConfig;
 use crate::models::unet::{UNetConfig, Upsampling};
 use crate::train::gan::{Gan, GanConfig, GanSpec};
 use crate::train::loss::{segmentation_loss, RegionLoss};
@@ -156,16 +157,34 @@ pub fn unet_step(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, device: 
     })
 }
 
-/// One DeepLabV3+ training step (RGB in, one label), as the supervised loop does.
-pub fn deeplab_step(backbone: Backbone, size: i64, batch: i64, steps: usize, device: Device) -> Result<BenchResult> {
-    let cfg = NetConfig::Deeplabv3plus(DeepLabConfig { backbone, in_channels: 3, out_channels: 1 });
+/// One training step of DeepLabV3+ (`backbone`) or, with `window`, Swin-UNet (RGB in, one
+/// label), as the supervised loop does.
+pub fn segmenter_step(
+    backbone: Backbone,
+    window: Option<i64>,
+    size: i64,
+    batch: i64,
+    steps: usize,
+    device: Device,
+) -> Result<BenchResult> {
+    let (cfg, what) = match window {
+        None => {
+            let name = serde_json::to_value(backbone)?;
+            let what = format!("deeplabv3plus {} {size}px b{batch}", name.as_str().unwrap_or("?"));
+            (NetConfig::Deeplabv3plus(DeepLabConfig { backbone, in_channels: 3, out_channels: 1 }), what)
+        }
+        Some(window) => {
+            let shape = [size, size];
+            let what = format!("swin-unet window {window} {size}px b{batch}");
+            (NetConfig::SwinUnet(SwinUNetConfig { in_channels: 3, out_channels: 1, shape, window }), what)
+        }
+    };
     cfg.validate(&[size, size])?;
     let mut s = SegStep::new(&cfg, size, batch, device);
     let (x, y) = (s.x.shallow_clone(), s.y.shallow_clone());
     let ms = time_steps(2, steps, || s.step(&x, &y));
-    let name = serde_json::to_value(backbone)?;
     Ok(BenchResult {
-        what: format!("deeplabv3plus {} {size}px b{batch}", name.as_str().unwrap_or("?")),
+        what,
         ms_per_step: ms,
         gflop_per_step: None,
         gflops: None,

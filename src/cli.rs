@@ -728,6 +728,8 @@ pub enum BenchWhat {
     Unet,
     /// A DeepLabV3+ training step (--backbone)
     Deeplab,
+    /// A Swin-UNet training step (--window)
+    SwinUnet,
     /// A plain U-Net step with and without the nnunet augmentation preset
     Augment,
     Gan,
@@ -762,6 +764,9 @@ pub struct BenchArgs {
     /// deeplab: the ResNet encoder
     #[arg(long, value_enum, default_value_t = Backbone::Resnet18)]
     pub backbone: Backbone,
+    /// swin-unet: the attention window side
+    #[arg(long, default_value_t = 7)]
+    pub window: i64,
     /// gan: three separate transposed convs per mixed op instead of the fused one
     #[arg(long)]
     pub separate_ops: bool,

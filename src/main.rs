@@ -173,7 +173,10 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
             let unet = UNetConfig { width: a.width, depth: a.depth, ..UNetConfig::reference() };
             genseg::bench::unet_step(&unet, a.size, a.batch, a.steps, device)?
         }
-        BenchWhat::Deeplab => genseg::bench::deeplab_step(a.backbone, a.size, a.batch, a.steps, device)?,
+        BenchWhat::Deeplab => genseg::bench::segmenter_step(a.backbone, None, a.size, a.batch, a.steps, device)?,
+        BenchWhat::SwinUnet => {
+            genseg::bench::segmenter_step(a.backbone, Some(a.window), a.size, a.batch, a.steps, device)?
+        }
         BenchWhat::Gan => genseg::bench::gan_step(a.width, a.size, a.batch, !a.separate_ops, a.steps, device)?,
         BenchWhat::Hypergrad => {
             let (Some(data), Some(generator)) = (&a.data, &a.generator) else {
