@@ -12,7 +12,7 @@ use genseg::models::resnet::Backbone;
 use genseg::models::segnet::ModelKind;
 use genseg::models::unet::Upsampling;
 use genseg::study::{StudyArm, StudyConfig};
-use genseg::train::config::{Schedule, Upper};
+use genseg::train::config::{Schedule, Upper, SWIN_ADAM_LR};
 use genseg::train::gan::{GanConfig, PretrainConfig};
 use genseg::train::hypergrad::HypergradMode;
 use genseg::train::loss::RegionLoss;
@@ -425,6 +425,9 @@ impl TrainArgs {
         }
         at_least_one("--batch-size", self.batch_size.max(0) as usize)?;
         let mut optim = OptimConfig::of_kind(self.optimizer);
+        if self.model == ModelKind::SwinUnet && self.optimizer == OptimKind::Adam {
+            optim.lr = SWIN_ADAM_LR;
+        }
         if let Some(lr) = self.lr {
             positive("--lr", lr)?;
             optim.lr = lr;
