@@ -57,18 +57,6 @@ $BIN --device cpu --threads "$THREADS" bench phases --width 16 --depth 4 --size 
 # The data-efficient GAN options' cost on a 64 px batch-4 GAN step (issue 12 budget: +20 %).
 $BIN --device cpu --threads "$THREADS" bench gan-recipe --width 16 --size 64 --batch 4 --steps 20
 
-# One genseg iteration (GAN step + segmentation step + hypergradient) over one plain step, same
-# U-Net, from the runs' own seconds per iteration (generator pretraining excluded).
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-$BIN phantom --out "$TMP/data" --n 24 --size 64 >/dev/null
-common=(--size 64 --n 12 --val-n 4 --width 16 --depth 4 --ngf 16 --ndf 16 --iters 60 --val-every 60 --pretrain-iters 2 --device cpu --threads "$THREADS")
-for m in plain genseg; do
-  $BIN train "$TMP/data" --out "$TMP/$m" --method $m "${common[@]}" >/dev/null 2>&1
-done
-$PY - "$TMP" <<'PY'
-import json, sys
-t = {m: json.load(open(f"{sys.argv[1]}/{m}/summary.json"))["seconds_per_iter"] for m in ("plain", "genseg")}
-print(f"genseg iteration {1000 * t['genseg']:.1f} ms / plain step {1000 * t['plain']:.1f} ms = {t['genseg'] / t['plain']:.2f} "
-      "(64 px, U-Net w16 d4, generator ngf16, arch step every iteration)")
-PY
+# A genseg iteration of the real training loop (the verdict's recipe) over a plain one, with the
+# GAN and upper-level steps every 1, 4 and 8 iterations (issue 14: <= 3 plain iterations).
+$BIN --device cpu --threads "$THREADS" bench schedule --width 16 --depth 4 --size 64 --batch 4 --steps 24 --every 1,4,8

@@ -335,6 +335,77 @@ pub fn genseg_phases(
     ])
 }
 
+/// `genseg bench schedule`: seconds per iteration of the real training loop
+/// ([`crate::train::segment::run`] on a phantom set of `size` px, `steps` iterations after the
+/// generator's pretraining, one validation at the end) for `plain`, `augment` and `genseg` with
+/// its GAN and upper-level steps every k-th iteration for each k of `every`, on the verdict's
+/// recipe (docs/RESULTS.md section 10). The phase bench times the parts; this is what a study
+/// pays per iteration, batch drawing, augmentation and optimiser steps included.
+pub fn schedule(
+    unet: &UNetConfig,
+    ngf: i64,
+    size: u32,
+    batch: i64,
+    steps: usize,
+    every: &[usize],
+    device: Device,
+) -> Result<Vec<(String, f64)>> {
+    let dir = std::env::temp_dir().join(format!("genseg-bench-schedule-{}", std::process::id()));
+    let timed = schedule_in(&dir, unet, ngf, size, batch, steps, every, device);
+    // The phantom set and the runs are scratch; a failure to remove them loses nothing.
+    let _ = std::fs::remove_dir_all(&dir);
+    timed
+}
+
+#[allow(clippy::too_many_arguments)]
+fn schedule_in(
+    dir: &std::path::Path,
+    unet: &UNetConfig,
+    ngf: i64,
+    size: u32,
+    batch: i64,
+    steps: usize,
+    every: &[usize],
+    device: Device,
+) -> Result<Vec<(String, f64)>> {
+    use crate::data::split::DataConfig;
+    use crate::train::{segment, Method, TrainConfig};
+    let data = dir.join("phantom");
+    crate::data::phantom::write_dataset(&data, 24, size, 5)?;
+    let mut data_cfg = DataConfig { n: 16, val_n: Some(4), ..DataConfig::new(&data) };
+    data_cfg.load.size = size;
+    let base = TrainConfig {
+        width: unet.width,
+        depth: unet.depth,
+        iters: steps,
+        val_every: steps,
+        batch_size: batch,
+        pretrain_iters: 2,
+        augment_real: true,
+        gan: GanConfig {
+            ngf,
+            ndf: ngf,
+            diff_augment: true,
+            joint_augment: true,
+            feature_matching: 10.0,
+            ..Default::default()
+        },
+        ..TrainConfig::new(data_cfg)
+    };
+    let mut arms: Vec<(String, TrainConfig)> = [Method::Plain, Method::Augment]
+        .into_iter()
+        .map(|method| (method.name().to_string(), TrainConfig { method, ..base.clone() }))
+        .collect();
+    for &k in every {
+        let cfg = TrainConfig { method: Method::Genseg, gan_every: k, arch_every: k, ..base.clone() };
+        arms.push((format!("genseg, GAN and upper level every {k}"), cfg));
+    }
+    arms.into_iter()
+        .enumerate()
+        .map(|(i, (name, cfg))| Ok((name, segment::run(&cfg, &dir.join(format!("run{i}")), device)?.seconds_per_iter)))
+        .collect()
+}
+
 /// `genseg bench hypergrad`: [`hypergrad_accuracy`] of a U-Net of (`width`, `depth`) on
 /// batches of `batch` cases of `data`, over `batches` batches, with a pretrained generator, at
 /// four perturbation scales.

@@ -743,6 +743,9 @@ pub enum BenchWhat {
     /// Each phase of one genseg iteration (GAN step, synthesis, segmentation step, both
     /// hypergradient modes, per-sample weights) beside a plain U-Net step
     Phases,
+    /// Seconds per iteration of the real training loop on phantom data: plain, augment, and
+    /// genseg with its GAN and upper-level steps every 1, 4 and 8 iterations (--every)
+    Schedule,
     Hypergrad,
     Metrics,
 }
@@ -761,7 +764,7 @@ pub struct BenchArgs {
     pub batch: i64,
     #[arg(long, default_value_t = 10, value_parser = at_least_1)]
     pub steps: usize,
-    /// phases: generator and discriminator width [default: --width]
+    /// phases, schedule: generator and discriminator width [default: --width]
     #[arg(long)]
     pub ngf: Option<i64>,
     /// deeplab: the ResNet encoder
@@ -773,6 +776,9 @@ pub struct BenchArgs {
     /// gan: three separate transposed convs per mixed op instead of the fused one
     #[arg(long)]
     pub separate_ops: bool,
+    /// schedule: the genseg arms' --gan-every / --arch-every, one run each
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 8], value_parser = at_least_1)]
+    pub every: Vec<usize>,
     /// hypergrad: dataset whose cases feed the batches
     #[arg(long)]
     pub data: Option<PathBuf>,

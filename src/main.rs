@@ -219,6 +219,21 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
             }
             return Ok(());
         }
+        BenchWhat::Schedule => {
+            let unet = UNetConfig { width: a.width, depth: a.depth, ..UNetConfig::reference() };
+            let ngf = a.ngf.unwrap_or(a.width);
+            let size = u32::try_from(a.size)?;
+            let arms = genseg::bench::schedule(&unet, ngf, size, a.batch, a.steps, &a.every, device)?;
+            let plain = arms[0].1;
+            println!(
+                "training loop, unet w{} d{}, gan ngf{ngf}, {}px b{}, {} iterations:",
+                a.width, a.depth, a.size, a.batch, a.steps
+            );
+            for (arm, seconds) in arms {
+                println!("  {arm:<40} {:8.1} ms/iteration  {:5.2} plain iterations", 1e3 * seconds, seconds / plain);
+            }
+            return Ok(());
+        }
         BenchWhat::GanRecipe => {
             let (old, new) = genseg::bench::gan_recipe_overhead(a.width, a.size, a.batch, a.steps, device)?;
             let extra = 100.0 * (new / old - 1.0);

@@ -11,6 +11,7 @@ use tch::Device;
 
 #[test]
 fn nnunet_augmentation_with_sgd_and_poly_schedule_trains() {
+    let _rng = libtorch_rng();
     let d = tempfile::tempdir().unwrap();
     let data = phantom_dataset(d.path(), 20);
     let mut cfg = small_config(&data, Method::Augment, 8, 120);
@@ -37,6 +38,7 @@ fn nnunet_augmentation_with_sgd_and_poly_schedule_trains() {
 
 #[test]
 fn early_stopping_ends_a_run_on_a_plateau_after_the_minimum() {
+    let _rng = libtorch_rng();
     let d = tempfile::tempdir().unwrap();
     let data = phantom_dataset(d.path(), 20);
     let mut cfg = small_config(&data, Method::Plain, 8, 3000);
@@ -193,6 +195,7 @@ fn check_report(study: &std::path::Path) {
 /// alpha and the generator's decoder together).
 #[test]
 fn amortised_genseg_steps_gan_and_upper_level_on_their_schedules() {
+    let _rng = libtorch_rng();
     let d = tempfile::tempdir().unwrap();
     let data = phantom_dataset(d.path(), 20);
     let mut cfg = small_config(&data, Method::Genseg, 8, 7);

@@ -6,6 +6,17 @@ use genseg::train::gan::GanConfig;
 use genseg::train::{Method, TrainConfig};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+
+/// libtorch has one random generator per process, and the tests of a file run in parallel
+/// threads: a test that seeds it and then initialises or trains holds this guard, so that its
+/// run draws the same numbers whichever tests run beside it (a learning test's outcome would
+/// otherwise depend on the interleaving).
+pub fn libtorch_rng() -> MutexGuard<'static, ()> {
+    static RNG: Mutex<()> = Mutex::new(());
+    // A test that failed while holding the guard leaves nothing half-done for the next one.
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// A real dataset from ../shared/data; tests that need it fail loudly when it is missing.
 pub fn shared(name: &str) -> PathBuf {
