@@ -201,7 +201,17 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
             for tta in [false, true] {
                 let per_s = genseg::bench::predict_speed(&unet, a.size, a.batch, a.steps, tta, device);
                 let what = if tta { ", mirror TTA" } else { "" };
-                println!("predict unet w{} d{} {}px b{}{what}: {per_s:.1} images/s", a.width, a.depth, a.size, a.batch);
+                // Without TTA: the convolution arithmetic this rate sustains, to set against the CPU's peak.
+                let gflop = genseg::bench::unet_forward_flops(&unet, a.size) / 1e9;
+                let rate = if tta {
+                    String::new()
+                } else {
+                    format!(" ({:.0} GFLOP/s at {gflop:.2} GFLOP/image)", per_s * gflop)
+                };
+                println!(
+                    "predict unet w{} d{} {}px b{}{what}: {per_s:.1} images/s{rate}",
+                    a.width, a.depth, a.size, a.batch
+                );
             }
             return Ok(());
         }
