@@ -339,73 +339,78 @@ pub fn genseg_phases(
 /// ([`crate::train::segment::run`] on a phantom set of `size` px, `steps` iterations after the
 /// generator's pretraining, one validation at the end) for `plain`, `augment` and `genseg` with
 /// its GAN and upper-level steps every k-th iteration for each k of `every`, on the verdict's
-/// recipe (docs/RESULTS.md section 10). The phase bench times the parts; this is what a study
-/// pays per iteration, batch drawing, augmentation and optimiser steps included.
-pub fn schedule(
-    unet: &UNetConfig,
-    ngf: i64,
-    size: u32,
-    batch: i64,
-    steps: usize,
-    every: &[usize],
-    device: Device,
-) -> Result<Vec<(String, f64)>> {
-    let dir = std::env::temp_dir().join(format!("genseg-bench-schedule-{}", std::process::id()));
-    let timed = schedule_in(&dir, unet, ngf, size, batch, steps, every, device);
-    // The phantom set and the runs are scratch; a failure to remove them loses nothing.
-    let _ = std::fs::remove_dir_all(&dir);
-    timed
+/// recipe (docs/RESULTS.md section 10); the median of `rounds` runs of each. The phase bench
+/// times the parts; this is what a study pays per iteration, batch drawing, augmentation and
+/// optimiser steps included.
+pub struct ScheduleBench {
+    pub unet: UNetConfig,
+    pub ngf: i64,
+    pub size: u32,
+    pub batch: i64,
+    pub steps: usize,
+    pub every: Vec<usize>,
+    /// The genseg arms' `--synthetic-share`.
+    pub synthetic_share: f64,
+    pub rounds: usize,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn schedule_in(
-    dir: &std::path::Path,
-    unet: &UNetConfig,
-    ngf: i64,
-    size: u32,
-    batch: i64,
-    steps: usize,
-    every: &[usize],
-    device: Device,
-) -> Result<Vec<(String, f64)>> {
-    use crate::data::split::DataConfig;
-    use crate::train::{segment, Method, TrainConfig};
-    let data = dir.join("phantom");
-    crate::data::phantom::write_dataset(&data, 24, size, 5)?;
-    let mut data_cfg = DataConfig { n: 16, val_n: Some(4), ..DataConfig::new(&data) };
-    data_cfg.load.size = size;
-    let base = TrainConfig {
-        width: unet.width,
-        depth: unet.depth,
-        iters: steps,
-        val_every: steps,
-        batch_size: batch,
-        pretrain_iters: 2,
-        augment_real: true,
-        gan: GanConfig {
-            ngf,
-            ndf: ngf,
+impl ScheduleBench {
+    /// Each arm's name and median seconds per iteration, plain first.
+    pub fn run(&self, device: Device) -> Result<Vec<(String, f64)>> {
+        let dir = std::env::temp_dir().join(format!("genseg-bench-schedule-{}", std::process::id()));
+        let timed = self.run_in(&dir, device);
+        // The phantom set and the runs are scratch; a failure to remove them loses nothing.
+        let _ = std::fs::remove_dir_all(&dir);
+        timed
+    }
+
+    fn run_in(&self, dir: &std::path::Path, device: Device) -> Result<Vec<(String, f64)>> {
+        use crate::data::split::DataConfig;
+        use crate::train::{segment, Method, TrainConfig};
+        let data = dir.join("phantom");
+        crate::data::phantom::write_dataset(&data, 24, self.size, 5)?;
+        let mut data_cfg = DataConfig { n: 16, val_n: Some(4), ..DataConfig::new(&data) };
+        data_cfg.load.size = self.size;
+        let gan = GanConfig {
+            ngf: self.ngf,
+            ndf: self.ngf,
             diff_augment: true,
             joint_augment: true,
             feature_matching: 10.0,
             ..Default::default()
-        },
-        ..TrainConfig::new(data_cfg)
-    };
-    let mut arms: Vec<(String, TrainConfig)> = [Method::Plain, Method::Augment]
-        .into_iter()
-        .map(|method| (method.name().to_string(), TrainConfig { method, ..base.clone() }))
-        .collect();
-    for &k in every {
-        let cfg = TrainConfig { method: Method::Genseg, gan_every: k, arch_every: k, ..base.clone() };
-        arms.push((format!("genseg, GAN and upper level every {k}"), cfg));
+        };
+        let base = TrainConfig {
+            width: self.unet.width,
+            depth: self.unet.depth,
+            iters: self.steps,
+            val_every: self.steps,
+            batch_size: self.batch,
+            pretrain_iters: 2,
+            augment_real: true,
+            gan,
+            ..TrainConfig::new(data_cfg)
+        };
+        let mut arms: Vec<(String, TrainConfig)> = [Method::Plain, Method::Augment]
+            .into_iter()
+            .map(|method| (method.name().to_string(), TrainConfig { method, ..base.clone() }))
+            .collect();
+        for &k in &self.every {
+            let (gan_every, arch_every, synthetic_share) = (k, k, self.synthetic_share);
+            let cfg = TrainConfig { method: Method::Genseg, gan_every, arch_every, synthetic_share, ..base.clone() };
+            arms.push((format!("genseg, GAN and upper level every {k}"), cfg));
+        }
+        // The process's first run pays one-time costs (allocator, kernel selection): an untimed one first.
+        segment::run(&arms[0].1, &dir.join("warm-up"), device)?;
+        // Rounds over all arms in turn, so that the machine's drift reaches every arm alike.
+        let mut seconds = vec![Vec::with_capacity(self.rounds); arms.len()];
+        for round in 0..self.rounds {
+            for (i, (_, cfg)) in arms.iter().enumerate() {
+                let out = dir.join(format!("round{round}-arm{i}"));
+                seconds[i].push(segment::run(cfg, &out, device)?.seconds_per_iter);
+            }
+        }
+        Ok(arms.into_iter().zip(seconds).map(|((name, _), s)| (name, crate::eval::stats::median(&s))).collect())
     }
-    // The process's first run pays one-time costs (allocator, kernel selection): an untimed one first.
-    segment::run(&arms[0].1, &dir.join("warm-up"), device)?;
-    arms.into_iter()
-        .enumerate()
-        .map(|(i, (name, cfg))| Ok((name, segment::run(&cfg, &dir.join(format!("run{i}")), device)?.seconds_per_iter)))
-        .collect()
 }
 
 /// `genseg bench hypergrad`: [`hypergrad_accuracy`] of a U-Net of (`width`, `depth`) on

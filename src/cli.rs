@@ -218,6 +218,15 @@ fn non_negative(flag: &str, v: f64) -> Result<()> {
     Ok(())
 }
 
+/// A share strictly between 0 and 1, as a clap value parser.
+fn open_share(text: &str) -> std::result::Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
+        Ok(_) => Err("must be above 0 and below 1".into()),
+        Err(e) => Err(format!("{e}")),
+    }
+}
+
 /// A count that must be at least 1, as a clap value parser.
 fn at_least_1(text: &str) -> std::result::Result<usize, String> {
     match text.trim().parse::<usize>() {
@@ -779,6 +788,12 @@ pub struct BenchArgs {
     /// schedule: the genseg arms' --gan-every / --arch-every, one run each
     #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 8], value_parser = at_least_1)]
     pub every: Vec<usize>,
+    /// schedule: the genseg arms' --synthetic-share
+    #[arg(long, default_value_t = 0.5, value_parser = open_share)]
+    pub synthetic_share: f64,
+    /// schedule: rounds over all arms; each arm's median is reported (the machine's timings vary)
+    #[arg(long, default_value_t = 3, value_parser = at_least_1)]
+    pub rounds: usize,
     /// hypergrad: dataset whose cases feed the batches
     #[arg(long)]
     pub data: Option<PathBuf>,

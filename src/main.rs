@@ -230,14 +230,21 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
             return Ok(());
         }
         BenchWhat::Schedule => {
-            let unet = UNetConfig { width: a.width, depth: a.depth, ..UNetConfig::reference() };
-            let ngf = a.ngf.unwrap_or(a.width);
-            let size = u32::try_from(a.size)?;
-            let arms = genseg::bench::schedule(&unet, ngf, size, a.batch, a.steps, &a.every, device)?;
+            let bench = genseg::bench::ScheduleBench {
+                unet: UNetConfig { width: a.width, depth: a.depth, ..UNetConfig::reference() },
+                ngf: a.ngf.unwrap_or(a.width),
+                size: u32::try_from(a.size)?,
+                batch: a.batch,
+                steps: a.steps,
+                every: a.every.clone(),
+                synthetic_share: a.synthetic_share,
+                rounds: a.rounds,
+            };
+            let arms = bench.run(device)?;
             let plain = arms[0].1;
             println!(
-                "training loop, unet w{} d{}, gan ngf{ngf}, {}px b{}, {} iterations:",
-                a.width, a.depth, a.size, a.batch, a.steps
+                "training loop, unet w{} d{}, gan ngf{}, {}px b{}, synthetic share {}, {} iterations, median of {} rounds:",
+                a.width, a.depth, bench.ngf, a.size, a.batch, a.synthetic_share, a.steps, a.rounds
             );
             for (arm, seconds) in arms {
                 println!("  {arm:<40} {:8.1} ms/iteration  {:5.2} plain iterations", 1e3 * seconds, seconds / plain);

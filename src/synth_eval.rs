@@ -18,6 +18,7 @@ use crate::data::augment::{augment_masks, AugmentConfig};
 use crate::data::photometric;
 use crate::data::split::{load_splits, Split, Splits};
 use crate::data::SegDataset;
+use crate::eval::stats::median;
 use crate::runtime::{ensure_writable_dir, versions, write_json, Versions};
 use crate::train::gan::{pretrain, Gan, GanConfig, GanSpec, PretrainConfig};
 use crate::train::{segment, TrainConfig};
@@ -181,16 +182,6 @@ fn nearest_distances(from: &Tensor, to: &Tensor) -> (Vec<f64>, Vec<i64>) {
     (Vec::<f64>::try_from(dist).unwrap(), Vec::<i64>::try_from(index).unwrap())
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    match s.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => s[n / 2],
-        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-    }
-}
-
 /// Rows of mask | nearest training image | each draw, for the masks `draws` was made from.
 fn sample_sheet(synthetic: &SegDataset, train: &SegDataset, draws: &Tensor) -> image::RgbImage {
     use crate::viz::{mask_picture, picture};
@@ -217,7 +208,5 @@ mod tests {
         let (d, i) = nearest_distances(&from, &to);
         assert_eq!(i, [1, 0]);
         assert!((d[0] - (0.01f64 / 2.0).sqrt()).abs() < 1e-6 && (d[1] - (0.01f64 / 2.0).sqrt()).abs() < 1e-6);
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 }
