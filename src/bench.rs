@@ -230,6 +230,12 @@ pub fn gan_step(ngf: i64, size: i64, batch: i64, fused: bool, steps: usize, devi
     })
 }
 
+/// `base` with the data-efficient GAN options the verdict used (`--diff-augment --joint-augment
+/// --feature-matching 10`, docs/RESULTS.md section 10).
+fn data_efficient(base: GanConfig) -> GanConfig {
+    GanConfig { diff_augment: true, joint_augment: true, feature_matching: 10.0, ..base }
+}
+
 /// Milliseconds per GAN step with today's defaults and with the data-efficient options
 /// (DiffAugment, joint augmentation, feature matching), interleaved so both see the same
 /// machine state; the first two rounds warm up.
@@ -237,7 +243,7 @@ pub fn gan_recipe_overhead(ngf: i64, size: i64, batch: i64, steps: usize, device
     use rand::SeedableRng;
     let base = GanConfig { ngf, ndf: ngf, ..Default::default() };
     let (mut old, x, m) = bench_gan(base.clone(), size, batch, device)?;
-    let recipe = GanConfig { diff_augment: true, joint_augment: true, feature_matching: 10.0, ..base };
+    let recipe = data_efficient(base);
     let (mut new, _, _) = bench_gan(recipe, size, batch, device)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let (mut a, mut b) = (0.0, 0.0);
@@ -371,14 +377,7 @@ impl ScheduleBench {
         crate::data::phantom::write_dataset(&data, 24, self.size, 5)?;
         let mut data_cfg = DataConfig { n: 16, val_n: Some(4), ..DataConfig::new(&data) };
         data_cfg.load.size = self.size;
-        let gan = GanConfig {
-            ngf: self.ngf,
-            ndf: self.ngf,
-            diff_augment: true,
-            joint_augment: true,
-            feature_matching: 10.0,
-            ..Default::default()
-        };
+        let gan = data_efficient(GanConfig { ngf: self.ngf, ndf: self.ngf, ..Default::default() });
         let base = TrainConfig {
             width: self.unet.width,
             depth: self.unet.depth,

@@ -218,11 +218,14 @@ fn non_negative(flag: &str, v: f64) -> Result<()> {
     Ok(())
 }
 
-/// A share strictly between 0 and 1, as a clap value parser.
-fn open_share(text: &str) -> std::result::Result<f64, String> {
+/// `--synthetic-share` (train, study, bench schedule), as a clap value parser: strictly between 0
+/// and 1.
+fn synthetic_share(text: &str) -> std::result::Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
-        Ok(_) => Err("must be above 0 and below 1".into()),
+        Ok(_) => Err("must be above 0 and below 1 (the real pairs keep their place; for real pairs only use \
+                      --method augment)"
+            .into()),
         Err(e) => Err(format!("{e}")),
     }
 }
@@ -340,7 +343,7 @@ pub struct TrainArgs {
     /// separate/genseg: the synthetic pairs' share of each step's pairs (the real ones stay
     /// --batch-size; 0.5 = as many synthetic as real, 0.2 = one per four real); their loss is
     /// weighted by that count, so at --lambda 1 they carry this share of the step's loss
-    #[arg(long, default_value_t = train_defaults().synthetic_share)]
+    #[arg(long, default_value_t = train_defaults().synthetic_share, value_parser = synthetic_share)]
     synthetic_share: f64,
     #[command(flatten)]
     gan: GanArgs,
@@ -451,13 +454,6 @@ impl TrainArgs {
         at_least_one("--gan-every", self.gan_every)?;
         positive("--fd-scale", self.fd_scale)?;
         non_negative("--lambda", self.lambda)?;
-        if !(self.synthetic_share > 0.0 && self.synthetic_share < 1.0) {
-            bail!(
-                "--synthetic-share {}: must be above 0 and below 1 (the real pairs keep their place; \
-                 for real pairs only use --method augment)",
-                self.synthetic_share
-            );
-        }
         probability("--elastic-p", self.elastic_p)?;
         if let Some(xi) = self.xi {
             positive("--xi", xi)?;
@@ -789,7 +785,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 8], value_parser = at_least_1)]
     pub every: Vec<usize>,
     /// schedule: the genseg arms' --synthetic-share
-    #[arg(long, default_value_t = 0.5, value_parser = open_share)]
+    #[arg(long, default_value_t = train_defaults().synthetic_share, value_parser = synthetic_share)]
     pub synthetic_share: f64,
     /// schedule: rounds over all arms; each arm's median is reported (the machine's timings vary)
     #[arg(long, default_value_t = 3, value_parser = at_least_1)]
