@@ -236,25 +236,28 @@ fn data_efficient(base: GanConfig) -> GanConfig {
     GanConfig { diff_augment: true, joint_augment: true, feature_matching: 10.0, ..base }
 }
 
-/// Milliseconds per GAN step with today's defaults and with the data-efficient options
-/// (DiffAugment, joint augmentation, feature matching), interleaved so both see the same
-/// machine state; the first two rounds warm up.
-pub fn gan_recipe_overhead(ngf: i64, size: i64, batch: i64, steps: usize, device: Device) -> Result<(f64, f64)> {
+/// Milliseconds per GAN step with today's defaults, with the data-efficient options
+/// (DiffAugment, joint augmentation, feature matching) and with those plus a code of 8 and mode
+/// seeking, interleaved so all see the same machine state; the first two rounds warm up.
+pub fn gan_recipe_overhead(ngf: i64, size: i64, batch: i64, steps: usize, device: Device) -> Result<[f64; 3]> {
     use rand::SeedableRng;
     let base = GanConfig { ngf, ndf: ngf, ..Default::default() };
-    let (mut old, x, m) = bench_gan(base.clone(), size, batch, device)?;
+    let (mut default, x, m) = bench_gan(base.clone(), size, batch, device)?;
     let recipe = data_efficient(base);
-    let (mut new, _, _) = bench_gan(recipe, size, batch, device)?;
+    let (mut efficient, _, _) = bench_gan(recipe.clone(), size, batch, device)?;
+    let (mut diverse, _, _) =
+        bench_gan(GanConfig { code_length: 8, mode_seeking: 1.0, ..recipe }, size, batch, device)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let (mut a, mut b) = (0.0, 0.0);
+    let mut total = [0.0; 3];
     for round in 0..steps + 2 {
-        let ta = time_steps(0, 1, || gan_step_once(&mut old, &x, &m, &mut rng, device));
-        let tb = time_steps(0, 1, || gan_step_once(&mut new, &x, &m, &mut rng, device));
-        if round >= 2 {
-            (a, b) = (a + ta, b + tb);
+        for (t, gan) in total.iter_mut().zip([&mut default, &mut efficient, &mut diverse]) {
+            let ms = time_steps(0, 1, || gan_step_once(gan, &x, &m, &mut rng, device));
+            if round >= 2 {
+                *t += ms;
+            }
         }
     }
-    Ok((a / steps as f64, b / steps as f64))
+    Ok(total.map(|t| t / steps as f64))
 }
 
 /// This process's peak resident memory in MiB (Linux: VmHWM of /proc/self/status), if known.

@@ -169,6 +169,14 @@ pub struct GanArgs {
     /// Weight of pix2pixHD's discriminator feature-matching loss (0 = off; pix2pixHD uses 10)
     #[arg(long, default_value_t = gan_defaults().feature_matching)]
     feature_matching: f64,
+    /// Length of a per-image Gaussian code the generator takes beside the mask (0 = none;
+    /// dropout is then its only noise)
+    #[arg(long, default_value_t = gan_defaults().code_length)]
+    code_length: i64,
+    /// Weight of the mode-seeking term that makes different codes give different images (needs
+    /// --code-length; MSGAN uses 1)
+    #[arg(long, default_value_t = gan_defaults().mode_seeking)]
+    mode_seeking: f64,
 }
 
 impl GanArgs {
@@ -179,7 +187,8 @@ impl GanArgs {
         positive("--gan-lr", self.gan_lr)?;
         non_negative("--lambda-l1", self.lambda_l1)?;
         non_negative("--feature-matching", self.feature_matching)?;
-        Ok(GanConfig {
+        non_negative("--mode-seeking", self.mode_seeking)?;
+        let gan = GanConfig {
             ngf: self.ngf,
             ndf: self.ndf,
             lr: self.gan_lr,
@@ -192,8 +201,12 @@ impl GanArgs {
             diff_augment: self.diff_augment,
             joint_augment: self.joint_augment,
             feature_matching: self.feature_matching,
+            code_length: self.code_length,
+            mode_seeking: self.mode_seeking,
             ..gan_defaults()
-        })
+        };
+        gan.check()?;
+        Ok(gan)
     }
 }
 
@@ -741,7 +754,8 @@ pub enum BenchWhat {
     /// A plain U-Net step with and without the nnunet augmentation preset
     Augment,
     Gan,
-    /// A GAN step with today's defaults and with --diff-augment --joint-augment --feature-matching 10
+    /// A GAN step with today's defaults, with --diff-augment --joint-augment --feature-matching 10,
+    /// and with those plus --code-length 8 --mode-seeking 1
     GanRecipe,
     /// Images per second of prediction (eval mode, no gradients) at --size, batch --batch
     Predict,

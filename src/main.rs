@@ -252,11 +252,11 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
             return Ok(());
         }
         BenchWhat::GanRecipe => {
-            let (old, new) = genseg::bench::gan_recipe_overhead(a.width, a.size, a.batch, a.steps, device)?;
-            let extra = 100.0 * (new / old - 1.0);
+            let [old, new, diverse] = genseg::bench::gan_recipe_overhead(a.width, a.size, a.batch, a.steps, device)?;
+            let extra = |ms: f64| 100.0 * (ms / old - 1.0);
             println!(
-                "gan ngf{} {}px b{}: default step {old:.1} ms, data-efficient step {new:.1} ms ({extra:+.0} %)",
-                a.width, a.size, a.batch
+                "gan ngf{} {}px b{}: default step {old:.1} ms, data-efficient step {new:.1} ms ({:+.0} %), with --code-length 8 --mode-seeking 1 {diverse:.1} ms ({:+.0} %)",
+                a.width, a.size, a.batch, extra(new), extra(diverse)
             );
             return Ok(());
         }

@@ -33,6 +33,11 @@ pub struct GeneratorConfig {
     /// Mixed ops in the encoder too (the reference's 3-D generator searches its down-convs).
     #[serde(default)]
     pub mixed_encoder: bool,
+    /// Length of a per-image Gaussian code, tiled over space and concatenated to the mask
+    /// (BicycleGAN's input injection): a noise source that mode seeking can make the generator
+    /// use, where it learns to ignore dropout. 0 = none.
+    #[serde(default)]
+    pub code_channels: i64,
 }
 
 fn two() -> usize {
@@ -56,6 +61,7 @@ impl GeneratorConfig {
             fused: true,
             dims,
             mixed_encoder: dims == 3,
+            code_channels: 0,
         })
     }
 
@@ -99,7 +105,7 @@ impl Generator {
         let (l, dims) = (config.levels, config.dims);
         let down = (0..l)
             .map(|i| {
-                let cin = if i == 0 { config.in_channels } else { config.channels(i - 1) };
+                let cin = if i == 0 { config.in_channels + config.code_channels } else { config.channels(i - 1) };
                 let cout = config.channels(i);
                 let op = if config.mixed_encoder {
                     Down::Mixed(MixedConv::down(p / format!("down{i}"), dims, cin, cout, false, config.fused))
@@ -125,13 +131,36 @@ impl Generator {
         Generator { config: config.clone(), down, up, alpha }
     }
 
-    /// Mask `[B, labels, spatial...]` in {0, 1} -> image `[B, C, spatial...]` in [-1, 1].
+    /// Mask `[B, labels, spatial...]` in {0, 1} -> image `[B, C, spatial...]` in [-1, 1], with a
+    /// fresh code per image when the generator takes one.
     pub fn forward_t(&self, mask: &Tensor, train: bool) -> Tensor {
+        let code = self.draw_code(mask);
+        self.forward_coded(mask, code.as_ref(), train)
+    }
+
+    /// A standard normal code `[B, code_channels]` for each image of `mask`, or `None` when the
+    /// generator takes none.
+    pub fn draw_code(&self, mask: &Tensor) -> Option<Tensor> {
+        let c = self.config.code_channels;
+        (c > 0).then(|| Tensor::randn([mask.size()[0], c], (mask.kind(), mask.device())))
+    }
+
+    /// [`Generator::forward_t`] with a given code (`None` exactly when the generator takes none).
+    pub fn forward_coded(&self, mask: &Tensor, code: Option<&Tensor>, train: bool) -> Tensor {
+        let input = match code {
+            Some(z) => {
+                let tiled: Vec<i64> = [&z.size()[..], &mask.size()[2..]].concat();
+                let mut shape = z.size();
+                shape.extend(std::iter::repeat_n(1, self.config.dims));
+                Tensor::cat(&[mask.shallow_clone(), z.view(shape.as_slice()).expand(tiled, false)], 1)
+            }
+            None => mask.shallow_clone(),
+        };
         let weights = self.alpha.softmax(1, self.alpha.kind());
         let l = self.config.levels as i64;
         let mut encoded: Vec<Tensor> = Vec::with_capacity(self.down.len());
         for (i, (op, bn)) in self.down.iter().enumerate() {
-            let x = if i == 0 { mask.shallow_clone() } else { leaky_relu(&encoded[i - 1]) };
+            let x = if i == 0 { input.shallow_clone() } else { leaky_relu(&encoded[i - 1]) };
             let mut h = match op {
                 Down::Plain(w) => convolve(&x, w, None, self.config.dims, 2, 1, false),
                 Down::Mixed(m) => m.forward(&x, &weights.get(l + i as i64)),
@@ -210,5 +239,25 @@ mod tests {
         let rows = Vec::<f64>::try_from(grad.abs().sum_dim_intlist(1, false, Kind::Double)).unwrap();
         assert!(rows.iter().all(|&r| r > 0.0), "every mixed op reaches the output: {rows:?}");
         assert!(GeneratorConfig::for_shape(&[20, 24, 16], 1, 1, 4).is_err());
+    }
+
+    /// A code is tiled over space beside the mask: a fixed code gives a fixed image, another code
+    /// another image, and `forward_t` draws a new one each call.
+    #[test]
+    fn the_code_moves_the_image_and_a_fixed_code_fixes_it() {
+        tch::manual_seed(4);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let arch = nn::VarStore::new(Device::Cpu);
+        let mut cfg = GeneratorConfig::for_shape(&[32, 32], 1, 3, 4).unwrap();
+        cfg.code_channels = 5;
+        let g = Generator::new(&vs.root(), &arch.root(), &cfg);
+        assert_eq!(vs.variables()["down0"].size(), vec![4, 6, 4, 4]);
+        let m = Tensor::rand([2, 1, 32, 32], (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);
+        let z = Tensor::randn([2, 5], (Kind::Float, Device::Cpu));
+        let differ = |a: &Tensor, b: &Tensor| f64::try_from((a - b).abs().max()).unwrap();
+        let y = g.forward_coded(&m, Some(&z), true);
+        assert_eq!(differ(&y, &g.forward_coded(&m, Some(&z), true)), 0.0);
+        assert!(differ(&y, &g.forward_coded(&m, Some(&(&z + 1.0)), true)) > 1e-3);
+        assert!(differ(&g.forward_t(&m, true), &g.forward_t(&m, true)) > 1e-3);
     }
 }

@@ -4,7 +4,19 @@
 //! Variables keep tch's names (`weight`, `bias`) and initialisers, so a 2-D model built here is
 //! the same model, parameter for parameter, as one built from `nn::conv2d`.
 use tch::nn::{self, Init};
-use tch::Tensor;
+use tch::{Device, Tensor};
+
+/// `x` with channels-last strides (same shape, same values) when it is a batch of images on the
+/// CPU, where oneDNN then runs every convolution after it in NHWC: segmenter steps and prediction
+/// are faster so (docs/RESULTS.md section 13; the GAN gained nothing). Layers keep the layout they
+/// are given, so converting a network's input is enough; anywhere else `x` is returned as it is.
+pub fn cpu_channels_last(x: &Tensor) -> Tensor {
+    if x.device() == Device::Cpu && x.dim() == 4 {
+        x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+    } else {
+        x.shallow_clone()
+    }
+}
 
 /// A convolution (or transposed convolution) over `dims` spatial axes with cubic kernels.
 #[derive(Debug)]

@@ -43,6 +43,27 @@ pub struct GanConfig {
     /// Weight of pix2pixHD's discriminator feature-matching loss (0 = off).
     #[serde(default)]
     pub feature_matching: f64,
+    /// Length of the generator's per-image Gaussian code (0 = none; dropout is then the only
+    /// noise).
+    #[serde(default)]
+    pub code_length: i64,
+    /// Weight of the mode-seeking term (Mao et al., CVPR 2019), which rewards different images
+    /// for different codes of the same mask (needs `code_length` > 0; 0 = off).
+    #[serde(default)]
+    pub mode_seeking: f64,
+}
+
+impl GanConfig {
+    /// Settings that cannot work together, named by their flags.
+    pub fn check(&self) -> Result<()> {
+        if self.code_length < 0 {
+            bail!("--code-length {}: must be 0 (no code) or more", self.code_length);
+        }
+        if self.mode_seeking > 0.0 && self.code_length == 0 {
+            bail!("--mode-seeking {}: rewards different images for different codes, but the generator takes none; add --code-length 8", self.mode_seeking);
+        }
+        Ok(())
+    }
 }
 
 impl Default for GanConfig {
@@ -57,6 +78,8 @@ impl Default for GanConfig {
             diff_augment: false,
             joint_augment: false,
             feature_matching: 0.0,
+            code_length: 0,
+            mode_seeking: 0.0,
         }
     }
 }
@@ -137,12 +160,23 @@ pub fn feature_matching(d: &PatchGan, masks: &Tensor, fake: &Tensor, real: &Tens
         / hidden as f64
 }
 
+/// Mode seeking's penalty for a batch whose second half repeats the first half's masks with
+/// other codes: 1 / (mean |fake1 - fake2| / mean |z1 - z2| + 1e-5), large when different codes
+/// give the same image.
+pub fn mode_seeking(fake: &Tensor, code: &Tensor) -> Tensor {
+    let half = fake.size()[0] / 2;
+    let images = (fake.narrow(0, 0, half) - fake.narrow(0, half, half)).abs().mean(Kind::Float);
+    let codes = (code.narrow(0, 0, half) - code.narrow(0, half, half)).abs().mean(Kind::Float);
+    (images / codes + 1e-5).reciprocal()
+}
+
 fn bce_to(logits: &Tensor, target: f64) -> Tensor {
     logits.binary_cross_entropy_with_logits::<Tensor>(&logits.full_like(target), None, None, Reduction::Mean)
 }
 
 impl Gan {
     pub fn new(spec: &GanSpec, device: Device) -> Result<Gan> {
+        spec.gan.check()?;
         if spec.shape.len() == 3 && device == Device::Cpu {
             crate::runtime::disable_onednn();
         }
@@ -151,6 +185,7 @@ impl Gan {
         let arch_vs = VarStore::new(device);
         let mut gcfg = GeneratorConfig::for_shape(&spec.shape, spec.mask_channels, spec.channels, spec.gan.ngf)?;
         gcfg.fused = spec.gan.fused.unwrap_or(device.is_cuda());
+        gcfg.code_channels = spec.gan.code_length;
         let g = Generator::new(&g_vs.root(), &arch_vs.root(), &gcfg);
         let d = PatchGan::new(&d_vs.root(), spec.shape.len(), spec.mask_channels + spec.channels, spec.gan.ndf);
         let opt = OptimConfig::adam(spec.gan.lr, spec.gan.beta1);
@@ -187,14 +222,24 @@ impl Gan {
     }
 
     /// One Pix2Pix iteration on real pairs (images in [0, 1]): D step, then G step. `rng` draws
-    /// the joint augmentation when it is on.
+    /// the joint augmentation when it is on. With mode seeking, the first half of the batch
+    /// (rounded up) is used twice with different codes, so the step costs what it did.
     pub fn step(&mut self, images: &Tensor, masks: &Tensor, rng: &mut impl Rng) -> GanLosses {
         let (images, masks) = match self.spec.gan.joint_augment {
             true => augment_pairs(images, masks, &AugmentConfig::default(), 0.0, rng),
             false => (images.shallow_clone(), masks.shallow_clone()),
         };
+        let seeking = self.spec.gan.mode_seeking > 0.0;
+        let (images, masks) = if seeking {
+            let half = (images.size()[0] + 1) / 2;
+            let twice = |t: &Tensor| Tensor::cat(&[t.narrow(0, 0, half), t.narrow(0, 0, half)], 0);
+            (twice(&images), twice(&masks))
+        } else {
+            (images, masks)
+        };
         let target = images * 2.0 - 1.0;
-        let fake = self.g.forward_t(&masks, true);
+        let code = self.g.draw_code(&masks);
+        let fake = self.g.forward_coded(&masks, code.as_ref(), true);
         let d_loss =
             (bce_to(&self.judge(&masks, &fake.detach()), 0.0) + bce_to(&self.judge(&masks, &target), 1.0)) * 0.5;
         let grads = gradients(&d_loss, self.d_opt.params());
@@ -204,6 +249,9 @@ impl Gan {
         let mut g_loss = &adv + &l1 * self.spec.gan.lambda_l1;
         if self.spec.gan.feature_matching > 0.0 {
             g_loss += feature_matching(&self.d, &masks, &fake, &target) * self.spec.gan.feature_matching;
+        }
+        if let (true, Some(code)) = (seeking, &code) {
+            g_loss += mode_seeking(&fake, code) * self.spec.gan.mode_seeking;
         }
         let grads = gradients(&g_loss, self.g_opt.params());
         self.g_opt.step(&grads);
@@ -454,5 +502,40 @@ mod tests {
         assert_eq!(spec.gan.fused, Some(true), "a generator written with the fused form keeps it");
         let now = GanSpec { gan: GanConfig::default(), shape: vec![32, 48, 32], channels: 1, mask_channels: 2 };
         assert_eq!(serde_json::from_str::<GanSpec>(&serde_json::to_string(&now).unwrap()).unwrap(), now);
+    }
+
+    /// The penalty against its formula; a gradient step on it moves the two images of each mask
+    /// apart.
+    #[test]
+    fn mode_seeking_rewards_different_images_for_different_codes() {
+        // Pairs (0, 0.5) and (1, 0): mean image distance 0.75; codes differ by 2 and 1: 1.5.
+        let fake = Tensor::from_slice(&[0.0f32, 1.0, 0.5, 0.0]).view([4, 1, 1, 1]).set_requires_grad(true);
+        let code = Tensor::from_slice(&[0.0f32, 0.0, 2.0, 1.0]).view([4, 1]);
+        let penalty = mode_seeking(&fake, &code);
+        assert!((f64::try_from(&penalty).unwrap() - 1.0 / (0.5 + 1e-5)).abs() < 1e-4);
+        let grad = Tensor::run_backward(&[penalty], &[&fake], false, false).pop().unwrap();
+        let moved = (&fake - grad * 0.01).detach();
+        let gap = |t: &Tensor| f64::try_from((t.narrow(0, 0, 2) - t.narrow(0, 2, 2)).abs().mean(Kind::Float)).unwrap();
+        assert!(gap(&moved) > gap(&fake.detach()) + 1e-4);
+    }
+
+    /// With mode seeking a step on an odd batch runs (its first half used twice) and stays finite;
+    /// without a code it is refused, naming both flags.
+    #[test]
+    fn mode_seeking_steps_and_needs_a_code() {
+        use rand::SeedableRng;
+        let spec = |code_length| GanSpec {
+            gan: GanConfig { ngf: 4, ndf: 4, code_length, mode_seeking: 1.0, ..Default::default() },
+            shape: vec![32, 32],
+            channels: 3,
+            mask_channels: 1,
+        };
+        let err = Gan::new(&spec(0), Device::Cpu).err().expect("refused").to_string();
+        assert!(err.contains("--mode-seeking") && err.contains("--code-length"), "{err}");
+        let mut gan = Gan::new(&spec(8), Device::Cpu).unwrap();
+        let images = Tensor::rand([3, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let masks = Tensor::rand([3, 1, 32, 32], (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);
+        let losses = gan.step(&images, &masks, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+        assert!(losses.d.is_finite() && losses.g_adv.is_finite() && losses.l1.is_finite(), "{losses:?}");
     }
 }
