@@ -282,7 +282,10 @@ def main():
     ap.add_argument("--separate-ops", action="store_true")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="feed the network channels-last input, as genseg does on the CPU for U-Net and DeepLab")
     a = ap.parse_args()
+    layout = torch.channels_last if a.channels_last else torch.contiguous_format
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -292,7 +295,7 @@ def main():
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     if a.what == "predict":
         net = UNet(3, a.width, a.depth).eval()
-        x = torch.rand(b, 3, s, s)
+        x = torch.rand(b, 3, s, s).contiguous(memory_format=layout)
 
         def step():
             with torch.inference_mode():
@@ -306,7 +309,7 @@ def main():
         net = {"unet": lambda: UNet(3, a.width, a.depth), "deeplab": lambda: DeepLabV3Plus(a.backbone),
                "swin-unet": lambda: SwinUNet(3, s, a.window)}[a.what]()
         opt = torch.optim.Adam(net.parameters(), 1e-3)
-        x = torch.rand(b, 3, s, s)
+        x = torch.rand(b, 3, s, s).contiguous(memory_format=layout)
         y = (torch.rand(b, 1, s, s) > 0.7).float()
 
         def step():

@@ -15,18 +15,23 @@ PEAK=${PEAK_GFLOPS:-157}
 STEPS=${STEPS:-5}
 run() { # what, args...
   local what=$1; shift
-  local ours ref
+  local ours ref ref_cl=null
   ours=$($BIN --device cpu --threads "$THREADS" bench "$what" "$@" --steps "$STEPS")
   ref=$($PY bench/reference.py "$what" "$@" --steps "$STEPS" --threads "$THREADS")
-  $PY - "$ours" "$ref" "$PEAK" <<'PY'
+  # genseg feeds U-Net and DeepLab channels-last input on the CPU; PyTorch given the same layout:
+  if [[ $what == unet || $what == deeplab ]]; then
+    ref_cl=$($PY bench/reference.py "$what" "$@" --steps "$STEPS" --threads "$THREADS" --channels-last)
+  fi
+  $PY - "$ours" "$ref" "$PEAK" "$ref_cl" <<'PY'
 import json, sys
-o, r, peak = json.loads(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3])
+o, r, peak, rcl = json.loads(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3]), json.loads(sys.argv[4])
 flops = (f"{o['gflops']:6.1f} GFLOP/s = {100 * o['gflops'] / peak:.0f}% of {peak:.0f} ({o['gflop_per_step']:.1f} GFLOP/step, "
          if o["gflops"] is not None else "(")
 if o["what"].startswith(("unet", "deeplab", "swin")) and o["params"] != r["params"]:
     print(f"warning: {o['what']}: genseg has {o['params']:,} parameters, the PyTorch reference {r['params']:,}")
+cl = f"  (pytorch channels-last {rcl['ms_per_step']:.1f} ms, ratio {o['ms_per_step'] / rcl['ms_per_step']:.2f})" if rcl else ""
 print(f"{o['what']:<34} genseg {o['ms_per_step']:8.1f} ms  pytorch {r['ms_per_step']:8.1f} ms  "
-      f"ratio {o['ms_per_step'] / r['ms_per_step']:.2f}  {flops}{o['params']:,} params)")
+      f"ratio {o['ms_per_step'] / r['ms_per_step']:.2f}  {flops}{o['params']:,} params){cl}")
 PY
 }
 $BIN --threads "$THREADS" bench metrics
@@ -45,11 +50,13 @@ $BIN --device cpu --threads "$THREADS" bench augment --width 16 --depth 4 --size
 for w in 16 32 64; do for b in 1 8; do
   ours=$($BIN --device cpu --threads "$THREADS" bench predict --width $w --depth 5 --size 256 --batch $b --steps 5)
   ref=$($PY bench/reference.py predict --width $w --depth 5 --size 256 --batch $b --steps 5 --threads "$THREADS")
-  $PY - "$ours" "$ref" <<'PY'
+  ref_cl=$($PY bench/reference.py predict --width $w --depth 5 --size 256 --batch $b --steps 5 --threads "$THREADS" --channels-last)
+  $PY - "$ours" "$ref" "$ref_cl" <<'PY'
 import json, sys
-ours, ref = sys.argv[1].splitlines(), json.loads(sys.argv[2])
+ours, ref, cl = sys.argv[1].splitlines(), json.loads(sys.argv[2]), json.loads(sys.argv[3])
 per_s = float(ours[0].split(": ")[1].split()[0])
-print(f"{ours[0]}  pytorch {ref['images_per_s']:.1f} images/s  time ratio {ref['images_per_s'] / per_s:.2f}  ({ours[1].split(', ')[1]})")
+print(f"{ours[0]}  pytorch {ref['images_per_s']:.1f} images/s  time ratio {ref['images_per_s'] / per_s:.2f}  "
+      f"(channels-last {cl['images_per_s']:.1f}, ratio {cl['images_per_s'] / per_s:.2f}; {ours[1].split(', ')[1]})")
 PY
 done; done
 # Each phase of a genseg iteration against a plain step (64 px, batch 4).

@@ -3,6 +3,7 @@
 use crate::data::phantom;
 use crate::data::split::DataConfig;
 use crate::data::LoadOptions;
+use crate::out;
 use crate::runtime::ensure_writable_dir;
 use crate::train::gan::GanConfig;
 use crate::train::{segment, Method, RunSummary, TrainConfig};
@@ -41,20 +42,20 @@ pub fn run(out: &Path, seed: u64, device: Device) -> Result<Vec<(Method, RunSumm
     if !data.join("masks").is_dir() {
         phantom::write_dataset(&data, 60, 64, seed)?;
     }
-    println!("phantom dataset: {} (60 pairs, 64 px)", data.display());
+    out!("phantom dataset: {} (60 pairs, 64 px)", data.display());
     let mut rows = Vec::new();
     for method in [Method::Plain, Method::Genseg] {
         let dir = out.join(method.name());
         let s = segment::run(&config(&data, method, seed), &dir, device)?;
         rows.push((method, s, dir));
     }
-    println!("\nmethod   test Dice (n)        pictures");
+    out!("\nmethod   test Dice (n)        pictures");
     for (m, s, dir) in &rows {
         let (dice, pictures) = (&s.test.dice, dir.join("overlays_test.png"));
-        println!("{:<8} {:.3} ± {:.3} ({})  {}", m.name(), dice.mean, dice.sd, dice.n, pictures.display());
+        out!("{:<8} {:.3} ± {:.3} ({})  {}", m.name(), dice.mean, dice.sd, dice.n, pictures.display());
     }
     let samples = out.join("genseg").join("samples.png");
-    println!("generator samples (mask | real | synthetic | augmented mask | synthetic): {}", samples.display());
-    println!("curves: {}", out.join("genseg").join("curves.png").display());
+    out!("generator samples (mask | real | synthetic | augmented mask | synthetic): {}", samples.display());
+    out!("curves: {}", out.join("genseg").join("curves.png").display());
     Ok(rows)
 }

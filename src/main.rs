@@ -9,6 +9,7 @@ use cli::{BenchArgs, BenchWhat, Cli, Command, EvaluateArgs};
 use genseg::data::files::holds_volumes;
 use genseg::export::Format;
 use genseg::models::unet::UNetConfig;
+use genseg::out;
 use genseg::runtime::{parse_device, set_threads};
 use genseg::train::gan::pretrain_on_split;
 use genseg::train::segment;
@@ -18,6 +19,10 @@ fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     if let Err(e) = run(Cli::parse()) {
+        // The reader of our output went away (`genseg ... | head`): nothing left to say.
+        if genseg::runtime::is_broken_pipe(&e) {
+            std::process::exit(0);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -30,31 +35,37 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Check { data } => {
             let report = genseg::data::check(&data.data, &data.options()?)?;
-            print!("{report}");
+            out!("{}", report.to_string().trim_end());
             if !report.usable() {
                 let first = report.problems.iter().find(|p| p.fatal);
                 let first = first.map(|p| format!(", first: {}: {}", p.file.display(), p.message)).unwrap_or_default();
                 bail!("{} cannot be used as it is{first}; fix the errors above", data.data.display());
             }
-            println!("ok: usable");
+            out!("ok: usable");
         }
         Command::Train { args, split, out } => {
             let s = segment::run(&args.config(&split)?, &out, device)?;
-            println!(
+            out!(
                 "test Dice {:.4} ± {:.4} (n={}), IoU {:.4}",
-                s.test.dice.mean, s.test.dice.sd, s.test.dice.n, s.test.iou.mean
+                s.test.dice.mean,
+                s.test.dice.sd,
+                s.test.dice.n,
+                s.test.iou.mean
             );
             if let Some(o) = &s.ood {
-                println!(
+                out!(
                     "out-of-domain Dice {:.4} ± {:.4} (n={}), IoU {:.4}",
-                    o.dice.mean, o.dice.sd, o.dice.n, o.iou.mean
+                    o.dice.mean,
+                    o.dice.sd,
+                    o.dice.n,
+                    o.iou.mean
                 );
             }
-            println!("run folder: {}", out.display());
+            out!("run folder: {}", out.display());
         }
         Command::Predict { run, input, out, tta } => {
             let written = genseg::infer::predict(&run, &input, &out, tta, device)?;
-            println!("{} masks in {} (overlays in {})", written.len(), out.display(), out.join("overlays").display());
+            out!("{} masks in {} (overlays in {})", written.len(), out.display(), out.join("overlays").display());
         }
         Command::Evaluate(args) => evaluate(&args)?,
         Command::Export { run, out, format, python } => {
@@ -65,14 +76,14 @@ fn run(cli: Cli) -> Result<()> {
                 Format::Torchscript => ("TorchScript", "the file's extra file genseg.json"),
                 Format::Onnx => ("ONNX, checked in onnxruntime", "the model's metadata property genseg"),
             };
-            println!("{}: {name}, max probability difference to genseg {diff:.2e} on {n} images", out.display());
-            println!("preprocessing and outputs: {meta}");
+            out!("{}: {name}, max probability difference to genseg {diff:.2e} on {n} images", out.display());
+            out!("preprocessing and outputs: {meta}");
         }
         Command::PretrainGenerator { args, out } => {
             let (data, gan, pcfg) = args.config()?;
             let (trained, untrained) = pretrain_on_split(&data, gan, &pcfg, &out, device)?;
-            println!("held-out L1 (validation + test cases): trained {trained:.4}, untrained {untrained:.4}");
-            println!("generator folder: {} (samples in {})", out.display(), out.join("samples").display());
+            out!("held-out L1 (validation + test cases): trained {trained:.4}, untrained {untrained:.4}");
+            out!("generator folder: {} (samples in {})", out.display(), out.join("samples").display());
         }
         Command::Synth { run, masks, from_train, n, seed, out } => {
             let source = match (masks, from_train) {
@@ -81,13 +92,13 @@ fn run(cli: Cli) -> Result<()> {
                 (None, false) => bail!("give --masks DIR or --from-train"),
             };
             genseg::synth::write(&run, &source, n, seed, &out, device)?;
-            println!("{n} synthetic pairs in {} (images/ and masks/)", out.display());
+            out!("{n} synthetic pairs in {} (images/ and masks/)", out.display());
         }
         Command::Study { args, n, val_n, seeds, methods, jobs, shard, tables_only, out } => {
             let cfg = cli::study_config(&args, n, val_n, seeds, methods, shard)?;
             if tables_only {
                 let found = genseg::study::tables_from_finished(&cfg, &out)?;
-                println!("{found} finished runs tabulated in {}", out.display());
+                out!("{found} finished runs tabulated in {}", out.display());
                 return Ok(());
             }
             if shard.is_some() {
@@ -101,21 +112,21 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 genseg::study::run(&cfg, &out, device)?;
             }
-            println!("{}", std::fs::read_to_string(out.join("results.md"))?);
-            println!("study folder: {}", out.display());
+            out!("{}", std::fs::read_to_string(out.join("results.md"))?);
+            out!("study folder: {}", out.display());
         }
         Command::Compare { base, arms, out } => {
             let md = genseg::study::compare(&base, &arms)?;
-            print!("{md}");
+            out!("{}", md.trim_end());
             if let Some(out) = out {
                 genseg::runtime::write_atomic(&out, md.as_bytes())?;
-                println!("\ntables: {}", out.display());
+                out!("\ntables: {}", out.display());
             }
         }
         Command::SynthEval { args, split, synthetic_n, samples, out } => {
             let cfg = genseg::synth_eval::SynthEvalConfig { run: args.config(&split)?, synthetic_n, samples };
             let r = genseg::synth_eval::run(&cfg, &out, device)?;
-            println!(
+            out!(
                 "TSTR Dice {:.3}, TRTR Dice {:.3} (ratio {:.2}); memorisation ratio {:.2} (from training masks {:.2}); \
                  diversity {:.4}; held-out L1 {:.4}",
                 r.tstr_dice,
@@ -126,12 +137,12 @@ fn run(cli: Cli) -> Result<()> {
                 r.diversity,
                 r.heldout_l1
             );
-            println!("report: {}", out.join("synth_eval.json").display());
+            out!("report: {}", out.join("synth_eval.json").display());
         }
         Command::Bench(args) => bench(&args, device)?,
         Command::Phantom { out, n, size, seed } => {
             genseg::data::phantom::write_dataset(&out, n, size, seed)?;
-            println!("{n} phantom pairs in {}", out.display());
+            out!("{n} phantom pairs in {}", out.display());
         }
         Command::Demo { out, seed } => {
             genseg::demo::run(&out, seed, device)?;
@@ -147,23 +158,23 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
         for (l, s) in genseg::eval::evaluate_nifti_folders(&args.pred, &args.reference, &args.labels, &opts, &args.out)?
         {
             let h = s.hd95.as_ref().map(|h| h.mean).unwrap_or(f64::NAN);
-            println!(
+            out!(
                 "label {l}: Dice {:.4} ± {:.4} (n={}), IoU {:.4}, HD95 {h:.3} mm",
-                s.dice.mean, s.dice.sd, s.dice.n, s.iou.mean
+                s.dice.mean,
+                s.dice.sd,
+                s.dice.n,
+                s.iou.mean
             );
         }
     } else {
         let s = genseg::eval::evaluate_folders(&args.pred, &args.reference, &args.suffixes(), &opts, &args.out)?;
         let (d, i) = (&s.dice, &s.iou);
-        println!("Dice {:.4} ± {:.4} (n={}, {} NaN), IoU {:.4} ± {:.4}", d.mean, d.sd, d.n, d.n_nan, i.mean, i.sd);
+        out!("Dice {:.4} ± {:.4} (n={}, {} NaN), IoU {:.4} ± {:.4}", d.mean, d.sd, d.n, d.n_nan, i.mean, i.sd);
         if let (Some(h), Some(n)) = (&s.hd95, &s.nsd) {
-            println!(
-                "HD95 {:.3} mm (n={}, {} infinite), NSD@{}mm {:.4}",
-                h.mean, h.n, h.n_inf, args.nsd_tolerance, n.mean
-            );
+            out!("HD95 {:.3} mm (n={}, {} infinite), NSD@{}mm {:.4}", h.mean, h.n, h.n_inf, args.nsd_tolerance, n.mean);
         }
     }
-    println!("per-case: {}", args.out.join("cases.csv").display());
+    out!("per-case: {}", args.out.join("cases.csv").display());
     Ok(())
 }
 
@@ -185,7 +196,7 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
             let net = (a.width, a.depth, a.batch, a.steps);
             for (scale, cosine, ratio) in genseg::bench::hypergrad_report(data, generator, net, device)? {
                 let steps = a.steps;
-                println!("fd_scale {scale:e}: cosine to exact {cosine:.3}, norm ratio fd/exact {ratio:.2} (mean of {steps} batches)");
+                out!("fd_scale {scale:e}: cosine to exact {cosine:.3}, norm ratio fd/exact {ratio:.2} (mean of {steps} batches)");
             }
             return Ok(());
         }
@@ -193,7 +204,7 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
             let unet = UNetConfig { width: a.width, depth: a.depth, ..UNetConfig::reference() };
             let (plain, with) = genseg::bench::augment_overhead(&unet, a.size, a.batch, a.steps, device);
             let extra = 100.0 * (with / plain - 1.0);
-            println!("unet w{} d{} {}px b{}: plain step {plain:.1} ms, with nnunet augmentation {with:.1} ms ({extra:+.0} %)", a.width, a.depth, a.size, a.batch);
+            out!("unet w{} d{} {}px b{}: plain step {plain:.1} ms, with nnunet augmentation {with:.1} ms ({extra:+.0} %)", a.width, a.depth, a.size, a.batch);
             return Ok(());
         }
         BenchWhat::Predict => {
@@ -208,9 +219,12 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
                 } else {
                     format!(" ({:.0} GFLOP/s at {gflop:.2} GFLOP/image)", per_s * gflop)
                 };
-                println!(
+                out!(
                     "predict unet w{} d{} {}px b{}{what}: {per_s:.1} images/s{rate}",
-                    a.width, a.depth, a.size, a.batch
+                    a.width,
+                    a.depth,
+                    a.size,
+                    a.batch
                 );
             }
             return Ok(());
@@ -220,12 +234,12 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
             let ngf = a.ngf.unwrap_or(a.width);
             let phases = genseg::bench::genseg_phases(&unet, ngf, a.size, a.batch, a.steps, device)?;
             let plain = phases[0].1;
-            println!("unet w{} d{}, gan ngf{ngf}, {}px b{}:", a.width, a.depth, a.size, a.batch);
+            out!("unet w{} d{}, gan ngf{ngf}, {}px b{}:", a.width, a.depth, a.size, a.batch);
             for (phase, ms) in phases {
-                println!("  {phase:<48} {ms:8.1} ms  {:5.2} plain steps", ms / plain);
+                out!("  {phase:<48} {ms:8.1} ms  {:5.2} plain steps", ms / plain);
             }
             if let Some(mib) = genseg::bench::peak_resident_mib() {
-                println!("  peak resident memory of the process: {mib:.0} MiB");
+                out!("  peak resident memory of the process: {mib:.0} MiB");
             }
             return Ok(());
         }
@@ -242,19 +256,19 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
             };
             let arms = bench.run(device)?;
             let plain = arms[0].1;
-            println!(
+            out!(
                 "training loop, unet w{} d{}, gan ngf{}, {}px b{}, synthetic share {}, {} iterations, median of {} rounds:",
                 a.width, a.depth, bench.ngf, a.size, a.batch, a.synthetic_share, a.steps, a.rounds
             );
             for (arm, seconds) in arms {
-                println!("  {arm:<40} {:8.1} ms/iteration  {:5.2} plain iterations", 1e3 * seconds, seconds / plain);
+                out!("  {arm:<40} {:8.1} ms/iteration  {:5.2} plain iterations", 1e3 * seconds, seconds / plain);
             }
             return Ok(());
         }
         BenchWhat::GanRecipe => {
             let [old, new, diverse] = genseg::bench::gan_recipe_overhead(a.width, a.size, a.batch, a.steps, device)?;
             let extra = |ms: f64| 100.0 * (ms / old - 1.0);
-            println!(
+            out!(
                 "gan ngf{} {}px b{}: default step {old:.1} ms, data-efficient step {new:.1} ms ({:+.0} %), with --code-length 8 --mode-seeking 1 {diverse:.1} ms ({:+.0} %)",
                 a.width, a.size, a.batch, extra(new), extra(diverse)
             );
@@ -262,10 +276,10 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
         }
         BenchWhat::Metrics => {
             let (two_d, three_d) = genseg::bench::metrics_speed(1000);
-            println!("metrics: 1000 pairs of 512x512 masks (all metrics) {two_d:.2} s; surface metrics of one 256^3 pair {three_d:.2} s");
+            out!("metrics: 1000 pairs of 512x512 masks (all metrics) {two_d:.2} s; surface metrics of one 256^3 pair {three_d:.2} s");
             return Ok(());
         }
     };
-    println!("{}", serde_json::to_string(&result)?);
+    out!("{}", serde_json::to_string(&result)?);
     Ok(())
 }

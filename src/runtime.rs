@@ -5,6 +5,21 @@ use std::path::{Path, PathBuf};
 use tch::Device;
 
 /// `auto` picks CUDA when libtorch sees a GPU.
+/// `println!` that returns the write's error from the enclosing function instead of panicking,
+/// so that `genseg ... | head` ends quietly when the reader goes away ([`is_broken_pipe`]).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
+/// Whether `e` comes from writing to a closed pipe.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
 pub fn parse_device(name: &str) -> Result<Device> {
     match name {
         "auto" => Ok(Device::cuda_if_available()),

@@ -384,3 +384,21 @@ fn predict_reads_every_input_before_writing_and_says_error_once() {
     assert_refused(&o, &["run2d", "not finite"], "predict with NaN weights");
     assert!(files_in(&pred).is_empty());
 }
+
+/// A reader that goes away before genseg writes (`genseg check DATA | head -0`) ends genseg
+/// quietly: exit 0, no panic.
+#[test]
+fn a_closed_output_pipe_ends_quietly() {
+    let d = tempfile::tempdir().unwrap();
+    let data = phantom_dataset(d.path(), 6);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_genseg"))
+        .args(["check", s(&data)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
