@@ -1,12 +1,13 @@
 """Table of synth-eval reports (docs/RESULTS.md section 8): per dataset and seed, each generator
 arm's TSTR and TRTR test Dice, TSTR's and TRTR's best validation Dice, memorisation ratios,
 diversity and held-out L1; then per dataset the mean of each arm and the paired difference of
-the second arm minus the first over seeds.
+every later arm minus every earlier one over seeds, per dataset and pooled, with 95 % bootstrap
+intervals.
 
-Usage: python3 scripts/synth_eval_table.py ROOT ARM_A ARM_B
+Usage: python3 scripts/synth_eval_table.py ROOT ARM...
 (ROOT/DATASET/ARM-sSEED/synth_eval.json, with tstr/ and trtr/ run folders beside it)
 """
-import json, os, re, statistics, sys
+import json, os, random, re, statistics, sys
 
 root, arms = sys.argv[1], sys.argv[2:]
 cols = ["tstr", "trtr", "ratio", "tstr_val", "trtr_val", "mem", "mem_train", "div", "l1"]
@@ -37,11 +38,28 @@ for data in sorted(os.listdir(root)):
                 print(f"| {data} | {seed} | {arm} | " + " | ".join(f"{r[c]:.3f}" if c != "div" else f"{r[c]:.4f}" for c in cols) + " |")
         if len(row) == len(arms):
             summary.setdefault(data, []).append(row)
+
+
+def interval(d, resamples=10_000):
+    """Mean and 95 % percentile-bootstrap interval (the rule of src/eval/stats.rs)."""
+    rng = random.Random(0)
+    means = sorted(statistics.mean(rng.choices(d, k=len(d))) for _ in range(resamples))
+    lo, hi = means[resamples * 25 // 1000], means[resamples * 975 // 1000 - 1]
+    verdict = "within noise" if len(d) < 2 or lo <= 0 <= hi else ("better" if lo > 0 else "worse")
+    return f"{statistics.mean(d):+.3f} [{lo:+.3f}, {hi:+.3f}] {verdict}"
+
+
 print()
 for data, rows in summary.items():
-    print(f"{data}, {len(rows)} seeds with both arms:")
+    print(f"{data}, {len(rows)} seeds with every arm; mean per arm:")
     for c in cols:
-        a = [r[arms[0]][c] for r in rows]
-        b = [r[arms[1]][c] for r in rows]
-        d = [y - x for x, y in zip(a, b)]
-        print(f"  {c:10s} {arms[0]} {statistics.mean(a):.3f}  {arms[1]} {statistics.mean(b):.3f}  paired {arms[1]} - {arms[0]}: {statistics.mean(d):+.3f} (per seed {', '.join(f'{x:+.3f}' for x in d)})")
+        print(f"  {c:10s} " + "  ".join(f"{arm} {statistics.mean(r[arm][c] for r in rows):.3f}" for arm in arms))
+print()
+print("Paired differences (later arm minus earlier, over seeds; 'pooled' = every dataset's seeds):")
+pooled = [r for rows in summary.values() for r in rows]
+for i, a in enumerate(arms):
+    for b in arms[i + 1:]:
+        for c in ("tstr", "tstr_val"):
+            for name, rows in list(summary.items()) + [("pooled", pooled)]:
+                d = [r[b][c] - r[a][c] for r in rows]
+                print(f"  {b} - {a} {c:8s} {name:10s} {interval(d)} (per seed {', '.join(f'{x:+.3f}' for x in d)})")
