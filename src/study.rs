@@ -81,7 +81,7 @@ pub fn run(cfg: &StudyConfig, out: &Path, device: Device) -> Result<Vec<Row>> {
             let splits = load_splits(&cell.base.data, cell.seed)?;
             let spec = GanSpec::for_data(cell.base.gan.clone(), &splits.train);
             let pcfg = PretrainConfig::new(cell.base.pretrain_iters, cell.base.batch_size, cell.seed);
-            pretrain(&spec, &pcfg, &splits.train, gen_dir, device)?;
+            pretrain(&spec, &pcfg, &splits.train, &splits.val, gen_dir, device)?;
         }
         for (c, dir) in &cell.runs {
             let summary = segment::run(c, dir, device)?;

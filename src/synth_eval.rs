@@ -85,7 +85,7 @@ pub fn run(cfg: &SynthEvalConfig, out: &Path, device: Device) -> Result<SynthEva
     } else {
         let spec = GanSpec::for_data(cfg.run.gan.clone(), &splits.train);
         let pcfg = PretrainConfig::new(cfg.run.pretrain_iters, cfg.run.batch_size, seed);
-        pretrain(&spec, &pcfg, &splits.train, &gan_dir, device)?
+        pretrain(&spec, &pcfg, &splits.train, &splits.val, &gan_dir, device)?
     };
     // The mixed-op form changes nothing the generator computes.
     let mut wanted = GanSpec::for_data(cfg.run.gan.clone(), &splits.train);

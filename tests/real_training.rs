@@ -141,7 +141,7 @@ fn generator_pretraining_lowers_held_out_l1() {
     tch::manual_seed(0);
     let untrained = Gan::new(&spec, Device::Cpu).unwrap().l1_on(&splits.test, Device::Cpu);
     let pcfg = PretrainConfig { iters: 150, batch_size: 4, sample_every: 50, seed: 1 };
-    let gan = pretrain(&spec, &pcfg, &splits.train, &dir.path().join("gen"), Device::Cpu).unwrap();
+    let gan = pretrain(&spec, &pcfg, &splits.train, &splits.val, &dir.path().join("gen"), Device::Cpu).unwrap();
     // Reloading gives the same generator, alpha included.
     let again = Gan::load(&dir.path().join("gen"), Device::Cpu).unwrap();
     for (a, b) in [(&gan.g_vs, &again.g_vs), (&gan.arch_vs, &again.arch_vs)] {
@@ -155,6 +155,15 @@ fn generator_pretraining_lowers_held_out_l1() {
     println!("held-out L1: trained {trained:.4}, untrained {untrained:.4}");
     assert!(trained < 0.75 * untrained, "trained {trained} vs untrained {untrained}");
     assert!(dir.path().join("gen/samples/step_000150.png").is_file());
+    // The fidelity curve: held-out L1 at every sample point, falling from the first to the last.
+    let metrics = std::fs::read_to_string(dir.path().join("gen/gan_metrics.jsonl")).unwrap();
+    let heldout: Vec<f64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["heldout_l1"].as_f64().unwrap())
+        .collect();
+    assert_eq!(heldout.len(), 3, "{metrics}");
+    assert!(heldout[2] < heldout[0], "held-out L1 {heldout:?}");
+    assert!(dir.path().join("gen/curves.png").is_file());
 }
 
 #[test]

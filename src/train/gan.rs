@@ -339,7 +339,18 @@ struct PretrainState {
 
 /// Trains the GAN on `train` pairs into `out`; resumes from `out/checkpoint` after a kill.
 /// Writes a sample grid (mask | real | generated) every `sample_every` steps.
-pub fn pretrain(spec: &GanSpec, cfg: &PretrainConfig, train: &SegDataset, out: &Path, device: Device) -> Result<Gan> {
+///
+/// `held_out` (validation cases; may be empty) gets the generator's L1 at every sample point
+/// beside the training L1, in gan_metrics.jsonl and curves.png: the fidelity curve that says
+/// whether `cfg.iters` was enough for the generator to plateau.
+pub fn pretrain(
+    spec: &GanSpec,
+    cfg: &PretrainConfig,
+    train: &SegDataset,
+    held_out: &SegDataset,
+    out: &Path,
+    device: Device,
+) -> Result<Gan> {
     ensure_writable_dir(out)?;
     let _lock = lock_folder(out)?;
     if *spec != GanSpec::for_data(spec.gan.clone(), train) {
@@ -398,10 +409,12 @@ pub fn pretrain(spec: &GanSpec, cfg: &PretrainConfig, train: &SegDataset, out: &
             if ![&gan.g_vs, &gan.d_vs].into_iter().all(all_finite) {
                 return Err(diverged("the GAN's weights are not finite".into()));
             }
-            append_jsonl(
-                &out.join("gan_metrics.jsonl"),
-                &serde_json::json!({"iter": done, "d": losses.d, "g_adv": losses.g_adv, "l1": losses.l1}),
-            )?;
+            let mut line = serde_json::json!({"iter": done, "d": losses.d, "g_adv": losses.g_adv, "l1": losses.l1});
+            if !held_out.is_empty() {
+                line["heldout_l1"] = gan.l1_on(held_out, device).into();
+            }
+            append_jsonl(&out.join("gan_metrics.jsonl"), &line)?;
+            plot_pretraining(out)?;
             let grid = sample_grid(&gan, &shown, device);
             crate::viz::save_png(&samples_dir.join(format!("step_{done:06}.png")), &grid)?;
             checkpoint::save_dir(&ckpt, |dir| {
@@ -428,11 +441,26 @@ pub fn pretrain_on_split(
 ) -> Result<(f64, f64)> {
     let splits = load_splits(data, cfg.seed)?;
     let spec = GanSpec::for_data(gan, &splits.train);
-    let trained = pretrain(&spec, cfg, &splits.train, out, device)?;
+    let trained = pretrain(&spec, cfg, &splits.train, &splits.val, out, device)?;
     let record = serde_json::json!({"data": data.data, "train_ids": splits.split.train, "versions": versions(device)});
     write_json(&out.join("train_data.json"), &record)?;
     let untrained = Gan::new(&spec, device)?;
     Ok((trained.l1_on(&splits.test, device), untrained.l1_on(&splits.test, device)))
+}
+
+/// curves.png of a generator folder: training L1 (on the step's batch, augmented as the GAN
+/// saw it) and held-out L1 against the pretraining step.
+fn plot_pretraining(out: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(out.join("gan_metrics.jsonl"))?;
+    let lines: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let series = |label: &str, key: &str| crate::viz::Series {
+        label: label.into(),
+        points: lines.iter().filter_map(|l| Some((l["iter"].as_f64()?, l[key].as_f64()?))).collect(),
+        intervals: vec![],
+    };
+    let all = [series("training L1", "l1"), series("held-out L1", "heldout_l1")];
+    let drawn: Vec<_> = all.into_iter().filter(|s| !s.points.is_empty()).collect();
+    crate::viz::line_chart(&out.join("curves.png"), "generator pretraining", "step", "L1", &drawn, false)
 }
 
 /// Rows of mask | real | generated for the given cases (volumes: their middle slices).

@@ -9,6 +9,7 @@ use super::optim::{gradients, OptimConfig, Optimizer};
 use crate::data::augment::{augment_masks, augment_pairs};
 use crate::data::nnaug::{self, AugmentPreset, NnUnetAugment};
 use crate::data::photometric;
+use crate::data::split::Splits;
 use crate::data::SegDataset;
 use crate::models::segnet::SegNet;
 use crate::runtime::{load_tensors, save_tensors};
@@ -144,9 +145,10 @@ pub struct Segmenter {
 }
 
 impl Arm {
-    /// The method's state; generator methods load the given generator or pretrain one into
-    /// `out/generator`.
-    pub fn build(cfg: &TrainConfig, train: &SegDataset, out: &Path, device: Device) -> Result<Arm> {
+    /// The method's state; generator methods load the given generator or pretrain one on the
+    /// training cases into `out/generator`, its fidelity followed on the validation cases.
+    pub fn build(cfg: &TrainConfig, splits: &Splits, out: &Path, device: Device) -> Result<Arm> {
+        let train = &splits.train;
         match cfg.method {
             Method::Plain => return Ok(Arm::Plain),
             Method::Augment => return Ok(Arm::Augment(RealAugment::of(cfg, train.dims()))),
@@ -174,7 +176,7 @@ impl Arm {
             }
             None => {
                 let pcfg = PretrainConfig::new(cfg.pretrain_iters, cfg.batch_size, cfg.seed);
-                pretrain(&spec, &pcfg, train, &out.join("generator"), device)?
+                pretrain(&spec, &pcfg, train, &splits.val, &out.join("generator"), device)?
             }
         };
         Ok(match cfg.method {

@@ -198,7 +198,7 @@ impl<'a> Trainer<'a> {
             volume_shape: (splits.train.dims() == 3).then_some(cfg.data.load.volume.shape),
         };
         write_json(&out.join("model.json"), &spec)?;
-        let arm = Arm::build(cfg, &splits.train, out, device)?;
+        let arm = Arm::build(cfg, splits, out, device)?;
         tch::manual_seed(cfg.seed as i64);
         let vs = VarStore::new(device);
         let net = SegNet::new(&vs.root(), &net_cfg);
