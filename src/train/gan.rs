@@ -448,19 +448,27 @@ pub fn pretrain_on_split(
     Ok((trained.l1_on(&splits.test, device), untrained.l1_on(&splits.test, device)))
 }
 
-/// curves.png of a generator folder: training L1 (on the step's batch, augmented as the GAN
-/// saw it) and held-out L1 against the pretraining step.
+/// curves.png of a generator folder: training L1 (the step's batch, augmented as the GAN saw
+/// it) and held-out L1 against the pretraining step, both in [0, 1] intensity units (the loss
+/// term in gan_metrics.jsonl is on the generator's [-1, 1] scale, twice that).
 fn plot_pretraining(out: &Path) -> Result<()> {
     let text = std::fs::read_to_string(out.join("gan_metrics.jsonl"))?;
     let lines: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let series = |label: &str, key: &str| crate::viz::Series {
+    let series = |label: &str, key: &str, scale: f64| crate::viz::Series {
         label: label.into(),
-        points: lines.iter().filter_map(|l| Some((l["iter"].as_f64()?, l[key].as_f64()?))).collect(),
+        points: lines.iter().filter_map(|l| Some((l["iter"].as_f64()?, l[key].as_f64()? * scale))).collect(),
         intervals: vec![],
     };
-    let all = [series("training L1", "l1"), series("held-out L1", "heldout_l1")];
+    let all = [series("training L1 (one batch)", "l1", 0.5), series("held-out L1", "heldout_l1", 1.0)];
     let drawn: Vec<_> = all.into_iter().filter(|s| !s.points.is_empty()).collect();
-    crate::viz::line_chart(&out.join("curves.png"), "generator pretraining", "step", "L1", &drawn, false)
+    crate::viz::line_chart(
+        &out.join("curves.png"),
+        "generator pretraining",
+        "step",
+        "L1, [0, 1] intensity",
+        &drawn,
+        false,
+    )
 }
 
 /// Rows of mask | real | generated for the given cases (volumes: their middle slices).
