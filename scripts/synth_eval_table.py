@@ -13,10 +13,11 @@ root, arms = sys.argv[1], sys.argv[2:]
 cols = ["tstr", "trtr", "ratio", "tstr_val", "trtr_val", "mem", "mem_train", "div", "l1"]
 
 
+# Non-finite values (a TRTR of 0 gives an infinite ratio) are written as strings: float() reads them.
 def read(folder):
     d = json.load(open(os.path.join(folder, "synth_eval.json")))
     val = lambda run: json.load(open(os.path.join(folder, run, "summary.json")))["best_val_dice"]
-    return dict(tstr=d["tstr_dice"], trtr=d["trtr_dice"], ratio=d["tstr_over_trtr"], tstr_val=val("tstr"),
+    return dict(tstr=d["tstr_dice"], trtr=d["trtr_dice"], ratio=float(d["tstr_over_trtr"]), tstr_val=val("tstr"),
                 trtr_val=val("trtr"), mem=d["memorisation_ratio"], mem_train=d["memorisation_ratio_training_masks"],
                 div=d["diversity"], l1=d["heldout_l1"])
 
