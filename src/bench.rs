@@ -307,6 +307,7 @@ pub fn genseg_phases(
         images: images.shallow_clone(),
         masks: masks.shallow_clone(),
         synthetic_masks: masks.flip([3]),
+        backgrounds: crate::train::gan::Backgrounds::next_in_batch(&images, &masks, batch),
         seed: 0,
         synthetic_weights: None,
     };
@@ -463,9 +464,11 @@ pub fn hypergrad_accuracy(
         let pick = |o: i64| Tensor::from_slice(&(0..batch).map(|i| (b * 2 * batch + o + i) % n).collect::<Vec<_>>());
         let (ti, vi) = (pick(0), pick(batch));
         let masks = data.masks.index_select(0, &ti).to_device(device);
+        let images = data.images.index_select(0, &ti).to_device(device);
         let train = TrainBatch {
-            images: data.images.index_select(0, &ti).to_device(device),
             synthetic_masks: crate::data::augment::augment_masks(&masks, &Default::default(), &mut rng),
+            backgrounds: crate::train::gan::Backgrounds::next_in_batch(&images, &masks, batch),
+            images,
             masks,
             seed: b,
             synthetic_weights: None,

@@ -177,6 +177,10 @@ pub struct GanArgs {
     /// --code-length; MSGAN uses 1)
     #[arg(long, default_value_t = gan_defaults().mode_seeking)]
     mode_seeking: f64,
+    /// Lesion inpainting: draw each synthetic lesion into another real training image, redrawing
+    /// only a hole around it and around that image's own lesion (the rest stays real)
+    #[arg(long)]
+    inpaint: bool,
 }
 
 impl GanArgs {
@@ -203,6 +207,7 @@ impl GanArgs {
             feature_matching: self.feature_matching,
             code_length: self.code_length,
             mode_seeking: self.mode_seeking,
+            inpaint: self.inpaint,
             ..gan_defaults()
         };
         gan.check()?;

@@ -1,9 +1,11 @@
 //! `genseg synth`: synthetic image/mask pairs from augmented masks with a pretrained generator,
-//! written as PNG files for inspection or for other tools.
+//! written as PNG files for inspection or for other tools. An inpainting generator draws each
+//! lesion into one of its own training images, drawn at random.
 use crate::data::augment::{augment_masks, AugmentConfig};
 use crate::data::images::{load_images, ImageBatch};
+use crate::data::{LoadOptions, SegDataset};
 use crate::runtime::ensure_writable_dir;
-use crate::train::gan::Gan;
+use crate::train::gan::{Backgrounds, Gan};
 use crate::viz::{save_png, tensor_to_rgb};
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
@@ -27,14 +29,7 @@ pub fn write(generator: &Path, source: &MaskSource, n: usize, seed: u64, out: &P
     let size = gan.spec.shape[0] as u32;
     let source = match source {
         MaskSource::Folder(dir) => dir.clone(),
-        MaskSource::GeneratorTraining => {
-            let path = generator.join("train_data.json");
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!("{} not found: --from-train needs a folder written by pretrain-generator", path.display())
-            })?;
-            let v: serde_json::Value = serde_json::from_str(&text)?;
-            PathBuf::from(v["data"].as_str().context("train_data.json lacks data")?).join("masks")
-        }
+        MaskSource::GeneratorTraining => training_record(generator, "--from-train")?.data.join("masks"),
     };
     let ImageBatch { files, images: masks, .. } = load_images(&source, 1, size)?;
     let masks = masks.gt(0.5).to_kind(Kind::Float);
@@ -45,11 +40,49 @@ pub fn write(generator: &Path, source: &MaskSource, n: usize, seed: u64, out: &P
     let base: Vec<i64> = (0..n as i64).map(|i| i % files.len() as i64).collect();
     let chosen = masks.index_select(0, &Tensor::from_slice(&base));
     let augmented = augment_masks(&chosen, &AugmentConfig::default(), &mut rng);
-    let images = tch::no_grad(|| gan.synthesize(&augmented.to_device(device))).to_device(Device::Cpu);
+    let backgrounds = match gan.spec.gan.inpaint {
+        true => training_backgrounds(generator, &gan, n, seed)?,
+        // A mask-only generator ignores them.
+        false => Backgrounds::own(&augmented, &augmented),
+    };
+    let images = tch::no_grad(|| gan.synthesize(&augmented.to_device(device), &backgrounds.to_device(device)))
+        .to_device(Device::Cpu);
     for i in 0..n as i64 {
         let name = format!("synth_{i:04}.png");
         save_png(&out.join("images").join(&name), &tensor_to_rgb(&images.get(i)))?;
         save_png(&out.join("masks").join(&name), &tensor_to_rgb(&augmented.get(i)))?;
     }
     Ok(())
+}
+
+/// What train_data.json of a pretrain-generator folder records.
+#[derive(serde::Deserialize)]
+struct TrainingRecord {
+    data: PathBuf,
+    #[serde(default)]
+    load: Option<LoadOptions>,
+    train_ids: Vec<String>,
+}
+
+fn training_record(generator: &Path, why: &str) -> Result<TrainingRecord> {
+    let path = generator.join("train_data.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{} not found: {why} needs a folder written by pretrain-generator", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a training record", path.display()))
+}
+
+/// `n` of the generator's own training cases, drawn at random, for an inpainting generator.
+fn training_backgrounds(generator: &Path, gan: &Gan, n: usize, seed: u64) -> Result<Backgrounds> {
+    use rand::Rng;
+    let record = training_record(generator, "an inpainting generator (its backgrounds are its training images)")?;
+    let load = LoadOptions {
+        size: gan.spec.shape[0] as u32,
+        channels: Some(gan.spec.channels as usize),
+        ..record.load.unwrap_or_default()
+    };
+    let train: SegDataset = crate::data::load(&record.data, &load)?.select(&record.train_ids)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xbac6);
+    let picked: Vec<i64> = (0..n).map(|_| rng.gen_range(0..train.len() as i64)).collect();
+    let picked = Tensor::from_slice(&picked);
+    Ok(Backgrounds { images: train.images.index_select(0, &picked), erase: train.masks.index_select(0, &picked) })
 }

@@ -10,7 +10,8 @@
 //! - memorisation: the median distance from a synthetic image to its nearest training image,
 //!   divided by the same median for real held-out images (1 = no closer to the training set than
 //!   unseen real data; a generator that copies its training images gives about 0 from the
-//!   training masks themselves);
+//!   training masks themselves; an inpainting generator keeps a training image outside its hole,
+//!   so its ratio is low by construction);
 //! - diversity: the mean per-pixel standard deviation over `samples` draws for the same masks;
 //! - fidelity: the held-out L1 of generated against real images;
 //! - synth_eval.png: per mask, mask | nearest training image | `samples` synthetic images.
@@ -20,7 +21,7 @@ use crate::data::split::{load_splits, Split, Splits};
 use crate::data::SegDataset;
 use crate::eval::stats::median;
 use crate::runtime::{ensure_writable_dir, versions, write_json, Versions};
-use crate::train::gan::{pretrain, Gan, GanConfig, GanSpec, PretrainConfig};
+use crate::train::gan::{pretrain, Backgrounds, Gan, GanConfig, GanSpec, PretrainConfig};
 use crate::train::{segment, TrainConfig};
 use anyhow::{bail, Result};
 use rand::SeedableRng;
@@ -98,7 +99,7 @@ pub fn run(cfg: &SynthEvalConfig, out: &Path, device: Device) -> Result<SynthEva
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
     let synthetic_n = cfg.synthetic_n.unwrap_or(8 * splits.train.len());
-    let mut synthetic = synthesize_set(&gan, &splits.train, synthetic_n, &mut rng, device);
+    let (mut synthetic, backgrounds) = synthesize_set(&gan, &splits.train, synthetic_n, &mut rng, device);
     if cfg.run.synthetic_photometric {
         let batches: Vec<Tensor> =
             synthetic.images.split(8, 0).iter().map(|b| photometric::augment(b, &mut rng)).collect();
@@ -114,11 +115,13 @@ pub fn run(cfg: &SynthEvalConfig, out: &Path, device: Device) -> Result<SynthEva
         })
     })?;
     let trtr = segment::run(&cfg.run, &out.join("trtr"), device)?;
-    let from_training = synthesize(&gan, &splits.train.masks.to_device(device), seed as i64).to_device(Device::Cpu);
+    let own = Backgrounds::own(&splits.train.images, &splits.train.masks);
+    let from_training = synthesize(&gan, &splits.train.masks, &own, seed as i64, device);
     let held_out = splits.test.images.narrow(0, 0, splits.test.len().min(64) as i64);
     let median_real = median(&nearest_distances(&held_out, &splits.train.images).0);
     let shown = (splits.train.len().min(4)) as i64;
-    let draws = samples(&gan, &synthetic.masks.narrow(0, 0, shown.max(1)), cfg.samples, device);
+    let shown = shown.max(1);
+    let draws = samples(&gan, &synthetic.masks.narrow(0, 0, shown), &backgrounds.narrow(0, shown), cfg.samples, device);
     let report = SynthEvalReport {
         n: cfg.run.data.n,
         seed,
@@ -140,34 +143,53 @@ pub fn run(cfg: &SynthEvalConfig, out: &Path, device: Device) -> Result<SynthEva
     Ok(report)
 }
 
-/// Generated images in [0, 1] for `masks`, batch by batch, with libtorch seeded by `seed` (the
-/// generator's dropout is its noise).
-fn synthesize(gan: &Gan, masks: &Tensor, seed: i64) -> Tensor {
+/// Generated images in [0, 1] for `masks` (CPU tensors, drawn into `backgrounds`), batch by
+/// batch on `device`, with libtorch seeded by `seed` (the generator's dropout is its noise).
+/// Returned on the CPU.
+fn synthesize(gan: &Gan, masks: &Tensor, backgrounds: &Backgrounds, seed: i64, device: Device) -> Tensor {
     tch::manual_seed(seed);
     tch::no_grad(|| {
         let parts: Vec<Tensor> = (0..masks.size()[0])
             .step_by(8)
-            .map(|s| gan.synthesize(&masks.narrow(0, s, (masks.size()[0] - s).min(8))))
+            .map(|s| {
+                let n = (masks.size()[0] - s).min(8);
+                let batch = backgrounds.narrow(s, n).to_device(device);
+                gan.synthesize(&masks.narrow(0, s, n).to_device(device), &batch).to_device(Device::Cpu)
+            })
             .collect();
         Tensor::cat(&parts, 0)
     })
 }
 
-/// `count` synthetic pairs from augmented training masks (GenSeg's geometric set).
-fn synthesize_set(gan: &Gan, train: &SegDataset, count: usize, rng: &mut ChaCha8Rng, device: Device) -> SegDataset {
+/// `count` synthetic pairs from augmented training masks (GenSeg's geometric set), each with the
+/// background an inpainting generator draws it into: another training case, drawn at random.
+fn synthesize_set(
+    gan: &Gan,
+    train: &SegDataset,
+    count: usize,
+    rng: &mut ChaCha8Rng,
+    device: Device,
+) -> (SegDataset, Backgrounds) {
     use rand::Rng;
-    let idx: Vec<i64> = (0..count).map(|_| rng.gen_range(0..train.len() as i64)).collect();
-    let masks = train.masks.index_select(0, &Tensor::from_slice(&idx)).to_device(device);
+    let n = train.len() as i64;
+    let idx: Vec<i64> = (0..count).map(|_| rng.gen_range(0..n)).collect();
+    let masks = train.masks.index_select(0, &Tensor::from_slice(&idx));
     let masks = augment_masks(&masks, &AugmentConfig::default(), rng);
-    let images = synthesize(gan, &masks, rng.gen::<i64>()).to_device(Device::Cpu);
+    let seed = rng.gen::<i64>();
+    // Backgrounds come from their own stream, so a mask-only generator's pairs do not depend on them.
+    let mut own_stream = ChaCha8Rng::seed_from_u64(seed as u64);
+    let other: Vec<i64> = idx.iter().map(|&i| if n > 1 { (i + own_stream.gen_range(1..n)) % n } else { i }).collect();
+    let other = Tensor::from_slice(&other);
+    let backgrounds =
+        Backgrounds { images: train.images.index_select(0, &other), erase: train.masks.index_select(0, &other) };
+    let images = synthesize(gan, &masks, &backgrounds, seed, device);
     let ids = (0..count).map(|i| format!("synthetic-{i:04}")).collect();
-    SegDataset::new(ids, images, masks.to_device(Device::Cpu), train.labels.clone())
+    (SegDataset::new(ids, images, masks, train.labels.clone()), backgrounds)
 }
 
 /// `k` draws for each of `masks`: `[k, B, C, spatial...]` on the CPU.
-fn samples(gan: &Gan, masks: &Tensor, k: usize, device: Device) -> Tensor {
-    let masks = masks.to_device(device);
-    let draws: Vec<Tensor> = (0..k).map(|i| synthesize(gan, &masks, 1000 + i as i64).to_device(Device::Cpu)).collect();
+fn samples(gan: &Gan, masks: &Tensor, backgrounds: &Backgrounds, k: usize, device: Device) -> Tensor {
+    let draws: Vec<Tensor> = (0..k).map(|i| synthesize(gan, masks, backgrounds, 1000 + i as i64, device)).collect();
     Tensor::stack(&draws, 0)
 }
 

@@ -38,3 +38,46 @@ fn synthetic_pairs_alone_teach_a_segmenter_on_phantoms() {
     let again = synth_eval::run(&cfg, &out, Device::Cpu).unwrap();
     assert_eq!((again.tstr_dice, again.trtr_dice), (r.tstr_dice, r.trtr_dice));
 }
+
+/// An inpainting generator, pretrained from the command line, writes pairs with `synth` from a
+/// masks folder and from its training masks (its backgrounds are its training images, found
+/// through train_data.json).
+#[test]
+fn inpainting_generator_draws_lesions_into_training_images() {
+    let d = tempfile::tempdir().unwrap();
+    let data = phantom_dataset(d.path(), 12);
+    let gen = d.path().join("gen");
+    let o = genseg(&[
+        "pretrain-generator",
+        arg(&data),
+        "--n",
+        "8",
+        "--size",
+        "32",
+        "--ngf",
+        "8",
+        "--ndf",
+        "8",
+        "--iters",
+        "40",
+        "--inpaint",
+        "--out",
+        arg(&gen),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for source in [vec!["--masks", arg(&data.join("masks"))], vec!["--from-train"]] {
+        let out = d.path().join(format!("synth{}", source.len()));
+        let mut args = vec!["synth", "--run", arg(&gen), "--n", "5", "--out", arg(&out)];
+        args.extend(source);
+        let o = genseg(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        for part in ["images", "masks"] {
+            assert_eq!(std::fs::read_dir(out.join(part)).unwrap().count(), 5, "{part}");
+        }
+    }
+    // A generator folder without its training record cannot find backgrounds: a clear refusal.
+    std::fs::remove_file(gen.join("train_data.json")).unwrap();
+    let o =
+        genseg(&["synth", "--run", arg(&gen), "--masks", arg(&data.join("masks")), "--out", arg(&d.path().join("x"))]);
+    assert!(!o.status.success() && stderr(&o).contains("train_data.json"), "{}", stderr(&o));
+}

@@ -51,6 +51,11 @@ pub struct GanConfig {
     /// for different codes of the same mask (needs `code_length` > 0; 0 = off).
     #[serde(default)]
     pub mode_seeking: f64,
+    /// Lesion inpainting: the generator keeps a real training image and redraws only a hole
+    /// around the lesion it paints and the one it paints over ([`Backgrounds`]), instead of
+    /// drawing the whole image from the mask (which cannot tell it the background).
+    #[serde(default)]
+    pub inpaint: bool,
 }
 
 impl GanConfig {
@@ -80,7 +85,44 @@ impl Default for GanConfig {
             feature_matching: 0.0,
             code_length: 0,
             mode_seeking: 0.0,
+            inpaint: false,
         }
+    }
+}
+
+/// Real cases an inpainting generator draws into, one per synthetic mask: it keeps each image
+/// outside a hole and redraws the hole, painting over the region `erase` (the case's own lesion)
+/// and drawing a lesion where the new mask says. A mask-only generator ignores them.
+pub struct Backgrounds {
+    /// In [0, 1].
+    pub images: Tensor,
+    /// Mask channels, like the masks drawn.
+    pub erase: Tensor,
+}
+
+impl Backgrounds {
+    /// The cases themselves: the generator redraws their own lesions (fidelity, sample grids).
+    pub fn own(images: &Tensor, masks: &Tensor) -> Backgrounds {
+        Backgrounds { images: images.shallow_clone(), erase: masks.shallow_clone() }
+    }
+
+    /// For `count` masks made from a batch (cycled through it), the next case of the batch each,
+    /// so that a lesion lands on another case's background whenever the batch has two.
+    pub fn next_in_batch(images: &Tensor, masks: &Tensor, count: i64) -> Backgrounds {
+        let cycled = |t: &Tensor| {
+            let b = t.size()[0];
+            let next: Vec<i64> = (0..count).map(|i| (i + 1) % b).collect();
+            t.index_select(0, &Tensor::from_slice(&next).to_device(t.device()))
+        };
+        Backgrounds { images: cycled(images), erase: cycled(masks) }
+    }
+
+    pub fn narrow(&self, start: i64, len: i64) -> Backgrounds {
+        Backgrounds { images: self.images.narrow(0, start, len), erase: self.erase.narrow(0, start, len) }
+    }
+
+    pub fn to_device(&self, device: Device) -> Backgrounds {
+        Backgrounds { images: self.images.to_device(device), erase: self.erase.to_device(device) }
     }
 }
 
@@ -123,6 +165,21 @@ impl GanSpec {
             channels: data.channels as i64,
             mask_channels: data.labels.len() as i64,
         }
+    }
+
+    /// The generator's input channels: the mask, and for inpainting the image with its hole
+    /// blanked and the hole itself.
+    fn generator_inputs(&self) -> i64 {
+        match self.gan.inpaint {
+            true => self.mask_channels + self.channels + 1,
+            false => self.mask_channels,
+        }
+    }
+
+    /// How far the hole reaches beyond the lesions (a 16th of the shortest side, at least 1
+    /// pixel): room to blend a lesion into its surroundings.
+    fn hole_margin(&self) -> i64 {
+        (self.shape.iter().min().copied().unwrap_or(16) / 16).max(1)
     }
 }
 
@@ -170,6 +227,12 @@ pub fn mode_seeking(fake: &Tensor, code: &Tensor) -> Tensor {
     (images / codes + 1e-5).reciprocal()
 }
 
+/// The mean of `error` (`[B, C, spatial...]`) over the pixels where `hole` (`[B, 1, ...]`) is 1.
+fn mean_over_hole(error: &Tensor, hole: &Tensor) -> Tensor {
+    let channels = error.size()[1] as f64;
+    (error * hole).sum(Kind::Float) / (hole.sum(Kind::Float) * channels).clamp_min(1.0)
+}
+
 fn bce_to(logits: &Tensor, target: f64) -> Tensor {
     logits.binary_cross_entropy_with_logits::<Tensor>(&logits.full_like(target), None, None, Reduction::Mean)
 }
@@ -183,7 +246,7 @@ impl Gan {
         let g_vs = VarStore::new(device);
         let d_vs = VarStore::new(device);
         let arch_vs = VarStore::new(device);
-        let mut gcfg = GeneratorConfig::for_shape(&spec.shape, spec.mask_channels, spec.channels, spec.gan.ngf)?;
+        let mut gcfg = GeneratorConfig::for_shape(&spec.shape, spec.generator_inputs(), spec.channels, spec.gan.ngf)?;
         gcfg.fused = spec.gan.fused.unwrap_or(device.is_cuda());
         gcfg.code_channels = spec.gan.code_length;
         let g = Generator::new(&g_vs.root(), &arch_vs.root(), &gcfg);
@@ -204,11 +267,39 @@ impl Gan {
         named.into_iter().map(|(_, t)| t).collect()
     }
 
-    /// Generated images in [0, 1]; differentiable w.r.t. generator weights and alpha.
-    pub fn synthesize(&self, masks: &Tensor) -> Tensor {
+    /// Generated images in [0, 1] for `masks` (drawn into `backgrounds` by an inpainting
+    /// generator); differentiable w.r.t. generator weights and alpha.
+    pub fn synthesize(&self, masks: &Tensor, backgrounds: &Backgrounds) -> Tensor {
         // The generator always runs in train mode (BatchNorm batch statistics, dropout as noise),
         // as in Pix2Pix and the GenSeg reference.
-        (self.g.forward_t(masks, true) + 1.0) / 2.0
+        let code = self.g.draw_code(masks);
+        (self.generate(masks, backgrounds, code.as_ref()) + 1.0) / 2.0
+    }
+
+    /// The generator's image in [-1, 1]: its whole output, or for inpainting its output inside
+    /// the hole and the background outside.
+    fn generate(&self, masks: &Tensor, backgrounds: &Backgrounds, code: Option<&Tensor>) -> Tensor {
+        if !self.spec.gan.inpaint {
+            return self.g.forward_coded(masks, code, true);
+        }
+        let hole = self.hole(masks, &backgrounds.erase);
+        let real = &backgrounds.images * 2.0 - 1.0;
+        let kept = 1.0 - &hole;
+        let input = Tensor::cat(&[masks.shallow_clone(), &real * &kept, hole.shallow_clone()], 1);
+        self.g.forward_coded(&input, code, true) * &hole + real * kept
+    }
+
+    /// 1 where an inpainting generator draws: the lesions of `masks` and `erase` (any label),
+    /// grown by [`GanSpec::hole_margin`]. `[B, 1, spatial...]`.
+    pub fn hole(&self, masks: &Tensor, erase: &Tensor) -> Tensor {
+        let lesion = |m: &Tensor| m.sum_dim_intlist(1, true, m.kind()).gt(0.0);
+        let any = lesion(masks).logical_or(&lesion(erase)).to_kind(masks.kind());
+        let r = self.spec.hole_margin();
+        let k = 2 * r + 1;
+        match self.spec.shape.len() {
+            2 => any.max_pool2d([k, k], [1, 1], [r, r], [1, 1], false),
+            _ => any.max_pool3d([k, k, k], [1, 1, 1], [r, r, r], [1, 1, 1], false),
+        }
     }
 
     /// The discriminator's patch logits, on DiffAugment-ed inputs when configured.
@@ -237,15 +328,21 @@ impl Gan {
         } else {
             (images, masks)
         };
-        let target = images * 2.0 - 1.0;
+        let target = &images * 2.0 - 1.0;
+        // An inpainting generator learns to redraw its own image inside a hole that also covers
+        // another case's lesion shape: the lesion it draws and the tissue it paints over at synthesis.
+        let backgrounds = Backgrounds { images: images.shallow_clone(), erase: masks.roll([1], [0]) };
         let code = self.g.draw_code(&masks);
-        let fake = self.g.forward_coded(&masks, code.as_ref(), true);
+        let fake = self.generate(&masks, &backgrounds, code.as_ref());
         let d_loss =
             (bce_to(&self.judge(&masks, &fake.detach()), 0.0) + bce_to(&self.judge(&masks, &target), 1.0)) * 0.5;
         let grads = gradients(&d_loss, self.d_opt.params());
         self.d_opt.step(&grads);
         let adv = bce_to(&self.judge(&masks, &fake), 1.0);
-        let l1 = (&fake - &target).abs().mean(Kind::Float);
+        let l1 = match self.spec.gan.inpaint {
+            true => mean_over_hole(&(&fake - &target).abs(), &self.hole(&masks, &backgrounds.erase)),
+            false => (&fake - &target).abs().mean(Kind::Float),
+        };
         let mut g_loss = &adv + &l1 * self.spec.gan.lambda_l1;
         if self.spec.gan.feature_matching > 0.0 {
             g_loss += feature_matching(&self.d, &masks, &fake, &target) * self.spec.gan.feature_matching;
@@ -258,17 +355,25 @@ impl Gan {
         GanLosses { d: d_loss.double_value(&[]), g_adv: adv.double_value(&[]), l1: l1.double_value(&[]) }
     }
 
-    /// Mean absolute error (in [0, 1] intensity units) of generated vs real images.
+    /// Mean absolute error (in [0, 1] intensity units) of generated vs real images, over the
+    /// pixels the generator draws: the whole image, or for an inpainting generator the hole
+    /// around each case's own lesion.
     pub fn l1_on(&self, data: &SegDataset, device: Device) -> f64 {
         tch::no_grad(|| {
-            let mut total = 0.0;
+            let (mut error, mut drawn) = (0.0, 0.0);
             for start in (0..data.len() as i64).step_by(8) {
                 let n = (data.len() as i64 - start).min(8);
                 let x = data.images.narrow(0, start, n).to_device(device);
                 let m = data.masks.narrow(0, start, n).to_device(device);
-                total += f64::try_from((self.synthesize(&m) - x).abs().sum(Kind::Float)).unwrap();
+                let hole = match self.spec.gan.inpaint {
+                    true => self.hole(&m, &m),
+                    false => x.ones_like().narrow(1, 0, 1),
+                };
+                let fake = self.synthesize(&m, &Backgrounds::own(&x, &m));
+                error += f64::try_from((fake - &x).abs().sum(Kind::Float)).unwrap();
+                drawn += f64::try_from(hole.sum(Kind::Float)).unwrap() * x.size()[1] as f64;
             }
-            total / data.images.numel() as f64
+            error / drawn.max(1.0)
         })
     }
 
@@ -442,7 +547,9 @@ pub fn pretrain_on_split(
     let splits = load_splits(data, cfg.seed)?;
     let spec = GanSpec::for_data(gan, &splits.train);
     let trained = pretrain(&spec, cfg, &splits.train, &splits.val, out, device)?;
-    let record = serde_json::json!({"data": data.data, "train_ids": splits.split.train, "versions": versions(device)});
+    let record = serde_json::json!({
+        "data": data.data, "load": data.load, "train_ids": splits.split.train, "versions": versions(device)
+    });
     write_json(&out.join("train_data.json"), &record)?;
     let untrained = Gan::new(&spec, device)?;
     Ok((trained.l1_on(&splits.test, device), untrained.l1_on(&splits.test, device)))
@@ -474,7 +581,8 @@ fn plot_pretraining(out: &Path) -> Result<()> {
 /// Rows of mask | real | generated for the given cases (volumes: their middle slices).
 pub fn sample_grid(gan: &Gan, data: &SegDataset, device: Device) -> image::RgbImage {
     use crate::viz::{mask_picture, picture};
-    let fake = tch::no_grad(|| gan.synthesize(&data.masks.to_device(device))).to_device(Device::Cpu);
+    let (x, m) = (data.images.to_device(device), data.masks.to_device(device));
+    let fake = tch::no_grad(|| gan.synthesize(&m, &Backgrounds::own(&x, &m))).to_device(Device::Cpu);
     let rows: Vec<Vec<Tensor>> = (0..data.len() as i64)
         .map(|i| vec![mask_picture(&data.masks.get(i)), picture(&data.images.get(i)), picture(&fake.get(i))])
         .collect();
@@ -522,10 +630,11 @@ mod tests {
         tch::no_grad(|| auto.g.alpha.shallow_clone().copy_(&Tensor::randn_like(&auto.g.alpha)));
         fused.arch_vs.copy(&auto.arch_vs).unwrap();
         let m = Tensor::rand([2, 1, 32, 32], (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);
+        let backgrounds = Backgrounds::own(&Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu)), &m);
         tch::manual_seed(3);
-        let a = auto.synthesize(&m);
+        let a = auto.synthesize(&m, &backgrounds);
         tch::manual_seed(3);
-        let b = fused.synthesize(&m);
+        let b = fused.synthesize(&m, &backgrounds);
         let diff = f64::try_from((a - b).abs().max()).unwrap();
         assert!(diff < 1e-5, "{diff}");
     }
@@ -573,5 +682,66 @@ mod tests {
         let masks = Tensor::rand([3, 1, 32, 32], (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);
         let losses = gan.step(&images, &masks, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
         assert!(losses.d.is_finite() && losses.g_adv.is_finite() && losses.l1.is_finite(), "{losses:?}");
+    }
+
+    fn inpainting_spec() -> GanSpec {
+        GanSpec {
+            gan: GanConfig { ngf: 4, ndf: 4, inpaint: true, ..Default::default() },
+            shape: vec![32, 32],
+            channels: 3,
+            mask_channels: 1,
+        }
+    }
+
+    fn square(at: i64) -> Tensor {
+        let m = Tensor::zeros([1, 1, 32, 32], (Kind::Float, Device::Cpu));
+        let _ = m.narrow(2, at, 4).narrow(3, at, 4).fill_(1.0);
+        m
+    }
+
+    /// The hole covers the lesion drawn and the lesion painted over, each grown by 2 pixels (a
+    /// 16th of 32); outside it the synthetic image is the background to the bit, inside it is
+    /// the generator's; the generator takes mask, blanked image and hole.
+    #[test]
+    fn inpainting_redraws_only_the_hole() {
+        let gan = Gan::new(&inpainting_spec(), Device::Cpu).unwrap();
+        assert_eq!(gan.g.config.in_channels, 1 + 3 + 1);
+        let (draw, erase) = (square(8), square(20));
+        let hole = gan.hole(&draw, &erase);
+        let at = |y: i64, x: i64| hole.double_value(&[0, 0, y, x]);
+        for inside in [(6, 6), (13, 13), (18, 18), (25, 25), (9, 13)] {
+            assert_eq!(at(inside.0, inside.1), 1.0, "{inside:?}");
+        }
+        for outside in [(5, 5), (14, 14), (17, 17), (26, 26), (6, 20)] {
+            assert_eq!(at(outside.0, outside.1), 0.0, "{outside:?}");
+        }
+        let image = Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let out = tch::no_grad(|| gan.synthesize(&draw, &Backgrounds { images: image.shallow_clone(), erase }));
+        let kept = 1.0 - &hole;
+        let outside = f64::try_from(((&out - &image).abs() * &kept).max()).unwrap();
+        assert_eq!(outside, 0.0, "the background changed outside the hole");
+        let inside = f64::try_from(((&out - &image).abs() * &hole).sum(Kind::Float) / hole.sum(Kind::Float)).unwrap();
+        assert!(inside > 1e-3, "the hole was not redrawn: {inside}");
+    }
+
+    /// Steps of an inpainting GAN on one pair lower the L1 inside the hole and leave the rest
+    /// of the image alone.
+    #[test]
+    fn inpainting_gan_learns_to_fill_its_hole() {
+        use rand::SeedableRng;
+        tch::manual_seed(4);
+        let mut gan = Gan::new(&inpainting_spec(), Device::Cpu).unwrap();
+        let masks = Tensor::cat(&[square(8), square(16)], 0);
+        let images = (masks.repeat([1, 3, 1, 1]) * 0.5 + 0.25).contiguous();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let first = gan.step(&images, &masks, &mut rng);
+        let mut last = first;
+        for _ in 0..40 {
+            last = gan.step(&images, &masks, &mut rng);
+        }
+        assert!(last.l1 < 0.5 * first.l1, "hole L1 {} -> {}", first.l1, last.l1);
+        let data = SegDataset::new(vec!["a".into(), "b".into()], images, masks, vec![1]);
+        let held = gan.l1_on(&data, Device::Cpu);
+        assert!(held.is_finite() && held < first.l1, "{held}");
     }
 }

@@ -13,7 +13,7 @@
 //! The generator is not perturbed, so its synthetic images are computed once per iteration.
 //! The same chain rule reaches the generator's own weights (`--upper generator`): only the
 //! last backward pass, from the image-space derivative into the generator, changes target.
-use super::gan::Gan;
+use super::gan::{Backgrounds, Gan};
 use super::loss::{seg_loss, seg_loss_per_case, RegionLoss};
 use super::optim::gradients;
 use crate::models::segnet::SegNet;
@@ -45,6 +45,8 @@ pub struct TrainBatch {
     pub images: Tensor,
     pub masks: Tensor,
     pub synthetic_masks: Tensor,
+    /// Real cases an inpainting generator draws the synthetic masks into.
+    pub backgrounds: Backgrounds,
     pub seed: i64,
     /// Per-sample weights of the synthetic pairs (`--reweight`); `None`: the synthetic loss is
     /// taken over the batch like the real one.
@@ -64,7 +66,7 @@ impl Lower<'_> {
     /// G(m~) in [0, 1] for the batch's augmented masks, with its graph to the generator and alpha.
     pub fn synthesize(&self, batch: &TrainBatch) -> Tensor {
         tch::manual_seed(batch.seed);
-        self.gan.synthesize(&batch.synthetic_masks)
+        self.gan.synthesize(&batch.synthetic_masks, &batch.backgrounds)
     }
 
     /// lambda * L_seg(S(x~), m~) for synthetic images x~, or lambda * sum_i w_i l_i(x~_i, m~_i)
@@ -277,17 +279,17 @@ mod tests {
             dims: shape.len(),
             deep_supervision: false,
         };
-        fixture_with(shape, &NetConfig::Unet(cfg))
+        fixture_with(shape, &NetConfig::Unet(cfg), false)
     }
 
-    /// [`fixture`] with another segmenter.
-    fn fixture_with(shape: &[i64], net: &NetConfig) -> Fixture {
+    /// [`fixture`] with another segmenter, or with an inpainting generator.
+    fn fixture_with(shape: &[i64], net: &NetConfig, inpaint: bool) -> Fixture {
         tch::manual_seed(7);
         let mut seg_vs = VarStore::new(Device::Cpu);
         let seg = SegNet::new(&seg_vs.root(), net);
         seg_vs.double();
         let spec = GanSpec {
-            gan: GanConfig { ngf: 3, ndf: 3, ..Default::default() },
+            gan: GanConfig { ngf: 3, ndf: 3, inpaint, ..Default::default() },
             shape: shape.to_vec(),
             channels: 1,
             mask_channels: 1,
@@ -309,7 +311,14 @@ mod tests {
             seg_vs,
             seg,
             gan,
-            batch: TrainBatch { images, masks, synthetic_masks, seed: 11, synthetic_weights: None },
+            batch: TrainBatch {
+                backgrounds: Backgrounds::next_in_batch(&images, &masks, 2),
+                images,
+                masks,
+                synthetic_masks,
+                seed: 11,
+                synthetic_weights: None,
+            },
             val: (val_images, val_masks),
         }
     }
@@ -361,6 +370,24 @@ mod tests {
         }
     }
 
+    /// alpha reaches the segmenter through an inpainting generator's hole alone; the chain rule
+    /// holds there too, in 2-D and 3-D.
+    #[test]
+    fn inpainting_hypergradient_matches_brute_force() {
+        for shape in [vec![16, 16], vec![8, 8, 8]] {
+            let cfg = UNetConfig {
+                in_channels: 1,
+                out_channels: 1,
+                width: 3,
+                depth: 2,
+                upsampling: Upsampling::Transposed,
+                dims: shape.len(),
+                deep_supervision: false,
+            };
+            check_against_brute_force(&fixture_with(&shape, &NetConfig::Unet(cfg), true));
+        }
+    }
+
     /// The same chain rule through DeepLabV3+ (ResNet-18, 32 px) and Swin-UNet (32 px, window
     /// 2): the segmenter interface carries the exact hypergradient to any network. DeepLab's many
     /// ReLUs put kinks within 1e-6 of some alpha entries, where a central difference measures the
@@ -370,7 +397,7 @@ mod tests {
         let deeplab = DeepLabConfig { backbone: Backbone::Resnet18, in_channels: 1, out_channels: 1 };
         let swin = SwinUNetConfig { in_channels: 1, out_channels: 1, shape: [32, 32], window: 2 };
         for net in [NetConfig::Deeplabv3plus(deeplab), NetConfig::SwinUnet(swin)] {
-            let f = fixture_with(&[32, 32], &net);
+            let f = fixture_with(&[32, 32], &net, false);
             let (xi, lo) = (0.5, lower(&f));
             let params = f.seg_vs.trainable_variables();
             let synthetic = lo.synthesize(&f.batch);
@@ -487,6 +514,7 @@ mod tests {
                 images: f.batch.images.shallow_clone(),
                 masks: f.batch.masks.shallow_clone(),
                 synthetic_masks: f.batch.synthetic_masks.shallow_clone(),
+                backgrounds: Backgrounds::next_in_batch(&f.batch.images, &f.batch.masks, 2),
                 seed: f.batch.seed,
                 synthetic_weights: Some(Tensor::from_slice(&eps)),
             };

@@ -2,7 +2,7 @@
 //! generator methods their GAN, `genseg` also the architecture optimiser), so a method without
 //! its state cannot be built.
 use super::config::{Method, TrainConfig, ARCH_BETA1};
-use super::gan::{pretrain, Gan, GanLosses, GanSpec, PretrainConfig};
+use super::gan::{pretrain, Backgrounds, Gan, GanLosses, GanSpec, PretrainConfig};
 use super::hypergrad::{Lower, TrainBatch};
 use super::loss::seg_loss;
 use super::optim::{gradients, OptimConfig, Optimizer};
@@ -240,8 +240,9 @@ impl Arm {
             }
         };
         let synthetic_masks = augment_masks(&repeat_to(&m, cfg.synthetic_count()), &cfg.augment, &mut batches.rng);
+        let backgrounds = Backgrounds::next_in_batch(&x, &m, cfg.synthetic_count());
         let (images, masks) = real.apply(cfg, x, m, &mut batches.rng);
-        let mut batch = TrainBatch { images, masks, synthetic_masks, seed, synthetic_weights: None };
+        let mut batch = TrainBatch { images, masks, synthetic_masks, backgrounds, seed, synthetic_weights: None };
         let arch_step = upper.is_some() && iter.is_multiple_of(cfg.arch_every);
         let val_batch = (arch_step || cfg.reweight).then(|| batches.draw(val));
         let lower =

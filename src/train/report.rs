@@ -1,7 +1,7 @@
 //! The end of a run: the best model scored on the test (and out-of-domain) cases, per-case CSVs,
 //! summary.json, data_usage.json and the pictures (curves, overlays, generator samples).
 use super::config::{Method, TrainConfig};
-use super::gan::Gan;
+use super::gan::{Backgrounds, Gan};
 use super::record::{DataUsage, LabelSummary, LoopState, MetricsLine, RunSummary};
 use super::segment::Trainer;
 use crate::data::augment::augment_masks;
@@ -87,13 +87,17 @@ pub fn finish(out: &Path, device: Device, mut t: Trainer, splits: &Splits, state
 }
 
 /// samples.png, rows of the first four training cases: mask | real | synthetic from the real
-/// mask | augmented mask | its synthetic image.
+/// mask | augmented mask | its synthetic image (drawn into the next case's image by an
+/// inpainting generator).
 fn save_samples(path: &Path, gan: &Gan, train: &SegDataset, cfg: &TrainConfig, device: Device) -> Result<()> {
     let shown: Vec<String> = train.ids.iter().take(4).cloned().collect();
     let shown = train.select(&shown)?;
     let aug = augment_masks(&shown.masks, &cfg.augment, &mut ChaCha8Rng::seed_from_u64(cfg.seed));
-    let (fake, fake_aug) =
-        tch::no_grad(|| (gan.synthesize(&shown.masks.to_device(device)), gan.synthesize(&aug.to_device(device))));
+    let (x, m) = (shown.images.to_device(device), shown.masks.to_device(device));
+    let (fake, fake_aug) = tch::no_grad(|| {
+        let next = Backgrounds::next_in_batch(&x, &m, shown.len() as i64);
+        (gan.synthesize(&m, &Backgrounds::own(&x, &m)), gan.synthesize(&aug.to_device(device), &next))
+    });
     let rows: Vec<Vec<Tensor>> = (0..shown.len() as i64)
         .map(|i| {
             vec![
