@@ -237,20 +237,22 @@ fn data_efficient(base: GanConfig) -> GanConfig {
 }
 
 /// Milliseconds per GAN step with today's defaults, with the data-efficient options
-/// (DiffAugment, joint augmentation, feature matching) and with those plus a code of 8 and mode
-/// seeking, interleaved so all see the same machine state; the first two rounds warm up.
-pub fn gan_recipe_overhead(ngf: i64, size: i64, batch: i64, steps: usize, device: Device) -> Result<[f64; 3]> {
+/// (DiffAugment, joint augmentation, feature matching), with those plus a code of 8 and mode
+/// seeking, and with those plus `--inpaint`, interleaved so all see the same machine state; the
+/// first two rounds warm up.
+pub fn gan_recipe_overhead(ngf: i64, size: i64, batch: i64, steps: usize, device: Device) -> Result<[f64; 4]> {
     use rand::SeedableRng;
     let base = GanConfig { ngf, ndf: ngf, ..Default::default() };
     let (mut default, x, m) = bench_gan(base.clone(), size, batch, device)?;
     let recipe = data_efficient(base);
     let (mut efficient, _, _) = bench_gan(recipe.clone(), size, batch, device)?;
     let (mut diverse, _, _) =
-        bench_gan(GanConfig { code_length: 8, mode_seeking: 1.0, ..recipe }, size, batch, device)?;
+        bench_gan(GanConfig { code_length: 8, mode_seeking: 1.0, ..recipe.clone() }, size, batch, device)?;
+    let (mut inpainting, _, _) = bench_gan(GanConfig { inpaint: true, ..recipe }, size, batch, device)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let mut total = [0.0; 3];
+    let mut total = [0.0; 4];
     for round in 0..steps + 2 {
-        for (t, gan) in total.iter_mut().zip([&mut default, &mut efficient, &mut diverse]) {
+        for (t, gan) in total.iter_mut().zip([&mut default, &mut efficient, &mut diverse, &mut inpainting]) {
             let ms = time_steps(0, 1, || gan_step_once(gan, &x, &m, &mut rng, device));
             if round >= 2 {
                 *t += ms;

@@ -760,7 +760,7 @@ pub enum BenchWhat {
     Augment,
     Gan,
     /// A GAN step with today's defaults, with --diff-augment --joint-augment --feature-matching 10,
-    /// and with those plus --code-length 8 --mode-seeking 1
+    /// with those plus --code-length 8 --mode-seeking 1, and with those plus --inpaint
     GanRecipe,
     /// Images per second of prediction (eval mode, no gradients) at --size, batch --batch
     Predict,
