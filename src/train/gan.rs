@@ -53,7 +53,8 @@ pub struct GanConfig {
     pub mode_seeking: f64,
     /// Lesion inpainting: the generator keeps a real training image and redraws only a hole
     /// around the lesion it paints and the one it paints over ([`Backgrounds`]), instead of
-    /// drawing the whole image from the mask (which cannot tell it the background).
+    /// drawing the whole image from the mask (which cannot tell it the background). Measured:
+    /// its pairs teach a segmenter less (docs/RESULTS.md section 15).
     #[serde(default)]
     pub inpaint: bool,
 }
@@ -234,12 +235,17 @@ fn mean_over(error: &Tensor, region: &Tensor) -> Tensor {
     (error * region).sum(Kind::Float) / (region.sum(Kind::Float) * channels).clamp_min(1.0)
 }
 
+/// `[B, 1, spatial...]`, true where any label of `masks` is.
+fn foreground(masks: &Tensor) -> Tensor {
+    masks.sum_dim_intlist(1, true, masks.kind()).gt(0.0)
+}
+
 /// An inpainting generator's L1: the mean of the lesion pixels' error and of the other hole
-/// pixels' error, so that a lesion a tenth of its hole still weighs half. Over the hole as a
-/// whole, drawing skin everywhere costs little and the generator learned to erase lesions
-/// (docs/RESULTS.md section 15).
+/// pixels' error, so that a small lesion still weighs half. Over the hole as a whole, drawing
+/// skin everywhere costs little and the generator learned to erase lesions (docs/RESULTS.md
+/// section 15).
 fn lesion_balanced_l1(error: &Tensor, masks: &Tensor, hole: &Tensor) -> Tensor {
-    let lesion = masks.sum_dim_intlist(1, true, masks.kind()).gt(0.0).to_kind(hole.kind());
+    let lesion = foreground(masks).to_kind(hole.kind());
     let surroundings = hole - &lesion;
     (mean_over(error, &lesion) + mean_over(error, &surroundings)) * 0.5
 }
@@ -303,8 +309,7 @@ impl Gan {
     /// 1 where an inpainting generator draws: the lesions of `masks` and `erase` (any label),
     /// grown by [`GanSpec::hole_margin`]. `[B, 1, spatial...]`.
     pub fn hole(&self, masks: &Tensor, erase: &Tensor) -> Tensor {
-        let lesion = |m: &Tensor| m.sum_dim_intlist(1, true, m.kind()).gt(0.0);
-        let any = lesion(masks).logical_or(&lesion(erase)).to_kind(masks.kind());
+        let any = foreground(masks).logical_or(&foreground(erase)).to_kind(masks.kind());
         let r = self.spec.hole_margin();
         let k = 2 * r + 1;
         match self.spec.shape.len() {
