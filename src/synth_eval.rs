@@ -119,8 +119,7 @@ pub fn run(cfg: &SynthEvalConfig, out: &Path, device: Device) -> Result<SynthEva
     let from_training = synthesize(&gan, &splits.train.masks, &own, seed as i64, device);
     let held_out = splits.test.images.narrow(0, 0, splits.test.len().min(64) as i64);
     let median_real = median(&nearest_distances(&held_out, &splits.train.images).0);
-    let shown = (splits.train.len().min(4)) as i64;
-    let shown = shown.max(1);
+    let shown = splits.train.len().clamp(1, 4) as i64;
     let draws = samples(&gan, &synthetic.masks.narrow(0, 0, shown), &backgrounds.narrow(0, shown), cfg.samples, device);
     let report = SynthEvalReport {
         n: cfg.run.data.n,

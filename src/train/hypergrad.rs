@@ -270,7 +270,11 @@ mod tests {
     /// A tiny segmenter and generator in double precision, so finite differences are exact
     /// enough: 16x16 images, or 8x8x8 volumes (whose generator mixes encoder and decoder).
     fn fixture(shape: &[i64]) -> Fixture {
-        let cfg = UNetConfig {
+        fixture_with(shape, &tiny_unet(shape), false)
+    }
+
+    fn tiny_unet(shape: &[i64]) -> NetConfig {
+        NetConfig::Unet(UNetConfig {
             in_channels: 1,
             out_channels: 1,
             width: 3,
@@ -278,8 +282,7 @@ mod tests {
             upsampling: Upsampling::Transposed,
             dims: shape.len(),
             deep_supervision: false,
-        };
-        fixture_with(shape, &NetConfig::Unet(cfg), false)
+        })
     }
 
     /// [`fixture`] with another segmenter, or with an inpainting generator.
@@ -375,16 +378,7 @@ mod tests {
     #[test]
     fn inpainting_hypergradient_matches_brute_force() {
         for shape in [vec![16, 16], vec![8, 8, 8]] {
-            let cfg = UNetConfig {
-                in_channels: 1,
-                out_channels: 1,
-                width: 3,
-                depth: 2,
-                upsampling: Upsampling::Transposed,
-                dims: shape.len(),
-                deep_supervision: false,
-            };
-            check_against_brute_force(&fixture_with(&shape, &NetConfig::Unet(cfg), true));
+            check_against_brute_force(&fixture_with(&shape, &tiny_unet(&shape), true));
         }
     }
 
