@@ -1,5 +1,6 @@
-//! Link libtorch so that its CUDA backend registers, and bake in an rpath so the binary runs
-//! without LD_LIBRARY_PATH.
+//! Link libtorch so that its CUDA backend registers, bake in an rpath so the binary runs
+//! without LD_LIBRARY_PATH, and compile the bf16 autocast switch (csrc/autocast.cpp) against
+//! libtorch's headers.
 fn main() {
     // torch-sys exports the folder it linked against (links = "tch").
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys did not report libtorch's folder");
@@ -13,4 +14,16 @@ fn main() {
     println!("cargo:rustc-link-arg=-Wl,--as-needed");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     println!("cargo:rustc-env=GENSEG_LIBTORCH_LIB={lib}");
+    // The headers sit beside the libraries, in the PyPI wheel (torch/lib, torch/include) as in
+    // a libtorch download.
+    let include = std::path::Path::new(&lib).join("../include");
+    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/autocast.cpp")
+        .include(&include)
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .warnings(false)
+        .compile("genseg_autocast");
 }

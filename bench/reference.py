@@ -284,6 +284,8 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--channels-last", action="store_true",
                     help="feed the network channels-last input, as genseg does on the CPU for U-Net and DeepLab")
+    ap.add_argument("--amp", action="store_true",
+                    help="bf16 autocast around forward passes and losses (float32 weights), as genseg --precision bf16")
     a = ap.parse_args()
     layout = torch.channels_last if a.channels_last else torch.contiguous_format
     if a.threads:
@@ -293,16 +295,20 @@ def main():
     dev = torch.device(a.device)
     torch.set_default_device(dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    amp = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.amp)
+    tag = " bf16" if a.amp else ""
     if a.what == "predict":
         net = UNet(3, a.width, a.depth).eval()
         x = torch.rand(b, 3, s, s).contiguous(memory_format=layout)
 
         def step():
             with torch.inference_mode():
-                torch.sigmoid(net(x))
+                with amp():
+                    logits = net(x)
+                torch.sigmoid(logits.float())
             sync()
         ms = timed(step, a.steps)
-        print(json.dumps({"what": f"predict unet w{a.width} d{a.depth} {s}px b{b}", "ms_per_step": ms,
+        print(json.dumps({"what": f"predict unet w{a.width} d{a.depth} {s}px b{b}{tag}", "ms_per_step": ms,
                           "images_per_s": b * 1000 / ms, "torch": torch.__version__, "threads": torch.get_num_threads()}))
         return
     if a.what in ("unet", "deeplab", "swin-unet"):
@@ -314,10 +320,12 @@ def main():
 
         def step():
             opt.zero_grad(set_to_none=True)
-            seg_loss(net(x), y).backward()
+            with amp():
+                loss = seg_loss(net(x).float(), y)
+            loss.backward()
             opt.step()
             sync()
-        what = {"unet": f"unet w{a.width} d{a.depth} {s}px b{b}", "deeplab": f"deeplabv3plus {a.backbone} {s}px b{b}",
+        what = {"unet": f"unet w{a.width} d{a.depth} {s}px b{b}{tag}", "deeplab": f"deeplabv3plus {a.backbone} {s}px b{b}",
                 "swin-unet": f"swin-unet window {a.window} {s}px b{b}"}[a.what]
     else:
         g = Generator(a.width, s, 3, not a.separate_ops)
@@ -329,13 +337,15 @@ def main():
         bce = nn.BCEWithLogitsLoss()
 
         def step():
-            fake = g(m)
-            pf, pr = d(torch.cat([m, fake.detach()], 1)), d(torch.cat([m, x], 1))
-            ld = 0.5 * (bce(pf, torch.zeros_like(pf)) + bce(pr, torch.ones_like(pr)))
+            with amp():
+                fake = g(m).float()
+                pf, pr = d(torch.cat([m, fake.detach()], 1)).float(), d(torch.cat([m, x], 1)).float()
+                ld = 0.5 * (bce(pf, torch.zeros_like(pf)) + bce(pr, torch.ones_like(pr)))
             od.zero_grad(set_to_none=True)
             ld.backward()
             od.step()
-            pf = d(torch.cat([m, fake], 1))
+            with amp():
+                pf = d(torch.cat([m, fake], 1)).float()
             lg = bce(pf, torch.ones_like(pf)) + 100 * (fake - x).abs().mean()
             og.zero_grad(set_to_none=True)
             # Only G's weights are stepped; D's gradients from this pass are discarded, as genseg does.
@@ -344,7 +354,7 @@ def main():
                 p.grad = gr
             og.step()
             sync()
-        what = f"gan ngf{a.width} {s}px b{b} {'three-conv' if a.separate_ops else 'fused'}"
+        what = f"gan ngf{a.width} {s}px b{b} {'three-conv' if a.separate_ops else 'fused'}{tag}"
     params = sum(p.numel() for p in (net.parameters() if a.what != "gan" else g.parameters()))
     print(json.dumps({"what": what, "ms_per_step": timed(step, a.steps), "params": params, "torch": torch.__version__,
                       "threads": torch.get_num_threads()}))

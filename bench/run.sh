@@ -13,17 +13,27 @@ PY=.venv/bin/python
 THREADS=${THREADS:-2}
 PEAK=${PEAK_GFLOPS:-157}
 STEPS=${STEPS:-5}
-# ONLY=unet,predict runs just those groups: metrics unet deeplab swin gan augment predict phases
-# gan-recipe schedule.
+# ONLY=unet,predict runs just those groups: metrics unet deeplab swin gan augment predict amp
+# phases gan-recipe schedule.
 want() { [[ -z ${ONLY:-} || ,$ONLY, == *,$1,* ]]; }
+# genseg's flags as reference.py's: `--precision bf16` is `--amp` there, `--precision fp32` nothing.
+ref_args() {
+  local arg prec=0
+  for arg in "$@"; do
+    if ((prec)); then prec=0; [[ $arg == bf16 ]] && echo --amp; continue; fi
+    if [[ $arg == --precision ]]; then prec=1; continue; fi
+    echo "$arg"
+  done
+}
 run() { # what, args...
   local what=$1; shift
-  local ours ref ref_cl=null
+  local ours ref ref_cl=null rargs
+  mapfile -t rargs < <(ref_args "$@")
   ours=$($BIN --device cpu --threads "$THREADS" bench "$what" "$@" --steps "$STEPS")
-  ref=$($PY bench/reference.py "$what" "$@" --steps "$STEPS" --threads "$THREADS")
+  ref=$($PY bench/reference.py "$what" "${rargs[@]}" --steps "$STEPS" --threads "$THREADS")
   # genseg feeds U-Net and DeepLab channels-last input on the CPU; PyTorch given the same layout:
   if [[ $what == unet || $what == deeplab ]]; then
-    ref_cl=$($PY bench/reference.py "$what" "$@" --steps "$STEPS" --threads "$THREADS" --channels-last)
+    ref_cl=$($PY bench/reference.py "$what" "${rargs[@]}" --steps "$STEPS" --threads "$THREADS" --channels-last)
   fi
   $PY - "$ours" "$ref" "$PEAK" "$ref_cl" <<'PY'
 import json, sys
@@ -50,10 +60,12 @@ want gan && run gan --width 16 --size 64 --batch 4
 want augment && $BIN --device cpu --threads "$THREADS" bench augment --width 16 --depth 4 --size 64 --batch 4 --steps 20
 # Prediction speed at 256 px against PyTorch eval of the same U-Net (issue 14: a w16 U-Net at
 # >= 25 images/s on the 2-core CPU; predict <= 1.0x PyTorch's time).
-want predict && for w in 16 32 64; do for b in 1 8; do
-  ours=$($BIN --device cpu --threads "$THREADS" bench predict --width $w --depth 5 --size 256 --batch $b --steps 5)
-  ref=$($PY bench/reference.py predict --width $w --depth 5 --size 256 --batch $b --steps 5 --threads "$THREADS")
-  ref_cl=$($PY bench/reference.py predict --width $w --depth 5 --size 256 --batch $b --steps 5 --threads "$THREADS" --channels-last)
+predict() { # width, batch, genseg's extra flags...
+  local w=$1 b=$2 ours ref ref_cl rargs; shift 2
+  mapfile -t rargs < <(ref_args "$@")
+  ours=$($BIN --device cpu --threads "$THREADS" bench predict --width $w --depth 5 --size 256 --batch $b --steps 5 "$@")
+  ref=$($PY bench/reference.py predict --width $w --depth 5 --size 256 --batch $b --steps 5 --threads "$THREADS" "${rargs[@]}")
+  ref_cl=$($PY bench/reference.py predict --width $w --depth 5 --size 256 --batch $b --steps 5 --threads "$THREADS" --channels-last "${rargs[@]}")
   $PY - "$ours" "$ref" "$ref_cl" <<'PY'
 import json, sys
 ours, ref, cl = sys.argv[1].splitlines(), json.loads(sys.argv[2]), json.loads(sys.argv[3])
@@ -61,7 +73,14 @@ per_s = float(ours[0].split(": ")[1].split()[0])
 print(f"{ours[0]}  pytorch {ref['images_per_s']:.1f} images/s  time ratio {ref['images_per_s'] / per_s:.2f}  "
       f"(channels-last {cl['images_per_s']:.1f}, ratio {cl['images_per_s'] / per_s:.2f}; {ours[1].split(', ')[1]})")
 PY
-done; done
+}
+want predict && for w in 16 32 64; do for b in 1 8; do predict $w $b; done; done
+# bf16 autocast (--precision bf16) against PyTorch's torch.autocast(dtype=torch.bfloat16) of the
+# same networks (issue 14); fast only where the CPU has bf16 arithmetic (AVX-512 BF16, AMX).
+want amp && run unet --width 64 --depth 5 --size 128 --batch 4 --precision bf16
+want amp && run unet --width 16 --depth 4 --size 64 --batch 4 --precision bf16
+want amp && run gan --width 16 --size 64 --batch 4 --precision bf16
+want amp && for w in 16 64; do predict $w 1 --precision bf16; done
 # Each phase of a genseg iteration against a plain step (64 px, batch 4).
 want phases && $BIN --device cpu --threads "$THREADS" bench phases --width 16 --depth 4 --size 64 --batch 4 --steps 10
 # The data-efficient GAN options' cost on a 64 px batch-4 GAN step (issue 12 budget: +20 %).

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check on a lent device machine, in one call:
-#   1. step benchmarks of genseg vs the PyTorch reference on the same GPU (2-D U-Net and GAN);
+#   1. step benchmarks of genseg vs the PyTorch reference on the same GPU (2-D U-Net and GAN, in
+#      float32 and in bf16 autocast), and a genseg iteration against a plain one (issue 14);
 #   2. the 3-D hippocampus study (N = 4, 8, 16 volumes; 3 seeds; plain, augment, separate,
 #      genseg) on CUDA, packed as study3d.tgz (run folders without weights).
 #
@@ -29,10 +30,19 @@ BIN=.device/genseg
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0))' | tee "$OUT/device.txt"
 # A study cut short earlier continues from .device/study3d (finished runs are kept).
 if [ -d .device/study3d ]; then cp -r .device/study3d "$OUT/"; fi
-[ -n "${SKIP_BENCH:-}" ] || for args in "unet --width 64 --depth 5 --size 256 --batch 8" "gan --width 64 --size 256 --batch 4" "gan --width 64 --size 256 --batch 4 --separate-ops"; do
+# Each line: genseg's flags, then reference.py's extra flags (--amp = genseg's --precision bf16).
+[ -n "${SKIP_BENCH:-}" ] || while IFS='|' read -r args amp; do
   echo "genseg  $(timeout 120 $BIN --device cuda bench $args --steps 20)" | tee -a "$OUT/bench.log"
-  echo "pytorch $(timeout 120 python3 bench/reference.py $args --steps 20 --device cuda)" | tee -a "$OUT/bench.log"
-done
+  echo "pytorch $(timeout 120 python3 bench/reference.py ${args% --precision*} $amp --steps 20 --device cuda)" | tee -a "$OUT/bench.log"
+done <<'LINES'
+unet --width 64 --depth 5 --size 256 --batch 8|
+unet --width 64 --depth 5 --size 256 --batch 8 --precision bf16|--amp
+gan --width 64 --size 256 --batch 4|
+gan --width 64 --size 256 --batch 4 --precision bf16|--amp
+gan --width 64 --size 256 --batch 4 --separate-ops|
+LINES
+[ -n "${SKIP_BENCH:-}" ] || timeout 180 $BIN --device cuda bench schedule --width 16 --depth 4 --size 64 --batch 4 \
+  --steps 64 --every 8 --synthetic-share 0.2 --rounds 3 | tee -a "$OUT/bench.log"
 # Seeds outermost: a study cut short by the time limit still holds whole data-efficiency curves.
 timeout "$STUDY_SECONDS" $BIN --device cuda study .device/msd_hippocampus --n 4,8,16 --seeds 3 \
   --methods plain,augment,separate,genseg --val-n 4 --width 16 --depth 4 --batch-size 2 \

@@ -5,6 +5,7 @@ use crate::models::resnet::Backbone;
 use crate::models::segnet::{NetConfig, SegNet};
 use crate::models::swin_unet::SwinUNetConfig;
 use crate::models::unet::{UNetConfig, Upsampling};
+use crate::precision::Precision;
 use crate::train::gan::{Gan, GanConfig, GanSpec};
 use crate::train::loss::{segmentation_loss, RegionLoss};
 use crate::train::optim::{gradients, OptimConfig, Optimizer};
@@ -87,7 +88,7 @@ fn time_steps(warmup: usize, steps: usize, mut step: impl FnMut()) -> f64 {
 }
 
 /// A segmenter with its optimiser and one random batch, stepped as the supervised loop does
-/// (forward, BCE + Dice loss, backward, Adam).
+/// (forward and BCE + Dice loss in `precision`, backward, Adam).
 struct SegStep {
     vs: VarStore,
     net: SegNet,
@@ -95,21 +96,24 @@ struct SegStep {
     x: Tensor,
     y: Tensor,
     device: Device,
+    precision: Precision,
 }
 
 impl SegStep {
-    fn new(cfg: &NetConfig, size: i64, batch: i64, device: Device) -> SegStep {
+    fn new(cfg: &NetConfig, size: i64, batch: i64, device: Device, precision: Precision) -> SegStep {
         tch::manual_seed(0);
         let vs = VarStore::new(device);
         let net = SegNet::new(&vs.root(), cfg);
         let opt = Optimizer::new(OptimConfig::adam(1e-3, 0.9), vs.trainable_variables());
         let x = Tensor::rand([batch, cfg.in_channels(), size, size], (Kind::Float, device));
         let y = Tensor::rand([batch, 1, size, size], (Kind::Float, device)).gt(0.7).to_kind(Kind::Float);
-        SegStep { vs, net, opt, x, y, device }
+        SegStep { vs, net, opt, x, y, device, precision }
     }
 
     fn step(&mut self, x: &Tensor, y: &Tensor) {
-        let loss = segmentation_loss(&self.net.forward_t(x, true), y, RegionLoss::Dice);
+        let loss = self
+            .precision
+            .autocast(self.device, || segmentation_loss(&self.net.forward_t(x, true), y, RegionLoss::Dice));
         let g = gradients(&loss, self.opt.params());
         self.opt.step(&g);
         if self.device.is_cuda() {
@@ -123,7 +127,7 @@ impl SegStep {
 pub fn augment_overhead(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, device: Device) -> (f64, f64) {
     use crate::data::nnaug::{augment, NnUnetAugment};
     use rand::SeedableRng;
-    let mut s = SegStep::new(&NetConfig::Unet(cfg.clone()), size, batch, device);
+    let mut s = SegStep::new(&NetConfig::Unet(cfg.clone()), size, batch, device, Precision::Fp32);
     let (x, y) = (s.x.shallow_clone(), s.y.shallow_clone());
     let aug = NnUnetAugment::defaults(2, None);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
@@ -143,13 +147,21 @@ pub fn augment_overhead(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, d
 }
 
 /// One U-Net training step, as the supervised loop does.
-pub fn unet_step(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, device: Device) -> Result<BenchResult> {
-    let mut s = SegStep::new(&NetConfig::Unet(cfg.clone()), size, batch, device);
+pub fn unet_step(
+    cfg: &UNetConfig,
+    size: i64,
+    batch: i64,
+    steps: usize,
+    device: Device,
+    precision: Precision,
+) -> Result<BenchResult> {
+    precision.check(device)?;
+    let mut s = SegStep::new(&NetConfig::Unet(cfg.clone()), size, batch, device, precision);
     let (x, y) = (s.x.shallow_clone(), s.y.shallow_clone());
     let ms = time_steps(2, steps, || s.step(&x, &y));
     let gflop = 3.0 * unet_forward_flops(cfg, size) * batch as f64 / 1e9;
     Ok(BenchResult {
-        what: format!("unet w{} d{} {size}px b{batch}", cfg.width, cfg.depth),
+        what: format!("unet w{} d{} {size}px b{batch}{}", cfg.width, cfg.depth, precision.label()),
         ms_per_step: ms,
         gflop_per_step: Some(gflop),
         gflops: Some(gflop / ms * 1000.0),
@@ -180,7 +192,7 @@ pub fn segmenter_step(
         }
     };
     cfg.validate(&[size, size])?;
-    let mut s = SegStep::new(&cfg, size, batch, device);
+    let mut s = SegStep::new(&cfg, size, batch, device, Precision::Fp32);
     let (x, y) = (s.x.shallow_clone(), s.y.shallow_clone());
     let ms = time_steps(2, steps, || s.step(&x, &y));
     Ok(BenchResult {
@@ -209,10 +221,20 @@ fn gan_step_once(gan: &mut Gan, x: &Tensor, m: &Tensor, rng: &mut rand_chacha::C
 }
 
 /// One Pix2Pix step (D step, then G step), as pretraining and the genseg loop do.
-pub fn gan_step(ngf: i64, size: i64, batch: i64, fused: bool, steps: usize, device: Device) -> Result<BenchResult> {
+pub fn gan_step(
+    ngf: i64,
+    size: i64,
+    batch: i64,
+    fused: bool,
+    steps: usize,
+    device: Device,
+    precision: Precision,
+) -> Result<BenchResult> {
     use rand::SeedableRng;
+    precision.check(device)?;
     let (mut gan, x, m) =
         bench_gan(GanConfig { ngf, ndf: ngf, fused: Some(fused), ..Default::default() }, size, batch, device)?;
+    gan.precision = precision;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let ms = time_steps(2, steps, || gan_step_once(&mut gan, &x, &m, &mut rng, device));
     // G: forward + backward (2x); D: 3 forwards, D-step backward (2 x 2x), input-gradient pass for G (1x).
@@ -222,7 +244,11 @@ pub fn gan_step(ngf: i64, size: i64, batch: i64, fused: bool, steps: usize, devi
     let params =
         crate::models::count(&gan.g_vs.trainable_variables()) + crate::models::count(&gan.d_vs.trainable_variables());
     Ok(BenchResult {
-        what: format!("gan ngf{ngf} {size}px b{batch} {}", if fused { "fused" } else { "three-conv" }),
+        what: format!(
+            "gan ngf{ngf} {size}px b{batch} {}{}",
+            if fused { "fused" } else { "three-conv" },
+            precision.label()
+        ),
         ms_per_step: ms,
         gflop_per_step: Some(gflop),
         gflops: Some(gflop / ms * 1000.0),
@@ -272,12 +298,19 @@ pub fn peak_resident_mib() -> Option<f64> {
 
 /// Images per second that [`crate::infer::predict_probs_with`] gives a random U-Net of `cfg` on
 /// random `size` px RGB images, `batch` at a time (copies to and from the device included).
-pub fn predict_speed(cfg: &UNetConfig, size: i64, batch: i64, steps: usize, tta: bool, device: Device) -> f64 {
+pub fn predict_speed(
+    cfg: &UNetConfig,
+    size: i64,
+    batch: i64,
+    steps: usize,
+    options: crate::infer::PredictOptions,
+    device: Device,
+) -> f64 {
     let vs = VarStore::new(device);
     let net = SegNet::new(&vs.root(), &NetConfig::Unet(cfg.clone()));
     let x = Tensor::rand([batch, cfg.in_channels, size, size], (Kind::Float, Device::Cpu));
     let ms = time_steps(2, steps, || {
-        let _ = crate::infer::predict_probs_with(&net, &x, device, tta);
+        let _ = crate::infer::predict_probs_with(&net, &x, device, options);
     });
     batch as f64 * 1000.0 / ms
 }
@@ -296,7 +329,7 @@ pub fn genseg_phases(
 ) -> Result<Vec<(&'static str, f64)>> {
     use crate::train::hypergrad::{HypergradMode, Lower, TrainBatch};
     use rand::SeedableRng;
-    let mut plain = SegStep::new(&NetConfig::Unet(cfg.clone()), size, batch, device);
+    let mut plain = SegStep::new(&NetConfig::Unet(cfg.clone()), size, batch, device, Precision::Fp32);
     let (x, y) = (plain.x.shallow_clone(), plain.y.shallow_clone());
     let plain_ms = time_steps(2, steps, || plain.step(&x, &y));
     let (mut gan, images, masks) = bench_gan(GanConfig { ngf, ndf: ngf, ..Default::default() }, size, batch, device)?;
@@ -364,6 +397,8 @@ pub struct ScheduleBench {
     /// The genseg arms' `--synthetic-share`.
     pub synthetic_share: f64,
     pub rounds: usize,
+    /// Every arm's `--precision`.
+    pub precision: Precision,
 }
 
 impl ScheduleBench {
@@ -393,6 +428,7 @@ impl ScheduleBench {
             pretrain_iters: 2,
             augment_real: true,
             gan,
+            precision: self.precision,
             ..TrainConfig::new(data_cfg)
         };
         let mut arms: Vec<(String, TrainConfig)> = [Method::Plain, Method::Augment]

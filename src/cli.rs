@@ -11,6 +11,7 @@ use genseg::export::Format;
 use genseg::models::resnet::Backbone;
 use genseg::models::segnet::ModelKind;
 use genseg::models::unet::Upsampling;
+use genseg::precision::Precision;
 use genseg::study::{StudyArm, StudyConfig};
 use genseg::train::config::{Schedule, Upper, SWIN_ADAM_LR};
 use genseg::train::gan::{GanConfig, PretrainConfig};
@@ -348,6 +349,10 @@ pub struct TrainArgs {
     /// Deep supervision (nnU-Net): auxiliary outputs on the decoder stages, weighted 1/2^i
     #[arg(long)]
     deep_supervision: bool,
+    /// Forward passes of the segmentation and GAN steps: fp32, or bf16 autocast with float32
+    /// weights (the hypergradient and validation stay float32)
+    #[arg(long, value_enum, default_value_t = train_defaults().precision)]
+    precision: Precision,
     #[arg(long, default_value_t = train_defaults().iters)]
     iters: usize,
     #[arg(long, default_value_t = train_defaults().batch_size)]
@@ -521,6 +526,7 @@ impl TrainArgs {
             synthetic_photometric: self.synthetic_photometric,
             augment_real: self.augment_real,
             reweight: self.reweight,
+            precision: self.precision,
             ..TrainConfig::new(data)
         })
     }
@@ -541,6 +547,9 @@ pub struct PretrainArgs {
     /// Write a sample grid (mask | real | generated) every k steps (default: a tenth of --iters)
     #[arg(long)]
     sample_every: Option<usize>,
+    /// The GAN steps' forward passes: fp32, or bf16 autocast with float32 weights
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    precision: Precision,
     #[command(flatten)]
     gan: GanArgs,
 }
@@ -549,7 +558,8 @@ impl PretrainArgs {
     pub fn config(&self) -> Result<(DataConfig, GanConfig, PretrainConfig)> {
         at_least_one("--iters", self.iters)?;
         at_least_one("--batch-size", self.batch_size.max(0) as usize)?;
-        let mut pretrain = PretrainConfig::new(self.iters, self.batch_size, self.seed);
+        let mut pretrain =
+            PretrainConfig { precision: self.precision, ..PretrainConfig::new(self.iters, self.batch_size, self.seed) };
         if let Some(k) = self.sample_every {
             at_least_one("--sample-every", k)?;
             pretrain.sample_every = k;
@@ -624,6 +634,9 @@ pub enum Command {
         /// Test-time augmentation: the mean over every mirroring of the spatial axes (nnU-Net's)
         #[arg(long)]
         tta: bool,
+        /// The forward passes: fp32, or bf16 autocast (faster where the hardware has bf16)
+        #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+        precision: Precision,
     },
     /// A trained run's U-Net as TorchScript or ONNX (checked against genseg's own prediction)
     Export {
@@ -815,4 +828,7 @@ pub struct BenchArgs {
     /// hypergrad: pretrained generator folder
     #[arg(long)]
     pub generator: Option<PathBuf>,
+    /// unet, gan, predict, schedule: forward passes in fp32 or bf16 autocast
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }

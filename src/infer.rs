@@ -4,6 +4,7 @@ use crate::data::files::{is_nifti, stem};
 use crate::data::images::{load_images, ImageBatch};
 use crate::data::volume::{network_input, read_volume, write_volume, Volume};
 use crate::models::segnet::{NetConfig, SegNet};
+use crate::precision::{full_precision, Precision};
 use crate::runtime::{all_finite, ensure_writable_dir, load_vars};
 use crate::viz::{foreground, overlay, picture, save_png, tensor_to_rgb};
 use anyhow::{bail, Context, Result};
@@ -35,15 +36,26 @@ fn one_label() -> Vec<u32> {
 
 /// Probabilities in eval mode, in batches of 8, on `device`; returns CPU tensors.
 pub fn predict_probs(seg: &SegNet, images: &Tensor, device: Device) -> Tensor {
-    predict_probs_with(seg, images, device, false)
+    predict_probs_with(seg, images, device, PredictOptions::default())
 }
 
-/// [`predict_probs`], with `tta` the mean over every mirroring of the spatial axes (nnU-Net's
-/// test-time augmentation: 4 passes in 2-D, 8 in 3-D), each mirrored back before averaging.
-pub fn predict_probs_with(seg: &SegNet, images: &Tensor, device: Device, tta: bool) -> Tensor {
+/// How [`predict_probs_with`] predicts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PredictOptions {
+    /// The mean over every mirroring of the spatial axes (nnU-Net's test-time augmentation: 4
+    /// passes in 2-D, 8 in 3-D), each mirrored back before averaging.
+    pub tta: bool,
+    /// The forward passes' precision (probabilities come back in float32 either way).
+    pub precision: Precision,
+}
+
+/// [`predict_probs`] with `options` (mirror TTA, bf16 forward passes).
+pub fn predict_probs_with(seg: &SegNet, images: &Tensor, device: Device, options: PredictOptions) -> Tensor {
     let axes: Vec<i64> = (2..images.dim() as i64).collect();
     // Every subset of the spatial axes (as a bit mask); only the empty one without TTA.
-    let mirrorings = if tta { 1u32 << axes.len() } else { 1 };
+    let mirrorings = if options.tta { 1u32 << axes.len() } else { 1 };
+    let forward =
+        |x: &Tensor| full_precision(&options.precision.autocast(device, || seg.forward_t(x, false))).sigmoid();
     tch::no_grad(|| {
         let n = images.size()[0];
         let chunks: Vec<Tensor> = (0..n)
@@ -55,9 +67,9 @@ pub fn predict_probs_with(seg: &SegNet, images: &Tensor, device: Device, tta: bo
                         let flip: Vec<i64> =
                             axes.iter().enumerate().filter(|(i, _)| bits >> i & 1 == 1).map(|(_, &a)| a).collect();
                         if flip.is_empty() {
-                            seg.forward_t(&x, false).sigmoid()
+                            forward(&x)
                         } else {
-                            seg.forward_t(&x.flip(flip.as_slice()), false).sigmoid().flip(flip.as_slice())
+                            forward(&x.flip(flip.as_slice())).flip(flip.as_slice())
                         }
                     })
                     .reduce(|a, b| a + b)
@@ -87,10 +99,11 @@ pub fn load_model(run: &Path, device: Device) -> Result<(VarStore, SegNet, Model
 
 /// Writes OUT/{stem}.png (0/255 masks at the original size) or OUT/{stem}.nii.gz (label maps)
 /// and OUT/overlays/{stem}.png.
-pub fn predict(run: &Path, input: &Path, out: &Path, tta: bool, device: Device) -> Result<Vec<PathBuf>> {
+pub fn predict(run: &Path, input: &Path, out: &Path, options: PredictOptions, device: Device) -> Result<Vec<PathBuf>> {
+    options.precision.check(device)?;
     let (_vs, unet, spec) = load_model(run, device)?;
     if let Some(shape) = spec.volume_shape {
-        return predict_volumes(&unet, &spec, shape, input, out, tta, device);
+        return predict_volumes(&unet, &spec, shape, input, out, options, device);
     }
     if ![1, 3].contains(&spec.channels) {
         bail!(
@@ -103,7 +116,7 @@ pub fn predict(run: &Path, input: &Path, out: &Path, tta: bool, device: Device) 
     // Every input is decoded before the first output is written.
     let ImageBatch { files, images, sizes } = load_images(input, spec.channels, spec.size)?;
     let overlays = output_folders(out)?;
-    let probs = predict_probs_with(&unet, &images, device, tta);
+    let probs = predict_probs_with(&unet, &images, device, options);
     let mut written = Vec::new();
     for (i, file) in files.iter().enumerate() {
         let (w, h) = sizes[i];
@@ -153,7 +166,7 @@ fn predict_volumes(
     shape: [usize; 3],
     input: &Path,
     out: &Path,
-    tta: bool,
+    options: PredictOptions,
     device: Device,
 ) -> Result<Vec<PathBuf>> {
     // Every input is read and checked before the first output is written.
@@ -173,7 +186,7 @@ fn predict_volumes(
         let (crop, image) = network_input(&volume, shape);
         let [d, h, w] = shape.map(|s| s as i64);
         let x = Tensor::from_slice(&image).view([1, 1, d, h, w]);
-        let probs = predict_probs_with(unet, &x, device, tta).get(0);
+        let probs = predict_probs_with(unet, &x, device, options).get(0);
         let (best, channel) = probs.max_dim(0, false);
         let label_of = Tensor::from_slice(&spec.labels.iter().map(|&l| l as f32).collect::<Vec<_>>());
         let labels = label_of.index_select(0, &channel.view(-1)).view([d, h, w]) * best.gt(0.5).to_kind(Kind::Float);
@@ -214,11 +227,23 @@ mod tests {
         }
     }
 
+    /// bf16 prediction gives float32 probabilities within bf16's rounding of float32's.
+    #[test]
+    fn bf16_prediction_is_close_to_float32() {
+        let (_vs, net, x) = net();
+        let exact = predict_probs(&net, &x, Device::Cpu);
+        let options = PredictOptions { precision: Precision::Bf16, ..Default::default() };
+        let bf16 = predict_probs_with(&net, &x, Device::Cpu, options);
+        assert_eq!(bf16.kind(), Kind::Float);
+        let err = f64::try_from((&bf16 - &exact).abs().max()).unwrap();
+        assert!(err > 0.0 && err < 0.05, "largest probability difference {err}");
+    }
+
     /// Mirror TTA is the mean of the four mirrored predictions, each mirrored back.
     #[test]
     fn mirror_tta_averages_the_four_mirrorings() {
         let (_vs, net, x) = net();
-        let tta = predict_probs_with(&net, &x, Device::Cpu, true);
+        let tta = predict_probs_with(&net, &x, Device::Cpu, PredictOptions { tta: true, ..Default::default() });
         let p = |flip: &[i64]| {
             if flip.is_empty() {
                 predict_probs(&net, &x, Device::Cpu)

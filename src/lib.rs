@@ -12,7 +12,8 @@
 //! - [`study`]: the low-data study; [`demo`] and [`synth`]: the demo and synthetic-pair export;
 //!   [`synth_eval`]: what a generator's synthetic pairs teach a segmenter (TSTR, memorisation);
 //! - [`viz`]: pictures and plots; [`bench`]: training-step benchmarks and FLOP counts;
-//! - [`runtime`]: device, threads, versions, atomic file output and weight files.
+//! - [`runtime`]: device, threads, versions, atomic file output and weight files; [`precision`]:
+//!   bf16 autocast regions.
 pub mod bench;
 pub mod data;
 pub mod demo;
@@ -20,6 +21,7 @@ pub mod eval;
 pub mod export;
 pub mod infer;
 pub mod models;
+pub mod precision;
 pub mod runtime;
 pub mod study;
 pub mod synth;

@@ -63,8 +63,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             out!("run folder: {}", out.display());
         }
-        Command::Predict { run, input, out, tta } => {
-            let written = genseg::infer::predict(&run, &input, &out, tta, device)?;
+        Command::Predict { run, input, out, tta, precision } => {
+            let options = genseg::infer::PredictOptions { tta, precision };
+            let written = genseg::infer::predict(&run, &input, &out, options, device)?;
             out!("{} masks in {} (overlays in {})", written.len(), out.display(), out.join("overlays").display());
         }
         Command::Evaluate(args) => evaluate(&args)?,
@@ -182,13 +183,15 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
     let result = match a.what {
         BenchWhat::Unet => {
             let unet = UNetConfig { width: a.width, depth: a.depth, ..UNetConfig::reference() };
-            genseg::bench::unet_step(&unet, a.size, a.batch, a.steps, device)?
+            genseg::bench::unet_step(&unet, a.size, a.batch, a.steps, device, a.precision)?
         }
         BenchWhat::Deeplab => genseg::bench::segmenter_step(a.backbone, None, a.size, a.batch, a.steps, device)?,
         BenchWhat::SwinUnet => {
             genseg::bench::segmenter_step(a.backbone, Some(a.window), a.size, a.batch, a.steps, device)?
         }
-        BenchWhat::Gan => genseg::bench::gan_step(a.width, a.size, a.batch, !a.separate_ops, a.steps, device)?,
+        BenchWhat::Gan => {
+            genseg::bench::gan_step(a.width, a.size, a.batch, !a.separate_ops, a.steps, device, a.precision)?
+        }
         BenchWhat::Hypergrad => {
             let (Some(data), Some(generator)) = (&a.data, &a.generator) else {
                 bail!("bench hypergrad needs --data and --generator")
@@ -210,7 +213,8 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
         BenchWhat::Predict => {
             let unet = UNetConfig { width: a.width, depth: a.depth, ..UNetConfig::reference() };
             for tta in [false, true] {
-                let per_s = genseg::bench::predict_speed(&unet, a.size, a.batch, a.steps, tta, device);
+                let options = genseg::infer::PredictOptions { tta, precision: a.precision };
+                let per_s = genseg::bench::predict_speed(&unet, a.size, a.batch, a.steps, options, device);
                 let what = if tta { ", mirror TTA" } else { "" };
                 // Without TTA: the convolution arithmetic this rate sustains, to set against the CPU's peak.
                 let gflop = genseg::bench::unet_forward_flops(&unet, a.size) / 1e9;
@@ -220,11 +224,12 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
                     format!(" ({:.0} GFLOP/s at {gflop:.2} GFLOP/image)", per_s * gflop)
                 };
                 out!(
-                    "predict unet w{} d{} {}px b{}{what}: {per_s:.1} images/s{rate}",
+                    "predict unet w{} d{} {}px b{}{}{what}: {per_s:.1} images/s{rate}",
                     a.width,
                     a.depth,
                     a.size,
-                    a.batch
+                    a.batch,
+                    a.precision.label()
                 );
             }
             return Ok(());
@@ -253,6 +258,7 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
                 every: a.every.clone(),
                 synthetic_share: a.synthetic_share,
                 rounds: a.rounds,
+                precision: a.precision,
             };
             let arms = bench.run(device)?;
             let plain = arms[0].1;

@@ -140,7 +140,7 @@ fn generator_pretraining_lowers_held_out_l1() {
     };
     tch::manual_seed(0);
     let untrained = Gan::new(&spec, Device::Cpu).unwrap().l1_on(&splits.test, Device::Cpu);
-    let pcfg = PretrainConfig { iters: 150, batch_size: 4, sample_every: 50, seed: 1 };
+    let pcfg = PretrainConfig { sample_every: 50, ..PretrainConfig::new(150, 4, 1) };
     let gan = pretrain(&spec, &pcfg, &splits.train, &splits.val, &dir.path().join("gen"), Device::Cpu).unwrap();
     // Reloading gives the same generator, alpha included.
     let again = Gan::load(&dir.path().join("gen"), Device::Cpu).unwrap();

@@ -78,7 +78,9 @@ impl Conv {
     }
 }
 
-/// `Tensor::convolution` with the same stride and padding on every axis.
+/// A (transposed) convolution with the same stride and padding on every axis. The named ops
+/// (conv2d, conv_transpose3d, ...) rather than the generic `convolution`: only they are on
+/// libtorch's autocast lists, so only they run in bf16 under `--precision bf16`.
 pub fn convolve(
     x: &Tensor,
     w: &Tensor,
@@ -89,7 +91,13 @@ pub fn convolve(
     transposed: bool,
 ) -> Tensor {
     let (s, p, d, o) = (vec![stride; dims], vec![padding; dims], vec![1; dims], vec![0; dims]);
-    x.convolution(w, b, &s, &p, &d, transposed, &o, 1)
+    match (dims, transposed) {
+        (2, false) => x.conv2d(w, b, &s, &p, &d, 1),
+        (2, true) => x.conv_transpose2d(w, b, &s, &p, &o, 1, &d),
+        (3, false) => x.conv3d(w, b, &s, &p, &d, 1),
+        (3, true) => x.conv_transpose3d(w, b, &s, &p, &o, 1, &d),
+        _ => x.convolution(w, b, &s, &p, &d, transposed, &o, 1),
+    }
 }
 
 /// BatchNorm over `[B, C, spatial...]`; `gan` uses Pix2Pix's initialisation (gamma N(1, 0.02)).

@@ -14,6 +14,7 @@ use crate::models::resnet::Backbone;
 use crate::models::segnet::{ModelKind, NetConfig};
 use crate::models::swin_unet::SwinUNetConfig;
 use crate::models::unet::{UNetConfig, Upsampling};
+use crate::precision::Precision;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -145,6 +146,10 @@ pub struct TrainConfig {
     /// nnU-Net's deep supervision: auxiliary outputs on the decoder stages, weighted 1/2^i.
     #[serde(default)]
     pub deep_supervision: bool,
+    /// Forward passes of the segmentation and GAN steps in bf16 autocast (the hypergradient
+    /// and validation stay float32).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// GenSeg's upper-level variables: what the segmenter's validation loss moves through the
@@ -267,6 +272,7 @@ impl TrainConfig {
             synthetic_photometric: false,
             augment_real: false,
             reweight: false,
+            precision: Precision::Fp32,
         }
     }
 

@@ -8,6 +8,7 @@ use crate::data::split::{load_splits, DataConfig};
 use crate::data::SegDataset;
 use crate::models::discriminator::PatchGan;
 use crate::models::generator::{Generator, GeneratorConfig};
+use crate::precision::{full_precision, Precision};
 use crate::runtime::{all_finite, lock_folder};
 use crate::runtime::{
     append_jsonl, ensure_writable_dir, load_tensors, load_vars, save_tensors, save_vars, versions, write_json,
@@ -193,6 +194,8 @@ pub struct Gan {
     pub d: PatchGan,
     pub g_opt: Optimizer,
     pub d_opt: Optimizer,
+    /// The forward passes of [`Gan::step`] (a training setting, not part of the generator).
+    pub precision: Precision,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -251,6 +254,7 @@ fn lesion_balanced_l1(error: &Tensor, masks: &Tensor, hole: &Tensor) -> Tensor {
 }
 
 fn bce_to(logits: &Tensor, target: f64) -> Tensor {
+    let logits = full_precision(logits);
     logits.binary_cross_entropy_with_logits::<Tensor>(&logits.full_like(target), None, None, Reduction::Mean)
 }
 
@@ -271,7 +275,7 @@ impl Gan {
         let opt = OptimConfig::adam(spec.gan.lr, spec.gan.beta1);
         let g_opt = Optimizer::new(opt.clone(), g_vs.trainable_variables());
         let d_opt = Optimizer::new(opt, d_vs.trainable_variables());
-        Ok(Gan { spec: spec.clone(), g_vs, d_vs, arch_vs, g, d, g_opt, d_opt })
+        Ok(Gan { spec: spec.clone(), g_vs, d_vs, arch_vs, g, d, g_opt, d_opt, precision: Precision::Fp32 })
     }
 
     /// The decoder's trainable weights (up-sampling convolutions and their BatchNorm affine
@@ -349,19 +353,24 @@ impl Gan {
         // another case's lesion shape: the lesion it draws and the tissue it paints over at synthesis.
         let backgrounds = Backgrounds { images: images.shallow_clone(), erase: masks.roll([1], [0]) };
         let code = self.g.draw_code(&masks);
-        let (fake, hole) = self.generate(&masks, &backgrounds, code.as_ref());
-        let d_loss =
-            (bce_to(&self.judge(&masks, &fake.detach()), 0.0) + bce_to(&self.judge(&masks, &target), 1.0)) * 0.5;
+        // Forward passes and losses in `precision`; gradients outside its region.
+        let (precision, device) = (self.precision, masks.device());
+        let (fake, hole) = precision.autocast(device, || self.generate(&masks, &backgrounds, code.as_ref()));
+        let fake = full_precision(&fake);
+        let d_loss = precision.autocast(device, || {
+            (bce_to(&self.judge(&masks, &fake.detach()), 0.0) + bce_to(&self.judge(&masks, &target), 1.0)) * 0.5
+        });
         let grads = gradients(&d_loss, self.d_opt.params());
         self.d_opt.step(&grads);
-        let adv = bce_to(&self.judge(&masks, &fake), 1.0);
+        let adv = precision.autocast(device, || bce_to(&self.judge(&masks, &fake), 1.0));
         let l1 = match &hole {
             Some(hole) => lesion_balanced_l1(&(&fake - &target).abs(), &masks, hole),
             None => (&fake - &target).abs().mean(Kind::Float),
         };
         let mut g_loss = &adv + &l1 * self.spec.gan.lambda_l1;
         if self.spec.gan.feature_matching > 0.0 {
-            g_loss += feature_matching(&self.d, &masks, &fake, &target) * self.spec.gan.feature_matching;
+            let matching = precision.autocast(device, || feature_matching(&self.d, &masks, &fake, &target));
+            g_loss += matching * self.spec.gan.feature_matching;
         }
         if let (true, Some(code)) = (seeking, &code) {
             g_loss += mode_seeking(&fake, code) * self.spec.gan.mode_seeking;
@@ -443,12 +452,14 @@ pub struct PretrainConfig {
     /// Sample grid and checkpoint every k steps.
     pub sample_every: usize,
     pub seed: u64,
+    /// The GAN steps' forward passes.
+    pub precision: Precision,
 }
 
 impl PretrainConfig {
     /// Ten sample grids (and checkpoints) over the run.
     pub fn new(iters: usize, batch_size: i64, seed: u64) -> PretrainConfig {
-        PretrainConfig { iters, batch_size, sample_every: (iters / 10).max(1), seed }
+        PretrainConfig { iters, batch_size, sample_every: (iters / 10).max(1), seed, precision: Precision::Fp32 }
     }
 }
 
@@ -487,6 +498,8 @@ pub fn pretrain(
     }
     tch::manual_seed(cfg.seed as i64);
     let mut gan = Gan::new(spec, device)?;
+    cfg.precision.check(device)?;
+    gan.precision = cfg.precision;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut start = 0;
     let ckpt = out.join("checkpoint");

@@ -1,6 +1,7 @@
 //! Segmentation losses: BCE-with-logits plus a soft region term on sigmoid probabilities.
 use crate::models::segnet::SegNet;
 use crate::models::spatial::resize_nearest_like;
+use crate::precision::full_precision;
 use serde::{Deserialize, Serialize};
 #[cfg(test)]
 use tch::Kind;
@@ -23,6 +24,8 @@ const SMOOTH: f64 = 1.0;
 /// BCE over every voxel plus the region term, taken per label channel (sums over the batch and
 /// all spatial axes) and averaged over channels, so a small label weighs as much as a large one.
 pub fn segmentation_loss(logits: &Tensor, target: &Tensor, region: RegionLoss) -> Tensor {
+    // A bf16 forward pass's logits are lifted first: the sums below need float32's mantissa.
+    let logits = &full_precision(logits);
     let bce = logits.binary_cross_entropy_with_logits::<Tensor>(target, None, None, Reduction::Mean);
     let p = logits.sigmoid();
     let kind = logits.kind();
@@ -76,6 +79,7 @@ fn deep_supervised(net: &SegNet, images: &Tensor, masks: &Tensor, loss: impl Fn(
 /// [`segmentation_loss`] of each case `[B]`: BCE over the case's voxels plus the region term
 /// over its own voxels, averaged over label channels.
 pub fn segmentation_loss_per_case(logits: &Tensor, target: &Tensor, region: RegionLoss) -> Tensor {
+    let logits = &full_precision(logits);
     let kind = logits.kind();
     let case_axes: Vec<i64> = (1..logits.dim() as i64).collect();
     let spatial: Vec<i64> = (2..logits.dim() as i64).collect();

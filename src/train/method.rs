@@ -12,6 +12,7 @@ use crate::data::photometric;
 use crate::data::split::Splits;
 use crate::data::SegDataset;
 use crate::models::segnet::SegNet;
+use crate::precision::full_precision;
 use crate::runtime::{load_tensors, save_tensors};
 use anyhow::{bail, Result};
 use rand::Rng;
@@ -175,10 +176,15 @@ impl Arm {
                 gan
             }
             None => {
-                let pcfg = PretrainConfig::new(cfg.pretrain_iters, cfg.batch_size, cfg.seed);
+                let pcfg = PretrainConfig {
+                    precision: cfg.precision,
+                    ..PretrainConfig::new(cfg.pretrain_iters, cfg.batch_size, cfg.seed)
+                };
                 pretrain(&spec, &pcfg, train, &splits.val, &out.join("generator"), device)?
             }
         };
+        let mut gan = gan;
+        gan.precision = cfg.precision;
         Ok(match cfg.method {
             Method::Separate => Arm::Separate { gan, real },
             _ => {
@@ -227,7 +233,7 @@ impl Arm {
                     Arm::Augment(real) => real.apply(cfg, x, m, &mut batches.rng),
                     _ => (x, m),
                 };
-                let loss = seg_loss(&seg.net, &x, &m, cfg.region_loss);
+                let loss = cfg.precision.autocast(x.device(), || seg_loss(&seg.net, &x, &m, cfg.region_loss));
                 log.loss = loss.double_value(&[]);
                 return (gradients(&loss, &params), log);
             }
@@ -239,6 +245,7 @@ impl Arm {
                 (&*gan, Some(&mut **upper), &*real)
             }
         };
+        let device = x.device();
         let synthetic_masks = augment_masks(&repeat_to(&m, cfg.synthetic_count()), &cfg.augment, &mut batches.rng);
         let backgrounds = Backgrounds::next_in_batch(&x, &m, cfg.synthetic_count());
         let (images, masks) = real.apply(cfg, x, m, &mut batches.rng);
@@ -247,17 +254,18 @@ impl Arm {
         let val_batch = (arch_step || cfg.reweight).then(|| batches.draw(val));
         let lower =
             Lower { seg: &seg.net, seg_vs: &seg.vs, gan, region: cfg.region_loss, lambda: cfg.synthetic_weight() };
-        // Images are plain inputs except on an upper-level step, which needs their graph.
+        // Images are plain inputs except on an upper-level step, which needs their graph (and
+        // float32: the hypergradient is not taken in bf16).
         let synthetic = match arch_step {
             true => lower.synthesize(&batch),
-            false => tch::no_grad(|| lower.synthesize(&batch)),
+            false => full_precision(&tch::no_grad(|| cfg.precision.autocast(device, || lower.synthesize(&batch)))),
         };
         let synthetic = photometric_if(cfg, synthetic, &mut batches.rng);
         let xi = cfg.xi.unwrap_or(cfg.optim.lr);
         if let (true, Some((_, vx, vm))) = (cfg.reweight, &val_batch) {
             batch.synthetic_weights = Some(lower.sample_weights(&batch, &synthetic, (vx, vm), xi));
         }
-        let loss = lower.train_loss(&batch, &synthetic);
+        let loss = cfg.precision.autocast(device, || lower.train_loss(&batch, &synthetic));
         log.loss = loss.double_value(&[]);
         let grads = gradients(&loss, &params);
         if let (Some(upper), true, Some((_, vx, vm))) = (upper, arch_step, &val_batch) {

@@ -174,6 +174,7 @@ impl<'a> Trainer<'a> {
         let net_cfg = cfg.net(&splits.train);
         net_cfg.validate(&splits.train.shape)?;
         cfg.check_network(&net_cfg)?;
+        cfg.precision.check(device)?;
         let init = cfg.init.as_ref().map(|f| load_tensors(f).map(|t| (f, t))).transpose()?;
         if let Some((file, tensors)) = &init {
             check_init(&net_cfg, tensors, file)?;
