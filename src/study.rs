@@ -6,7 +6,7 @@ use crate::data::split::load_splits;
 use crate::eval::metrics::aggregate;
 use crate::eval::stats::{mean_interval, Interval};
 use crate::runtime::{ensure_writable_dir, lock_folder, write_atomic};
-use crate::train::gan::{pretrain, GanSpec, PretrainConfig};
+use crate::train::gan::{pretrain, GanSpec};
 use crate::train::{segment, Method, RunSummary, TrainConfig};
 use anyhow::Result;
 use std::fmt::Write as _;
@@ -80,8 +80,7 @@ pub fn run(cfg: &StudyConfig, out: &Path, device: Device) -> Result<Vec<Row>> {
         if let Some(gen_dir) = cell.generator.as_ref().filter(|g| !g.join("gan.json").is_file()) {
             let splits = load_splits(&cell.base.data, cell.seed)?;
             let spec = GanSpec::for_data(cell.base.gan.clone(), &splits.train);
-            let pcfg = PretrainConfig::new(cell.base.pretrain_iters, cell.base.batch_size, cell.seed);
-            pretrain(&spec, &pcfg, &splits.train, &splits.val, gen_dir, device)?;
+            pretrain(&spec, &cell.base.pretrain_config(cell.seed), &splits.train, &splits.val, gen_dir, device)?;
         }
         for (c, dir) in &cell.runs {
             let summary = segment::run(c, dir, device)?;

@@ -21,7 +21,7 @@ use crate::data::split::{load_splits, Split, Splits};
 use crate::data::SegDataset;
 use crate::eval::stats::median;
 use crate::runtime::{ensure_writable_dir, versions, write_json, Versions};
-use crate::train::gan::{pretrain, Backgrounds, Gan, GanConfig, GanSpec, PretrainConfig};
+use crate::train::gan::{pretrain, Backgrounds, Gan, GanConfig, GanSpec};
 use crate::train::{segment, TrainConfig};
 use anyhow::{bail, Result};
 use rand::SeedableRng;
@@ -85,8 +85,7 @@ pub fn run(cfg: &SynthEvalConfig, out: &Path, device: Device) -> Result<SynthEva
         Gan::load(&gan_dir, device)?
     } else {
         let spec = GanSpec::for_data(cfg.run.gan.clone(), &splits.train);
-        let pcfg = PretrainConfig::new(cfg.run.pretrain_iters, cfg.run.batch_size, seed);
-        pretrain(&spec, &pcfg, &splits.train, &splits.val, &gan_dir, device)?
+        pretrain(&spec, &cfg.run.pretrain_config(seed), &splits.train, &splits.val, &gan_dir, device)?
     };
     // The mixed-op form changes nothing the generator computes.
     let mut wanted = GanSpec::for_data(cfg.run.gan.clone(), &splits.train);

@@ -1,6 +1,6 @@
 //! What a training run is asked to do. Every default lives here ([`TrainConfig::new`]); the
 //! command line, the demo and the tests start from it.
-use super::gan::GanConfig;
+use super::gan::{GanConfig, PretrainConfig};
 use super::hypergrad::HypergradMode;
 use super::loss::RegionLoss;
 use super::optim::OptimConfig;
@@ -274,6 +274,12 @@ impl TrainConfig {
             reweight: false,
             precision: Precision::Fp32,
         }
+    }
+
+    /// How this run pretrains its generator when none is given: `pretrain_iters` steps of
+    /// `batch_size` pairs in `precision`, seeded by `seed` (the run's, or a study cell's).
+    pub fn pretrain_config(&self, seed: u64) -> PretrainConfig {
+        PretrainConfig { precision: self.precision, ..PretrainConfig::new(self.pretrain_iters, self.batch_size, seed) }
     }
 
     /// Synthetic pairs per step beside the `batch_size` real ones: share s of the step's pairs,

@@ -2,7 +2,7 @@
 //! generator methods their GAN, `genseg` also the architecture optimiser), so a method without
 //! its state cannot be built.
 use super::config::{Method, TrainConfig, ARCH_BETA1};
-use super::gan::{pretrain, Backgrounds, Gan, GanLosses, GanSpec, PretrainConfig};
+use super::gan::{pretrain, Backgrounds, Gan, GanLosses, GanSpec};
 use super::hypergrad::{Lower, TrainBatch};
 use super::loss::seg_loss;
 use super::optim::{gradients, OptimConfig, Optimizer};
@@ -176,11 +176,7 @@ impl Arm {
                 gan
             }
             None => {
-                let pcfg = PretrainConfig {
-                    precision: cfg.precision,
-                    ..PretrainConfig::new(cfg.pretrain_iters, cfg.batch_size, cfg.seed)
-                };
-                pretrain(&spec, &pcfg, train, &splits.val, &out.join("generator"), device)?
+                pretrain(&spec, &cfg.pretrain_config(cfg.seed), train, &splits.val, &out.join("generator"), device)?
             }
         };
         let mut gan = gan;
