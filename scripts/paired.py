@@ -2,7 +2,9 @@
 bootstrap confidence intervals.
 
 Usage: python3 scripts/paired.py BASE OTHER [OTHER ...]
-Each arm is RESULTS.csv:METHOD[:NAME] (a study's results.csv and a method in it). For every
+Each arm is RESULTS.csv:METHOD[:NAME] (a study's results.csv and a method in it; several studies
+of different data sets joined by '+', A.csv+B.csv:METHOD, pool their cells, each set's own
+(N, seed) cells paired with the same set's in the base). For every
 metric (val_dice, the best validation Dice, read from each run's summary.json; test_dice;
 ood_dice) it prints, per OTHER, the mean of OTHER - BASE over the (N, seed)
 cells both have, pooled over N, with a 95 % percentile bootstrap interval (10,000 resamples of
@@ -13,12 +15,17 @@ import csv, json, math, os, random, sys
 
 def arm(spec):
     parts = spec.split(":")
-    path, method = parts[0], parts[1]
-    name = parts[2] if len(parts) > 2 else f"{method}@{path}"
-    rows = {(int(r["n"]), int(r["seed"])): r for r in csv.DictReader(open(path)) if r["method"] == method}
-    for (n, seed), r in rows.items():
-        summary = os.path.join(os.path.dirname(path), "runs", f"{method}-n{n}-s{seed}", "summary.json")
-        r["val_dice"] = json.load(open(summary))["best_val_dice"] if os.path.exists(summary) else "nan"
+    paths, method = parts[0].split("+"), parts[1]
+    name = parts[2] if len(parts) > 2 else f"{method}@{parts[0]}"
+    rows = {}
+    for i, path in enumerate(paths):
+        for r in csv.DictReader(open(path)):
+            if r["method"] != method:
+                continue
+            n, seed = int(r["n"]), int(r["seed"])
+            summary = os.path.join(os.path.dirname(path), "runs", f"{method}-n{n}-s{seed}", "summary.json")
+            r["val_dice"] = json.load(open(summary))["best_val_dice"] if os.path.exists(summary) else "nan"
+            rows[(i, n, seed)] = r
     return name, rows
 
 
