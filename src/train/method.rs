@@ -15,7 +15,7 @@ use crate::models::segnet::SegNet;
 use crate::precision::full_precision;
 use crate::runtime::{load_tensors, save_tensors};
 use anyhow::{bail, Result};
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 use tch::nn::VarStore;
@@ -33,7 +33,68 @@ pub enum Arm {
         gan: Gan,
         upper: Box<UpperOptimizers>,
         real: RealAugment,
+        ahead: Ahead,
     },
+}
+
+/// genseg's synthetic pairs for a window of iterations over which its generator does not change
+/// (it changes at the start of a GAN step's iteration and at the end of an upper-level step's),
+/// made in one batch when the window opens. One call per iteration for the share's one or two
+/// images cost about a plain step's half, because the generator's small inner maps make a call
+/// cost what reading its weights costs whatever the batch (docs/RESULTS.md section 16). A
+/// window's pairs follow from its first iteration, the seed and the generator alone, so a run
+/// resumed inside a window makes the same ones.
+#[derive(Default)]
+pub struct Ahead {
+    block: Option<Block>,
+}
+
+struct Block {
+    start: usize,
+    images: Tensor,
+    masks: Tensor,
+    backgrounds: Backgrounds,
+}
+
+/// The iterations `[start, end)` around a non-upper-level iteration `iter` (so `iter >= 1`) over
+/// which genseg's generator stays the same.
+fn unchanged_window(gan_every: usize, arch_every: usize, iter: usize) -> (usize, usize) {
+    let after_gan = iter / gan_every * gan_every;
+    let after_upper = iter.saturating_sub(1) / arch_every * arch_every + 1;
+    let end = ((iter / gan_every + 1) * gan_every).min((iter / arch_every + 1) * arch_every);
+    (after_gan.max(after_upper), end)
+}
+
+impl Ahead {
+    /// Iteration `iter`'s synthetic images, their masks and backgrounds: `count` pairs of its
+    /// window's block, made first if the window is new. The block's masks are augmented masks of
+    /// training cases drawn uniformly (as the real batches are), each drawn into the next drawn
+    /// case's image by an inpainting generator.
+    fn take(&mut self, cfg: &TrainConfig, gan: &Gan, iter: usize, train: &SegDataset) -> (Tensor, Tensor, Backgrounds) {
+        let (start, end) = unchanged_window(cfg.gan_every, cfg.arch_every, iter);
+        let count = cfg.synthetic_count();
+        let block = match self.block.take() {
+            Some(block) if block.start == start => block,
+            _ => {
+                let n = count * (end - start) as i64;
+                let seed = step_seed(cfg.seed, start);
+                let rng = ChaCha8Rng::seed_from_u64(seed as u64);
+                let mut draws = Batches { rng, size: n, device: gan.g_vs.device() };
+                let (_, x, m) = draws.draw(train);
+                let masks = augment_masks(&m, &cfg.augment, &mut draws.rng);
+                let backgrounds = Backgrounds::next_in_batch(&x, &m, n);
+                tch::manual_seed(seed);
+                let device = x.device();
+                let images = tch::no_grad(|| cfg.precision.autocast(device, || gan.synthesize(&masks, &backgrounds)));
+                Block { start, images: full_precision(&images), masks, backgrounds }
+            }
+        };
+        let at = (iter - start) as i64 * count;
+        let pairs =
+            (block.images.narrow(0, at, count), block.masks.narrow(0, at, count), block.backgrounds.narrow(at, count));
+        self.block = Some(block);
+        pairs
+    }
 }
 
 /// Optimisers of what the hypergradient moves (`--upper`): alpha, the generator's decoder, or both.
@@ -185,7 +246,7 @@ impl Arm {
             Method::Separate => Arm::Separate { gan, real },
             _ => {
                 let upper = Box::new(UpperOptimizers::new(cfg, &gan));
-                Arm::Genseg { gan, upper, real }
+                Arm::Genseg { gan, upper, real, ahead: Ahead::default() }
             }
         })
     }
@@ -218,12 +279,12 @@ impl Arm {
         iter: usize,
         (x, m): (Tensor, Tensor),
         batches: &mut Batches,
-        val: &SegDataset,
+        splits: &Splits,
     ) -> (Vec<Tensor>, StepLog) {
         let seed = step_seed(cfg.seed, iter);
         let params = seg.vs.trainable_variables();
         let mut log = StepLog { loss: 0.0, gan: None, hypergrad_norm: None };
-        let (gan, upper, real) = match self {
+        let (gan, upper, real, ahead) = match self {
             Arm::Plain | Arm::Augment(_) => {
                 let (x, m) = match self {
                     Arm::Augment(real) => real.apply(cfg, x, m, &mut batches.rng),
@@ -233,28 +294,41 @@ impl Arm {
                 log.loss = loss.double_value(&[]);
                 return (gradients(&loss, &params), log);
             }
-            Arm::Separate { gan, real } => (&*gan, None, &*real),
-            Arm::Genseg { gan, upper, real } => {
+            Arm::Separate { gan, real } => (&*gan, None, &*real, None),
+            Arm::Genseg { gan, upper, real, ahead } => {
                 if iter.is_multiple_of(cfg.gan_every) {
                     log.gan = Some(gan.step(&x, &m, &mut batches.rng));
                 }
-                (&*gan, Some(&mut **upper), &*real)
+                (&*gan, Some(&mut **upper), &*real, Some(ahead))
             }
         };
         let device = x.device();
-        let synthetic_masks = augment_masks(&repeat_to(&m, cfg.synthetic_count()), &cfg.augment, &mut batches.rng);
-        let backgrounds = Backgrounds::next_in_batch(&x, &m, cfg.synthetic_count());
+        let arch_step = upper.is_some() && iter.is_multiple_of(cfg.arch_every);
+        // genseg between upper-level steps takes its window's pairs; otherwise augmented copies
+        // of the real batch's masks are drawn into the batch's next cases.
+        let (ready, synthetic_masks, backgrounds) = match ahead.filter(|_| !arch_step) {
+            Some(ahead) => {
+                let (images, masks, backgrounds) = ahead.take(cfg, gan, iter, &splits.train);
+                (Some(images), masks, backgrounds)
+            }
+            None => {
+                let masks = augment_masks(&repeat_to(&m, cfg.synthetic_count()), &cfg.augment, &mut batches.rng);
+                (None, masks, Backgrounds::next_in_batch(&x, &m, cfg.synthetic_count()))
+            }
+        };
         let (images, masks) = real.apply(cfg, x, m, &mut batches.rng);
         let mut batch = TrainBatch { images, masks, synthetic_masks, backgrounds, seed, synthetic_weights: None };
-        let arch_step = upper.is_some() && iter.is_multiple_of(cfg.arch_every);
-        let val_batch = (arch_step || cfg.reweight).then(|| batches.draw(val));
+        let val_batch = (arch_step || cfg.reweight).then(|| batches.draw(&splits.val));
         let lower =
             Lower { seg: &seg.net, seg_vs: &seg.vs, gan, region: cfg.region_loss, lambda: cfg.synthetic_weight() };
         // Images are plain inputs except on an upper-level step, which needs their graph (and
         // float32: the hypergradient is not taken in bf16).
-        let synthetic = match arch_step {
-            true => lower.synthesize(&batch),
-            false => full_precision(&tch::no_grad(|| cfg.precision.autocast(device, || lower.synthesize(&batch)))),
+        let synthetic = match (ready, arch_step) {
+            (Some(images), _) => images,
+            (None, true) => lower.synthesize(&batch),
+            (None, false) => {
+                full_precision(&tch::no_grad(|| cfg.precision.autocast(device, || lower.synthesize(&batch))))
+            }
         };
         let synthetic = photometric_if(cfg, synthetic, &mut batches.rng);
         let xi = cfg.xi.unwrap_or(cfg.optim.lr);
@@ -346,5 +420,58 @@ mod tests {
         assert_eq!(values(repeat_to(&m, 2)), [0., 1.]);
         assert_eq!(values(repeat_to(&m, 7)), [0., 1., 2., 0., 1., 2., 0.]);
         assert_eq!(repeat_to(&m, 7).size(), [7, 1, 1, 1]);
+    }
+
+    /// The window against brute force: the generator's version at iteration i counts the GAN
+    /// steps at iterations <= i and the upper-level steps at iterations < i; a window is a
+    /// maximal run of iterations without an upper-level step and with one version.
+    #[test]
+    fn windows_are_the_runs_between_generator_changes() {
+        for gan_every in 1..6 {
+            for arch_every in 1..6 {
+                let version = |i: usize| {
+                    (0..=i).filter(|j| j % gan_every == 0).count() + (0..i).filter(|j| j % arch_every == 0).count()
+                };
+                let inside = |j: usize, i: usize| j % arch_every != 0 && version(j) == version(i);
+                for iter in (1..40).filter(|i| i % arch_every != 0) {
+                    let mut start = iter;
+                    while inside(start - 1, iter) {
+                        start -= 1;
+                    }
+                    let mut end = iter + 1;
+                    while inside(end, iter) {
+                        end += 1;
+                    }
+                    assert_eq!(
+                        unchanged_window(gan_every, arch_every, iter),
+                        (start, end),
+                        "{gan_every} {arch_every} {iter}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A window's pairs do not depend on whether its block was made at its first iteration or,
+    /// as in a run resumed inside the window, at a later one; each iteration gets its own.
+    #[test]
+    fn a_window_makes_the_same_pairs_whenever_it_opens() {
+        use crate::train::gan::{GanConfig, GanSpec};
+        tch::manual_seed(0);
+        let masks = Tensor::rand([6, 1, 16, 16], (Kind::Float, Device::Cpu)).gt(0.7).to_kind(Kind::Float);
+        let images = Tensor::rand([6, 3, 16, 16], (Kind::Float, Device::Cpu));
+        let train = SegDataset::new((0..6).map(|i| i.to_string()).collect(), images, masks, vec![255]);
+        let spec = GanSpec::for_data(GanConfig { ngf: 4, ndf: 4, ..Default::default() }, &train);
+        let gan = Gan::new(&spec, Device::Cpu).unwrap();
+        let data = crate::data::split::DataConfig::new(std::path::Path::new("unused"));
+        let cfg = TrainConfig { gan_every: 8, arch_every: 8, ..TrainConfig::new(data) };
+        let (mut from_start, mut resumed) = (Ahead::default(), Ahead::default());
+        let first = from_start.take(&cfg, &gan, 1, &train);
+        let later = from_start.take(&cfg, &gan, 5, &train);
+        let again = resumed.take(&cfg, &gan, 5, &train);
+        let same = |a: &Tensor, b: &Tensor| a.equal(b);
+        assert!(same(&later.0, &again.0) && same(&later.1, &again.1) && same(&later.2.images, &again.2.images));
+        assert_eq!(later.0.size()[0], cfg.synthetic_count());
+        assert!(!same(&first.0, &later.0), "each iteration of a window gets its own pairs");
     }
 }

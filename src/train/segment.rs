@@ -216,7 +216,7 @@ impl<'a> Trainer<'a> {
         tch::manual_seed(step_seed(self.cfg.seed, iter));
         self.seg_opt.set_lr(self.cfg.schedule.lr(self.cfg.optim.lr, iter, self.cfg.iters));
         let (idx, x, m) = self.batches.draw(&splits.train);
-        let (grads, log) = self.arm.step(self.cfg, &self.seg, iter, (x, m), &mut self.batches, &splits.val);
+        let (grads, log) = self.arm.step(self.cfg, &self.seg, iter, (x, m), &mut self.batches, splits);
         self.seg_opt.step(&grads);
         self.seen.extend(idx.iter().map(|&i| splits.train.ids[i].clone()));
         log
