@@ -432,8 +432,8 @@ mod tests {
                 let version = |i: usize| {
                     (0..=i).filter(|j| j % gan_every == 0).count() + (0..i).filter(|j| j % arch_every == 0).count()
                 };
-                let inside = |j: usize, i: usize| j % arch_every != 0 && version(j) == version(i);
-                for iter in (1..40).filter(|i| i % arch_every != 0) {
+                let inside = |j: usize, i: usize| !j.is_multiple_of(arch_every) && version(j) == version(i);
+                for iter in (1..40).filter(|i| !i.is_multiple_of(arch_every)) {
                     let mut start = iter;
                     while inside(start - 1, iter) {
                         start -= 1;
