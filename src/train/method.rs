@@ -433,7 +433,7 @@ mod tests {
                     (0..=i).filter(|j| j % gan_every == 0).count() + (0..i).filter(|j| j % arch_every == 0).count()
                 };
                 let inside = |j: usize, i: usize| !j.is_multiple_of(arch_every) && version(j) == version(i);
-                for iter in (1..40).filter(|i| !i.is_multiple_of(arch_every)) {
+                for iter in (1..40usize).filter(|i| !i.is_multiple_of(arch_every)) {
                     let mut start = iter;
                     while inside(start - 1, iter) {
                         start -= 1;
