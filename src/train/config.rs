@@ -95,7 +95,8 @@ pub struct TrainConfig {
     /// Architecture step every k iterations.
     pub arch_every: usize,
     /// `genseg`: GAN step every k iterations (amortises the most expensive phase after the
-    /// hypergradient; the generator still synthesises every iteration).
+    /// hypergradient). Between upper-level steps the synthetic pairs of each window over which
+    /// the generator does not change are made in one batch when it opens (`Ahead`).
     #[serde(default = "one")]
     pub gan_every: usize,
     /// What the hypergradient moves in `genseg`.
