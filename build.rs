@@ -1,6 +1,6 @@
 //! Link libtorch so that its CUDA backend registers, bake in an rpath so the binary runs
-//! without LD_LIBRARY_PATH, and compile the bf16 autocast switch (csrc/autocast.cpp) against
-//! libtorch's headers.
+//! without LD_LIBRARY_PATH, and compile what tch does not expose (csrc/: the bf16 autocast switch, fused
+//! Adam) against libtorch's headers.
 fn main() {
     // torch-sys exports the folder it linked against (links = "tch").
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys did not report libtorch's folder");
@@ -17,13 +17,13 @@ fn main() {
     // The headers sit beside the libraries, in the PyPI wheel (torch/lib, torch/include) as in
     // a libtorch download.
     let include = std::path::Path::new(&lib).join("../include");
-    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    println!("cargo:rerun-if-changed=csrc");
     cc::Build::new()
         .cpp(true)
-        .file("csrc/autocast.cpp")
+        .files(["csrc/autocast.cpp", "csrc/fused_adam.cpp"])
         .include(&include)
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .warnings(false)
-        .compile("genseg_autocast");
+        .compile("genseg_torch_extras");
 }
