@@ -317,8 +317,9 @@ pub fn predict_speed(
 
 /// Milliseconds of each phase of one genseg iteration on random 2-D batches (U-Net of `cfg`,
 /// generator/discriminator width `ngf`), beside one plain U-Net step: the GAN step, the
-/// differentiable synthesis, the segmentation loss and gradient on real + synthetic pairs, the
-/// architecture hypergradient in both modes, and the per-sample weights of `--reweight`.
+/// differentiable synthesis, synthesis without a graph of one image and of seven, the
+/// segmentation loss and gradient on real + synthetic pairs, the architecture hypergradient in
+/// both modes, and the per-sample weights of `--reweight`.
 pub fn genseg_phases(
     cfg: &UNetConfig,
     ngf: i64,
@@ -351,6 +352,16 @@ pub fn genseg_phases(
     let synthesis_ms = time_steps(2, steps, || {
         let _ = lower.synthesize(&train);
     });
+    // Without a graph, as between upper-level steps: one image (the fast setting's share per
+    // iteration) against seven in one batch (the window Ahead makes at K = 8).
+    let plain_synthesis = |n: i64| {
+        let m = masks.narrow(0, 0, 1).repeat([n, 1, 1, 1]);
+        let backgrounds = crate::train::gan::Backgrounds::next_in_batch(&images, &masks, n);
+        time_steps(2, steps, || {
+            let _ = tch::no_grad(|| gan.synthesize(&m, &backgrounds));
+        })
+    };
+    let (one_ms, seven_ms) = (plain_synthesis(1), plain_synthesis(7));
     let synthetic = lower.synthesize(&train);
     let seg_ms = time_steps(2, steps, || {
         let _ = gradients(&lower.train_loss(&train, &synthetic), &params);
@@ -372,6 +383,8 @@ pub fn genseg_phases(
         ("plain U-Net step", plain_ms),
         ("GAN step", gan_ms),
         ("synthesis (with graph)", synthesis_ms),
+        ("synthesis of 1 image, no graph", one_ms),
+        ("synthesis of 7 images in one batch, no graph", seven_ms),
         ("segmentation loss + gradient, real + synthetic", seg_ms),
         ("hypergradient, fd", fd_ms),
         ("hypergradient, exact", exact_ms),
