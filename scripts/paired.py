@@ -24,7 +24,10 @@ def arm(spec):
                 continue
             n, seed = int(r["n"]), int(r["seed"])
             summary = os.path.join(os.path.dirname(path), "runs", f"{method}-n{n}-s{seed}", "summary.json")
-            r["val_dice"] = json.load(open(summary))["best_val_dice"] if os.path.exists(summary) else "nan"
+            if "best_val_dice" in r:  # newer results.csv files carry it
+                r["val_dice"] = r["best_val_dice"]
+            else:
+                r["val_dice"] = json.load(open(summary))["best_val_dice"] if os.path.exists(summary) else "nan"
             rows[(i, n, seed)] = r
     return name, rows
 
