@@ -40,8 +40,9 @@ pub enum Arm {
 /// genseg's synthetic pairs for a window of iterations over which its generator does not change
 /// (it changes at the start of a GAN step's iteration and at the end of an upper-level step's),
 /// made in one batch when the window opens. One call per iteration for the share's one or two
-/// images cost about a plain step's half, because the generator's small inner maps make a call
-/// cost what reading its weights costs whatever the batch (docs/RESULTS.md section 16). A
+/// images cost about a third of a plain step, seven images in one call about twice one image:
+/// the generator's small inner maps make a call cost what reading its weights costs
+/// (`bench phases`, docs/RESULTS.md section 16). A
 /// window's pairs follow from its first iteration, the seed and the generator alone, so a run
 /// resumed inside a window makes the same ones.
 #[derive(Default)]
@@ -218,7 +219,7 @@ impl Arm {
         }
         let real = if cfg.augment_real { RealAugment::of(cfg, train.dims()) } else { RealAugment::None };
         let spec = GanSpec::for_data(cfg.gan.clone(), train);
-        let gan = match &cfg.generator {
+        let mut gan = match &cfg.generator {
             Some(dir) => {
                 let gan = Gan::load(dir, device)?;
                 let (a, b) = (&gan.spec, &spec);
@@ -240,7 +241,6 @@ impl Arm {
                 pretrain(&spec, &cfg.pretrain_config(cfg.seed), train, &splits.val, &out.join("generator"), device)?
             }
         };
-        let mut gan = gan;
         gan.precision = cfg.precision;
         Ok(match cfg.method {
             Method::Separate => Arm::Separate { gan, real },
