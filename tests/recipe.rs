@@ -29,11 +29,7 @@ fn nnunet_augmentation_with_sgd_and_poly_schedule_trains() {
     assert_eq!((s.iters, s.stopped_iter), (120, 120));
     // Tests in one binary share libtorch's random generator, so the exact run varies: assert
     // learning by the training loss, which falls whatever the draw.
-    let losses: Vec<f64> = std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
-        .collect();
+    let losses: Vec<f64> = metrics_lines(&out).iter().map(|l| l["loss"].as_f64().unwrap()).collect();
     assert!(losses.last().unwrap() < &(0.8 * losses[0]), "training loss {losses:?}");
 }
 
@@ -193,38 +189,42 @@ fn check_report(study: &std::path::Path) {
 
 /// `--gan-every 2 --arch-every 3 --upper both`: the GAN steps on every second iteration, the
 /// upper level on every third, and each upper-level step carries a non-zero hypergradient (to
-/// alpha and the generator's decoder together).
+/// alpha and the generator's decoder together); in float32 and in bf16 (GAN step and synthesis
+/// in bf16, hypergradient in float32), every logged loss finite.
 #[test]
 fn amortised_genseg_steps_gan_and_upper_level_on_their_schedules() {
     let _rng = libtorch_rng();
     let d = tempfile::tempdir().unwrap();
     let data = phantom_dataset(d.path(), 20);
-    let mut cfg = small_config(&data, Method::Genseg, 8, 7);
-    cfg.data.load.size = 32;
-    cfg.width = 4;
-    cfg.depth = 3;
-    cfg.val_every = 1;
-    cfg.pretrain_iters = 5;
-    cfg.gan.ngf = 4;
-    cfg.gan.ndf = 4;
-    cfg.gan_every = 2;
-    cfg.arch_every = 3;
-    cfg.upper = Upper::Both;
-    let out = d.path().join("run");
-    segment::run(&cfg, &out, Device::Cpu).unwrap();
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 7);
-    for line in &lines {
-        // Validation after iteration `iter` logs the step of index iter - 1.
-        let step = line["iter"].as_u64().unwrap() - 1;
-        assert_eq!(line["d_loss"].is_number(), step % 2 == 0, "GAN step at {step}: {line}");
-        match line["hypergrad_norm"].as_f64() {
-            Some(h) => assert!(step % 3 == 0 && h > 0.0 && h.is_finite(), "step {step}: {h}"),
-            None => assert!(step % 3 != 0, "no upper-level step at {step}"),
+    for precision in [Precision::Fp32, Precision::Bf16] {
+        let mut cfg = small_config(&data, Method::Genseg, 8, 7);
+        cfg.data.load.size = 32;
+        cfg.width = 4;
+        cfg.depth = 3;
+        cfg.val_every = 1;
+        cfg.pretrain_iters = 5;
+        cfg.gan.ngf = 4;
+        cfg.gan.ndf = 4;
+        cfg.gan_every = 2;
+        cfg.arch_every = 3;
+        cfg.upper = Upper::Both;
+        cfg.precision = precision;
+        let out = d.path().join(format!("{precision:?}"));
+        segment::run(&cfg, &out, Device::Cpu).unwrap();
+        let lines = metrics_lines(&out);
+        assert_eq!(lines.len(), 7);
+        for line in &lines {
+            // Validation after iteration `iter` logs the step of index iter - 1.
+            let step = line["iter"].as_u64().unwrap() - 1;
+            assert!(line["loss"].as_f64().is_some_and(f64::is_finite), "{precision:?}: {line}");
+            match line["d_loss"].as_f64() {
+                Some(d) => assert!(step % 2 == 0 && d.is_finite(), "{precision:?}: GAN step at {step}: {line}"),
+                None => assert!(step % 2 != 0, "{precision:?}: no GAN step at {step}"),
+            }
+            match line["hypergrad_norm"].as_f64() {
+                Some(h) => assert!(step % 3 == 0 && h > 0.0 && h.is_finite(), "{precision:?}: step {step}: {h}"),
+                None => assert!(step % 3 != 0, "{precision:?}: no upper-level step at {step}"),
+            }
         }
     }
 }
@@ -253,35 +253,4 @@ fn bf16_training_learns_like_float32() {
     assert!(config.contains("\"precision\": \"bf16\""), "{config}");
     assert!(fp32 > 0.5 && bf16 > 0.5, "test Dice: fp32 {fp32}, bf16 {bf16}");
     assert!((fp32 - bf16).abs() < 0.15, "test Dice: fp32 {fp32}, bf16 {bf16}");
-}
-
-/// genseg in bf16: the GAN step and the synthesis run in bf16, the hypergradient in float32, and
-/// every logged number stays finite.
-#[test]
-fn genseg_trains_in_bf16() {
-    let _rng = libtorch_rng();
-    let d = tempfile::tempdir().unwrap();
-    let data = phantom_dataset(d.path(), 20);
-    let mut cfg = small_config(&data, Method::Genseg, 8, 6);
-    cfg.data.load.size = 32;
-    cfg.width = 4;
-    cfg.depth = 3;
-    cfg.val_every = 1;
-    cfg.pretrain_iters = 5;
-    cfg.gan.ngf = 4;
-    cfg.gan.ndf = 4;
-    cfg.arch_every = 2;
-    cfg.precision = Precision::Bf16;
-    let out = d.path().join("run");
-    segment::run(&cfg, &out, Device::Cpu).unwrap();
-    let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-    for line in text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()) {
-        for key in ["loss", "d_loss"] {
-            assert!(line[key].as_f64().is_some_and(f64::is_finite), "{key}: {line}");
-        }
-        let step = line["iter"].as_u64().unwrap() - 1;
-        if step % 2 == 0 {
-            assert!(line["hypergrad_norm"].as_f64().is_some_and(|h| h > 0.0 && h.is_finite()), "{line}");
-        }
-    }
 }

@@ -94,11 +94,7 @@ fn genseg_trains_with_an_inpainting_generator() {
     let out = d.path().join("run");
     let summary = genseg::train::segment::run(&cfg, &out, Device::Cpu).unwrap();
     assert!(summary.test.dice.mean.is_finite());
-    let norms: Vec<f64> = std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["hypergrad_norm"].as_f64())
-        .collect();
+    let norms: Vec<f64> = metrics_lines(&out).iter().filter_map(|l| l["hypergrad_norm"].as_f64()).collect();
     assert!(!norms.is_empty() && norms.iter().all(|&h| h.is_finite() && h > 0.0), "{norms:?}");
     assert!(out.join("samples.png").is_file());
 }

@@ -83,6 +83,12 @@ pub fn untrained_dice(cfg: &TrainConfig) -> f64 {
 }
 
 /// A small phantom dataset written by the project itself.
+/// A run folder's metrics.jsonl, one JSON value per validation.
+pub fn metrics_lines(run: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
 pub fn phantom_dataset(dir: &Path, n: usize) -> PathBuf {
     let data = dir.join("phantom");
     genseg::data::phantom::write_dataset(&data, n, 64, 5).unwrap();
