@@ -1,6 +1,7 @@
 //! Training-step benchmarks (run by bench/run.sh beside the PyTorch reference in bench/reference.py)
 //! and the analytic FLOP counts used to report achieved GFLOP/s.
 use crate::models::deeplab::DeepLabConfig;
+use crate::models::discriminator::DiscriminatorKind;
 use crate::models::resnet::Backbone;
 use crate::models::segnet::{NetConfig, SegNet};
 use crate::models::swin_unet::SwinUNetConfig;
@@ -264,9 +265,10 @@ fn data_efficient(base: GanConfig) -> GanConfig {
 
 /// Milliseconds per GAN step with today's defaults, with the data-efficient options
 /// (DiffAugment, joint augmentation, feature matching), with those plus a code of 8 and mode
-/// seeking, and with those plus `--inpaint`, interleaved so all see the same machine state; the
-/// first two rounds warm up.
-pub fn gan_recipe_overhead(ngf: i64, size: i64, batch: i64, steps: usize, device: Device) -> Result<[f64; 4]> {
+/// seeking, with those plus `--inpaint`, and with DiffAugment, joint augmentation and the
+/// segmenting discriminator, interleaved so all see the same machine state; the first two
+/// rounds warm up.
+pub fn gan_recipe_overhead(ngf: i64, size: i64, batch: i64, steps: usize, device: Device) -> Result<[f64; 5]> {
     use rand::SeedableRng;
     let base = GanConfig { ngf, ndf: ngf, ..Default::default() };
     let (mut default, x, m) = bench_gan(base.clone(), size, batch, device)?;
@@ -274,11 +276,14 @@ pub fn gan_recipe_overhead(ngf: i64, size: i64, batch: i64, steps: usize, device
     let (mut efficient, _, _) = bench_gan(recipe.clone(), size, batch, device)?;
     let (mut diverse, _, _) =
         bench_gan(GanConfig { code_length: 8, mode_seeking: 1.0, ..recipe.clone() }, size, batch, device)?;
-    let (mut inpainting, _, _) = bench_gan(GanConfig { inpaint: true, ..recipe }, size, batch, device)?;
+    let (mut inpainting, _, _) = bench_gan(GanConfig { inpaint: true, ..recipe.clone() }, size, batch, device)?;
+    let oasis = GanConfig { discriminator: DiscriminatorKind::Segmenting, feature_matching: 0.0, ..recipe };
+    let (mut segmenting, _, _) = bench_gan(oasis, size, batch, device)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let mut total = [0.0; 4];
+    let mut total = [0.0; 5];
+    let mut gans = [&mut default, &mut efficient, &mut diverse, &mut inpainting, &mut segmenting];
     for round in 0..steps + 2 {
-        for (t, gan) in total.iter_mut().zip([&mut default, &mut efficient, &mut diverse, &mut inpainting]) {
+        for (t, gan) in total.iter_mut().zip(gans.iter_mut()) {
             let ms = time_steps(0, 1, || gan_step_once(gan, &x, &m, &mut rng, device));
             if round >= 2 {
                 *t += ms;

@@ -8,6 +8,7 @@ use genseg::data::set::{default_mask_suffixes, LoadOptions, VolumeOptions};
 use genseg::data::split::{validation_count, DataConfig};
 use genseg::eval::metrics::{EmptyPolicy, MetricOptions};
 use genseg::export::Format;
+use genseg::models::discriminator::DiscriminatorKind;
 use genseg::models::resnet::Backbone;
 use genseg::models::segnet::ModelKind;
 use genseg::models::unet::Upsampling;
@@ -182,6 +183,11 @@ pub struct GanArgs {
     /// only a hole around it and around that image's own lesion (the rest stays real)
     #[arg(long)]
     inpaint: bool,
+    /// The network that judges the generator's images: patch (Pix2Pix's PatchGAN on mask and
+    /// image) or segmenting (OASIS: a U-Net that segments the image into the mask's classes or
+    /// "fake", per pixel; not with --feature-matching)
+    #[arg(long, value_enum, default_value_t = DiscriminatorKind::Patch)]
+    discriminator: DiscriminatorKind,
 }
 
 impl GanArgs {
@@ -209,6 +215,7 @@ impl GanArgs {
             code_length: self.code_length,
             mode_seeking: self.mode_seeking,
             inpaint: self.inpaint,
+            discriminator: self.discriminator,
             ..gan_defaults()
         };
         gan.check()?;

@@ -1,9 +1,76 @@
-//! 70x70 PatchGAN (Pix2Pix "basic", 3 strided layers) on concat(mask, image); with `dims` 3
-//! the same layers are 4x4x4 convs judging 3-D patches (the reference's PatchGAN3D).
+//! The GAN's discriminators: Pix2Pix's 70x70 PatchGAN (3 strided layers) on concat(mask, image),
+//! with `dims` 3 the same layers as 4x4x4 convs judging 3-D patches (the reference's
+//! PatchGAN3D); and OASIS's segmenting discriminator (Schonfeld et al., ICLR 2021), a U-Net that
+//! sees the image alone and labels each pixel with one of the mask's classes or "fake".
 use super::spatial::{batch_norm, Conv, ConvSpec};
+use super::unet::{UNet, UNetConfig, Upsampling};
 use super::{leaky_relu, GAN_INIT};
+use anyhow::{bail, Result};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
+
+/// Which network judges the GAN's images.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscriminatorKind {
+    /// Pix2Pix's PatchGAN on (mask, image): real or fake per patch.
+    #[default]
+    Patch,
+    /// OASIS: segments the image alone into background, the labels and "fake", per pixel. The
+    /// generator wins only when its image is segmented as its mask by a network that learned
+    /// lesions from the real images: the alignment a segmenter trained on the pairs needs.
+    Segmenting,
+}
+
+#[derive(Debug)]
+pub enum Discriminator {
+    Patch(PatchGan),
+    Segmenting(UNet),
+}
+
+impl Discriminator {
+    /// `labels` mask channels beside `channels` image channels, `ndf` channels in the first layer.
+    pub fn new(
+        p: &nn::Path,
+        kind: DiscriminatorKind,
+        shape: &[i64],
+        channels: i64,
+        labels: i64,
+        ndf: i64,
+    ) -> Result<Discriminator> {
+        Ok(match kind {
+            DiscriminatorKind::Patch => Discriminator::Patch(PatchGan::new(p, shape.len(), labels + channels, ndf)),
+            DiscriminatorKind::Segmenting => Discriminator::Segmenting(segmenting(p, shape, channels, labels, ndf)?),
+        })
+    }
+
+    /// Patch logits `[B, 1, ...]` for (mask, image), or the segmenting discriminator's class
+    /// logits `[B, 2 + labels, spatial...]` for the image (class 0 fake, 1 background, 2.. the labels).
+    pub fn logits(&self, mask: &Tensor, image: &Tensor, train: bool) -> Tensor {
+        match self {
+            Discriminator::Patch(d) => d.forward_t(mask, image, train),
+            Discriminator::Segmenting(d) => ModuleT::forward_t(d, image, train),
+        }
+    }
+}
+
+/// A U-Net of width `ndf` from `channels` image channels to fake + background + `labels`
+/// classes, four levels deep where the shape allows (fewer for sides not divisible by 8).
+fn segmenting(p: &nn::Path, shape: &[i64], channels: i64, labels: i64, ndf: i64) -> Result<UNet> {
+    let Some(depth) = (2..=4usize).rev().find(|d| shape.iter().all(|s| s % (1 << (d - 1)) == 0)) else {
+        bail!("--discriminator segmenting: the image shape {shape:?} has an odd side, which its U-Net cannot halve; use --discriminator patch or an even --size")
+    };
+    let config = UNetConfig {
+        in_channels: channels,
+        out_channels: 2 + labels,
+        width: ndf,
+        depth,
+        upsampling: Upsampling::Transposed,
+        dims: shape.len(),
+        deep_supervision: false,
+    };
+    Ok(UNet::new(p, &config))
+}
 
 #[derive(Debug)]
 pub struct PatchGan {
@@ -93,5 +160,27 @@ mod tests {
         assert_eq!(crate::models::count(&vs.trainable_variables()), expected);
         let y = ModuleT::forward_t(&d, &Tensor::rand([1, 3, 32, 48, 32], (Kind::Float, Device::Cpu)), false);
         assert_eq!(y.size(), vec![1, 1, 2, 4, 2]);
+    }
+
+    /// The segmenting discriminator labels every pixel (fake, background, each label) from the
+    /// image alone, in 2-D and 3-D; an odd side is refused naming the flag.
+    #[test]
+    fn segmenting_discriminator_labels_every_pixel_of_the_image() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let d = Discriminator::new(&vs.root(), DiscriminatorKind::Segmenting, &[32, 32], 3, 2, 4).unwrap();
+        let mask = Tensor::zeros([2, 2, 32, 32], (Kind::Float, Device::Cpu));
+        let image = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        assert_eq!(d.logits(&mask, &image, false).size(), vec![2, 4, 32, 32]);
+        let other_mask = Tensor::ones([2, 2, 32, 32], (Kind::Float, Device::Cpu));
+        let same = (d.logits(&mask, &image, false) - d.logits(&other_mask, &image, false)).abs().max();
+        assert_eq!(f64::try_from(same).unwrap(), 0.0, "the mask is the target, not an input");
+        let d3 = Discriminator::new(&(vs.root() / "v"), DiscriminatorKind::Segmenting, &[8, 12, 8], 1, 1, 2).unwrap();
+        let volume = Tensor::rand([1, 1, 8, 12, 8], (Kind::Float, Device::Cpu));
+        assert_eq!(d3.logits(&volume, &volume, false).size(), vec![1, 3, 8, 12, 8]);
+        let err = Discriminator::new(&(vs.root() / "odd"), DiscriminatorKind::Segmenting, &[31, 32], 3, 1, 4)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("--discriminator"), "{err}");
     }
 }
