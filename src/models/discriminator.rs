@@ -25,7 +25,7 @@ pub enum DiscriminatorKind {
 #[derive(Debug)]
 pub enum Discriminator {
     Patch(PatchGan),
-    Segmenting(UNet),
+    Segmenting(Box<UNet>),
 }
 
 impl Discriminator {
@@ -40,7 +40,9 @@ impl Discriminator {
     ) -> Result<Discriminator> {
         Ok(match kind {
             DiscriminatorKind::Patch => Discriminator::Patch(PatchGan::new(p, shape.len(), labels + channels, ndf)),
-            DiscriminatorKind::Segmenting => Discriminator::Segmenting(segmenting(p, shape, channels, labels, ndf)?),
+            DiscriminatorKind::Segmenting => {
+                Discriminator::Segmenting(Box::new(segmenting(p, shape, channels, labels, ndf)?))
+            }
         })
     }
 
@@ -49,7 +51,7 @@ impl Discriminator {
     pub fn logits(&self, mask: &Tensor, image: &Tensor, train: bool) -> Tensor {
         match self {
             Discriminator::Patch(d) => d.forward_t(mask, image, train),
-            Discriminator::Segmenting(d) => ModuleT::forward_t(d, image, train),
+            Discriminator::Segmenting(d) => ModuleT::forward_t(d.as_ref(), image, train),
         }
     }
 }
@@ -178,8 +180,7 @@ mod tests {
         let volume = Tensor::rand([1, 1, 8, 12, 8], (Kind::Float, Device::Cpu));
         assert_eq!(d3.logits(&volume, &volume, false).size(), vec![1, 3, 8, 12, 8]);
         let err = Discriminator::new(&(vs.root() / "odd"), DiscriminatorKind::Segmenting, &[31, 32], 3, 1, 4)
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string();
         assert!(err.contains("--discriminator"), "{err}");
     }
