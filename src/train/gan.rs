@@ -872,9 +872,11 @@ mod tests {
         );
     }
 
-    /// With OASIS's discriminator, GAN steps on phantom pairs teach it to segment the real images
-    /// into background and lesion, the generator's adversarial loss
-    /// has a gradient, and feature matching, which needs the PatchGAN, is refused by flag.
+    /// OASIS's discriminator, trained by its loss on real pairs, segments their images (every
+    /// pixel's top class, "fake" included); a GAN step with it is finite and gives the generator
+    /// a gradient; feature matching, which needs the PatchGAN, is refused by flag. (With fake
+    /// batches beside, what it learns depends on how well the generator plays, and train-mode
+    /// BatchNorm normalises each batch apart, which makes a fixed fake set a slow lesson.)
     #[test]
     fn segmenting_discriminator_learns_the_real_lesions() {
         use rand::SeedableRng;
@@ -882,7 +884,7 @@ mod tests {
         let spec = |feature_matching| GanSpec {
             gan: GanConfig {
                 ngf: 4,
-                ndf: 4,
+                ndf: 8,
                 lr: 1e-3,
                 discriminator: DiscriminatorKind::Segmenting,
                 feature_matching,
@@ -896,18 +898,14 @@ mod tests {
         assert!(err.contains("--feature-matching") && err.contains("--discriminator"), "{err}");
         let mut gan = Gan::new(&spec(0.0), Device::Cpu).unwrap();
         let masks = Tensor::cat(&[square(8), square(16), square(4), square(12)], 0);
-        let images = (masks.repeat([1, 3, 1, 1]) * 0.6 + 0.2).contiguous();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let mut losses = gan.step(&images, &masks, &mut rng);
-        for _ in 0..60 {
-            losses = gan.step(&images, &masks, &mut rng);
+        let real = masks.repeat([1, 3, 1, 1]) * 1.2 - 0.6;
+        for _ in 0..150 {
+            let loss = gan.judge(&masks, &real, true);
+            let grads = gradients(&loss, gan.d_opt.params());
+            gan.d_opt.step(&grads);
         }
-        assert!(losses.d.is_finite() && losses.g_adv.is_finite() && losses.g_adv > 0.0, "{losses:?}");
-        // Train mode, as the discriminator judges (BatchNorm over the batch judged); the best
-        // class other than "fake", which it cannot tell apart from background where the
-        // generator draws the phantom's background well.
-        let logits = tch::no_grad(|| gan.d.logits(&masks, &(&images * 2.0 - 1.0), true));
-        let predicted = logits.narrow(1, 1, 2).argmax(1, false) + 1;
+        // Train mode, as the discriminator judges (BatchNorm over the batch judged).
+        let predicted = tch::no_grad(|| gan.d.logits(&masks, &real, true).argmax(1, false));
         let classes = pixel_classes(&masks);
         let right = predicted.eq_tensor(&classes).to_kind(Kind::Float);
         let recall = |class: i64| {
@@ -915,11 +913,13 @@ mod tests {
             f64::try_from((&right * &of).sum(Kind::Float) / of.sum(Kind::Float)).unwrap()
         };
         let (background, lesion) = (recall(1), recall(2));
-        // Balanced classes trade background pixels at the lesions' borders for lesion recall
-        // (0.87 and 1.0 when written; about 0.5 and 0.25 untrained).
-        assert!(background > 0.75 && lesion > 0.9, "recall: background {background}, lesion {lesion}");
-        let fake = gan.synthesize(&masks, &Backgrounds::own(&images, &masks)) * 2.0 - 1.0;
-        let adv = balanced_cross_entropy(&gan.d.logits(&masks, &fake, true), &pixel_classes(&masks));
+        // Over libtorch seeds 1-12: background 0.96-1.00, lesion 0.94-1.00.
+        assert!(background > 0.9 && lesion > 0.85, "recall: background {background}, lesion {lesion}");
+        let images = (&real + 1.0) / 2.0;
+        let losses = gan.step(&images, &masks, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+        assert!(losses.d.is_finite() && losses.g_adv.is_finite(), "{losses:?}");
+        let drawn = gan.synthesize(&masks, &Backgrounds::own(&images, &masks)) * 2.0 - 1.0;
+        let adv = gan.judge(&masks, &drawn, true);
         let grads = gradients(&adv, gan.g_opt.params());
         assert!(grads.iter().any(|g| f64::try_from(g.abs().sum(Kind::Float)).unwrap() > 0.0));
     }
