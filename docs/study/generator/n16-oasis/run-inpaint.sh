@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Issue 12: OASIS's segmenting discriminator against the PatchGAN generators (commit 7ce7b6c).
+# Arms fixed before any result: old600 (defaults), new600 (data-efficient, the verdict's generator),
+# oasis (DiffAugment + joint augmentation + --discriminator segmenting; feature matching needs the PatchGAN).
+# oasisinpaint (the segmenting discriminator judging lesion inpainting, section 15), fixed after the other arms' results.
+# Usage: run.sh ARM SEED... ; each cell skipped when its report exists (resumable).
+G=/work/studies/genseg-oasis; D=/work/shared/data
+COMMON="--n 16 --size 64 --width 16 --depth 4 --batch-size 4 --ngf 16 --ndf 16 --pretrain-iters 600 --iters 1000 \
+  --val-every 50 --patience 4 --min-iters 300"
+arm=$1; shift
+case $arm in
+  old600) FLAGS="";;
+  new600) FLAGS="--diff-augment --joint-augment --feature-matching 10";;
+  oasis) FLAGS="--diff-augment --joint-augment --discriminator segmenting";;
+  oasisl1) FLAGS="--diff-augment --joint-augment --discriminator segmenting --lambda-l1 10";;
+  oasisinpaint) FLAGS="--diff-augment --joint-augment --discriminator segmenting --inpaint";;
+esac
+for seed in "$@"; do for data in fuseg kvasir_seg; do
+  out=GEN/n16/$data/$arm-s$seed
+  [ -f $out/synth_eval.json ] && continue
+  start=$(date +%s)
+  $G --threads 1 synth-eval $D/$data $COMMON --seed $seed $FLAGS --out $out > $out.log 2>&1 || echo "FAILED $out"
+  echo "$out $(( $(date +%s) - start )) s"
+done; done
