@@ -1,6 +1,6 @@
 //! Networks: the segmenters (U-Net, DeepLabV3+ over a ResNet encoder, Swin-UNet; one interface
 //! in [`segnet`]), the Pix2Pix generator with searchable mixed ops, and the
-//! PatchGAN discriminator. Each model is a plain struct over a `tch::nn::Path`, built for 2-D or
+//! discriminators (PatchGAN, OASIS's segmenting U-Net). Each model is a plain struct over a `tch::nn::Path`, built for 2-D or
 //! 3-D from the layers in [`spatial`].
 pub mod deeplab;
 pub mod discriminator;
