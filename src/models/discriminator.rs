@@ -5,7 +5,7 @@
 use super::spatial::{batch_norm, Conv, ConvSpec};
 use super::unet::{UNet, UNetConfig, Upsampling};
 use super::{leaky_relu, GAN_INIT};
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
@@ -56,21 +56,19 @@ impl Discriminator {
     }
 }
 
-/// A U-Net of width `ndf` from `channels` image channels to fake + background + `labels`
-/// classes, four levels deep where the shape allows (fewer for sides not divisible by 8).
+/// A U-Net of width `ndf` and four levels from `channels` image channels to fake + background +
+/// `labels` classes (the generator already needs every side divisible by 8).
 fn segmenting(p: &nn::Path, shape: &[i64], channels: i64, labels: i64, ndf: i64) -> Result<UNet> {
-    let Some(depth) = (2..=4usize).rev().find(|d| shape.iter().all(|s| s % (1 << (d - 1)) == 0)) else {
-        bail!("--discriminator segmenting: the image shape {shape:?} has an odd side, which its U-Net cannot halve; use --discriminator patch or an even --size")
-    };
     let config = UNetConfig {
         in_channels: channels,
         out_channels: 2 + labels,
         width: ndf,
-        depth,
+        depth: 4,
         upsampling: Upsampling::Transposed,
         dims: shape.len(),
         deep_supervision: false,
     };
+    config.validate(shape).context("--discriminator segmenting")?;
     Ok(UNet::new(p, &config))
 }
 
@@ -165,7 +163,7 @@ mod tests {
     }
 
     /// The segmenting discriminator labels every pixel (fake, background, each label) from the
-    /// image alone, in 2-D and 3-D; an odd side is refused naming the flag.
+    /// image alone, in 2-D and 3-D; a side it cannot halve three times is refused naming the flag.
     #[test]
     fn segmenting_discriminator_labels_every_pixel_of_the_image() {
         let vs = nn::VarStore::new(Device::Cpu);
@@ -176,10 +174,10 @@ mod tests {
         let other_mask = Tensor::ones([2, 2, 32, 32], (Kind::Float, Device::Cpu));
         let same = (d.logits(&mask, &image, false) - d.logits(&other_mask, &image, false)).abs().max();
         assert_eq!(f64::try_from(same).unwrap(), 0.0, "the mask is the target, not an input");
-        let d3 = Discriminator::new(&(vs.root() / "v"), DiscriminatorKind::Segmenting, &[8, 12, 8], 1, 1, 2).unwrap();
-        let volume = Tensor::rand([1, 1, 8, 12, 8], (Kind::Float, Device::Cpu));
-        assert_eq!(d3.logits(&volume, &volume, false).size(), vec![1, 3, 8, 12, 8]);
-        let err = Discriminator::new(&(vs.root() / "odd"), DiscriminatorKind::Segmenting, &[31, 32], 3, 1, 4)
+        let d3 = Discriminator::new(&(vs.root() / "v"), DiscriminatorKind::Segmenting, &[8, 16, 8], 1, 1, 2).unwrap();
+        let volume = Tensor::rand([1, 1, 8, 16, 8], (Kind::Float, Device::Cpu));
+        assert_eq!(d3.logits(&volume, &volume, false).size(), vec![1, 3, 8, 16, 8]);
+        let err = Discriminator::new(&(vs.root() / "odd"), DiscriminatorKind::Segmenting, &[36, 32], 3, 1, 4)
             .expect_err("refused")
             .to_string();
         assert!(err.contains("--discriminator"), "{err}");

@@ -670,6 +670,11 @@ pub fn sample_grid(gan: &Gan, data: &SegDataset, device: Device) -> image::RgbIm
 mod tests {
     use super::*;
 
+    /// A GAN for 32 px RGB images with one label.
+    fn rgb32(gan: GanConfig) -> GanSpec {
+        GanSpec { gan, shape: vec![32, 32], channels: 3, mask_channels: 1 }
+    }
+
     /// Feature matching is 0 for a fake equal to the real pair, positive otherwise, and its
     /// gradient reaches the fake image.
     #[test]
@@ -693,12 +698,7 @@ mod tests {
     /// generates from the same weights.
     #[test]
     fn automatic_mixed_op_form_matches_the_fused_one() {
-        let spec = |fused| GanSpec {
-            gan: GanConfig { ngf: 4, ndf: 4, fused, ..Default::default() },
-            shape: vec![32, 32],
-            channels: 3,
-            mask_channels: 1,
-        };
+        let spec = |fused| rgb32(GanConfig { ngf: 4, ndf: 4, fused, ..Default::default() });
         let auto = Gan::new(&spec(None), Device::Cpu).unwrap();
         assert!(!auto.g.config.fused, "the CPU takes three convs");
         let mut fused = Gan::new(&spec(Some(true)), Device::Cpu).unwrap();
@@ -746,12 +746,8 @@ mod tests {
     #[test]
     fn mode_seeking_steps_and_needs_a_code() {
         use rand::SeedableRng;
-        let spec = |code_length| GanSpec {
-            gan: GanConfig { ngf: 4, ndf: 4, code_length, mode_seeking: 1.0, ..Default::default() },
-            shape: vec![32, 32],
-            channels: 3,
-            mask_channels: 1,
-        };
+        let spec =
+            |code_length| rgb32(GanConfig { ngf: 4, ndf: 4, code_length, mode_seeking: 1.0, ..Default::default() });
         let err = Gan::new(&spec(0), Device::Cpu).err().expect("refused").to_string();
         assert!(err.contains("--mode-seeking") && err.contains("--code-length"), "{err}");
         let mut gan = Gan::new(&spec(8), Device::Cpu).unwrap();
@@ -762,12 +758,7 @@ mod tests {
     }
 
     fn inpainting_spec() -> GanSpec {
-        GanSpec {
-            gan: GanConfig { ngf: 4, ndf: 4, inpaint: true, ..Default::default() },
-            shape: vec![32, 32],
-            channels: 3,
-            mask_channels: 1,
-        }
+        rgb32(GanConfig { ngf: 4, ndf: 4, inpaint: true, ..Default::default() })
     }
 
     fn square(at: i64) -> Tensor {
@@ -881,18 +872,15 @@ mod tests {
     fn segmenting_discriminator_learns_the_real_lesions() {
         use rand::SeedableRng;
         tch::manual_seed(5);
-        let spec = |feature_matching| GanSpec {
-            gan: GanConfig {
+        let spec = |feature_matching| {
+            rgb32(GanConfig {
                 ngf: 4,
                 ndf: 8,
                 lr: 1e-3,
                 discriminator: DiscriminatorKind::Segmenting,
                 feature_matching,
                 ..Default::default()
-            },
-            shape: vec![32, 32],
-            channels: 3,
-            mask_channels: 1,
+            })
         };
         let err = Gan::new(&spec(10.0), Device::Cpu).err().expect("refused").to_string();
         assert!(err.contains("--feature-matching") && err.contains("--discriminator"), "{err}");
