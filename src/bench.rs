@@ -265,10 +265,10 @@ fn data_efficient(base: GanConfig) -> GanConfig {
 
 /// Milliseconds per GAN step with today's defaults, with the data-efficient options
 /// (DiffAugment, joint augmentation, feature matching), with those plus a code of 8 and mode
-/// seeking, with those plus `--inpaint`, and with DiffAugment, joint augmentation and the
+/// seeking, with those plus `--inpaint`, plus `--inpaint --paste`, and with DiffAugment, joint augmentation and the
 /// segmenting discriminator, interleaved so all see the same machine state; the first two
 /// rounds warm up.
-pub fn gan_recipe_overhead(ngf: i64, size: i64, batch: i64, steps: usize, device: Device) -> Result<[f64; 5]> {
+pub fn gan_recipe_overhead(ngf: i64, size: i64, batch: i64, steps: usize, device: Device) -> Result<[f64; 6]> {
     use rand::SeedableRng;
     let base = GanConfig { ngf, ndf: ngf, ..Default::default() };
     let (mut default, x, m) = bench_gan(base.clone(), size, batch, device)?;
@@ -277,11 +277,13 @@ pub fn gan_recipe_overhead(ngf: i64, size: i64, batch: i64, steps: usize, device
     let (mut diverse, _, _) =
         bench_gan(GanConfig { code_length: 8, mode_seeking: 1.0, ..recipe.clone() }, size, batch, device)?;
     let (mut inpainting, _, _) = bench_gan(GanConfig { inpaint: true, ..recipe.clone() }, size, batch, device)?;
+    let (mut pasting, _, _) =
+        bench_gan(GanConfig { inpaint: true, paste: true, ..recipe.clone() }, size, batch, device)?;
     let oasis = GanConfig { discriminator: DiscriminatorKind::Segmenting, feature_matching: 0.0, ..recipe };
     let (mut segmenting, _, _) = bench_gan(oasis, size, batch, device)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let mut total = [0.0; 5];
-    let mut gans = [&mut default, &mut efficient, &mut diverse, &mut inpainting, &mut segmenting];
+    let mut total = [0.0; 6];
+    let mut gans = [&mut default, &mut efficient, &mut diverse, &mut inpainting, &mut pasting, &mut segmenting];
     for round in 0..steps + 2 {
         for (t, gan) in total.iter_mut().zip(gans.iter_mut()) {
             let ms = time_steps(0, 1, || gan_step_once(gan, &x, &m, &mut rng, device));
@@ -348,7 +350,7 @@ pub fn genseg_phases(
         images: images.shallow_clone(),
         masks: masks.shallow_clone(),
         synthetic_masks: masks.flip([3]),
-        backgrounds: crate::train::gan::Backgrounds::next_in_batch(&images, &masks, batch),
+        backgrounds: crate::train::gan::Backgrounds::next_in_batch(&images, &masks, &images.flip([3])),
         seed: 0,
         synthetic_weights: None,
     };
@@ -361,7 +363,8 @@ pub fn genseg_phases(
     // iteration) against seven in one batch (the window Ahead makes at K = 8).
     let plain_synthesis = |n: i64| {
         let m = masks.narrow(0, 0, 1).repeat([n, 1, 1, 1]);
-        let backgrounds = crate::train::gan::Backgrounds::next_in_batch(&images, &masks, n);
+        let lesions = images.narrow(0, 0, 1).repeat([n, 1, 1, 1]);
+        let backgrounds = crate::train::gan::Backgrounds::next_in_batch(&images, &masks, &lesions);
         time_steps(2, steps, || {
             let _ = tch::no_grad(|| gan.synthesize(&m, &backgrounds));
         })
@@ -523,7 +526,7 @@ pub fn hypergrad_accuracy(
         let images = data.images.index_select(0, &ti).to_device(device);
         let train = TrainBatch {
             synthetic_masks: crate::data::augment::augment_masks(&masks, &Default::default(), &mut rng),
-            backgrounds: crate::train::gan::Backgrounds::next_in_batch(&images, &masks, batch),
+            backgrounds: crate::train::gan::Backgrounds::next_in_batch(&images, &masks, &images),
             images,
             masks,
             seed: b,

@@ -183,6 +183,11 @@ pub struct GanArgs {
     /// only a hole around it and around that image's own lesion (the rest stays real)
     #[arg(long)]
     inpaint: bool,
+    /// With --inpaint: paste each lesion's real pixels (from its own image, moved with the
+    /// augmented mask) into the hole; the generator corrects their colours to the new image and
+    /// fills the rest of the hole
+    #[arg(long)]
+    paste: bool,
     /// The network that judges the generator's images: patch (Pix2Pix's PatchGAN on mask and
     /// image) or segmenting (OASIS: a U-Net that segments the image into the mask's classes or
     /// "fake", per pixel; not with --feature-matching)
@@ -215,6 +220,7 @@ impl GanArgs {
             code_length: self.code_length,
             mode_seeking: self.mode_seeking,
             inpaint: self.inpaint,
+            paste: self.paste,
             discriminator: self.discriminator,
             ..gan_defaults()
         };
@@ -780,7 +786,8 @@ pub enum BenchWhat {
     Augment,
     Gan,
     /// A GAN step with today's defaults, with --diff-augment --joint-augment --feature-matching 10,
-    /// with those plus --code-length 8 --mode-seeking 1, and with those plus --inpaint
+    /// with those plus --code-length 8 --mode-seeking 1, with those plus --inpaint, --inpaint
+    /// --paste, and with --discriminator segmenting
     GanRecipe,
     /// Images per second of prediction (eval mode, no gradients) at --size, batch --batch
     Predict,

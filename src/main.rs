@@ -272,12 +272,12 @@ fn bench(a: &BenchArgs, device: Device) -> Result<()> {
             return Ok(());
         }
         BenchWhat::GanRecipe => {
-            let [old, new, diverse, inpainting, segmenting] =
+            let [old, new, diverse, inpainting, pasting, segmenting] =
                 genseg::bench::gan_recipe_overhead(a.width, a.size, a.batch, a.steps, device)?;
             let extra = |ms: f64| 100.0 * (ms / old - 1.0);
             out!(
-                "gan ngf{} {}px b{}: default step {old:.1} ms, data-efficient step {new:.1} ms ({:+.0} %), with --code-length 8 --mode-seeking 1 {diverse:.1} ms ({:+.0} %), data-efficient with --inpaint {inpainting:.1} ms ({:+.0} %), --diff-augment --joint-augment --discriminator segmenting {segmenting:.1} ms ({:+.0} %)",
-                a.width, a.size, a.batch, extra(new), extra(diverse), extra(inpainting), extra(segmenting)
+                "gan ngf{} {}px b{}: default step {old:.1} ms, data-efficient step {new:.1} ms ({:+.0} %), with --code-length 8 --mode-seeking 1 {diverse:.1} ms ({:+.0} %), data-efficient with --inpaint {inpainting:.1} ms ({:+.0} %), with --inpaint --paste {pasting:.1} ms ({:+.0} %), --diff-augment --joint-augment --discriminator segmenting {segmenting:.1} ms ({:+.0} %)",
+                a.width, a.size, a.batch, extra(new), extra(diverse), extra(inpainting), extra(pasting), extra(segmenting)
             );
             return Ok(());
         }

@@ -15,7 +15,7 @@
 //! - diversity: the mean per-pixel standard deviation over `samples` draws for the same masks;
 //! - fidelity: the held-out L1 of generated against real images;
 //! - synth_eval.png: per mask, mask | nearest training image | `samples` synthetic images.
-use crate::data::augment::{augment_masks, AugmentConfig};
+use crate::data::augment::{augment_masks_with_images, AugmentConfig};
 use crate::data::photometric;
 use crate::data::split::{load_splits, Split, Splits};
 use crate::data::SegDataset;
@@ -160,7 +160,8 @@ fn synthesize(gan: &Gan, masks: &Tensor, backgrounds: &Backgrounds, seed: i64, d
 }
 
 /// `count` synthetic pairs from augmented training masks (GenSeg's geometric set), each with the
-/// background an inpainting generator draws it into: another training case, drawn at random.
+/// background an inpainting generator draws it into (another training case, drawn at random)
+/// and its own image moved with it (where a pasting generator takes the lesion from).
 fn synthesize_set(
     gan: &Gan,
     train: &SegDataset,
@@ -171,15 +172,19 @@ fn synthesize_set(
     use rand::Rng;
     let n = train.len() as i64;
     let idx: Vec<i64> = (0..count).map(|_| rng.gen_range(0..n)).collect();
-    let masks = train.masks.index_select(0, &Tensor::from_slice(&idx));
-    let masks = augment_masks(&masks, &AugmentConfig::default(), rng);
+    let cases = Tensor::from_slice(&idx);
+    let (masks, lesions) = augment_masks_with_images(
+        &train.masks.index_select(0, &cases),
+        &train.images.index_select(0, &cases),
+        &AugmentConfig::default(),
+        rng,
+    );
     let seed = rng.gen::<i64>();
     // Backgrounds come from their own stream, so a mask-only generator's pairs do not depend on them.
     let mut own_stream = ChaCha8Rng::seed_from_u64(seed as u64);
     let other: Vec<i64> = idx.iter().map(|&i| if n > 1 { (i + own_stream.gen_range(1..n)) % n } else { i }).collect();
-    let other = Tensor::from_slice(&other);
     let backgrounds =
-        Backgrounds { images: train.images.index_select(0, &other), erase: train.masks.index_select(0, &other) };
+        Backgrounds { lesions, ..Backgrounds::own(&train.images, &train.masks).select(&Tensor::from_slice(&other)) };
     let images = synthesize(gan, &masks, &backgrounds, seed, device);
     let ids = (0..count).map(|i| format!("synthetic-{i:04}")).collect();
     (SegDataset::new(ids, images, masks, train.labels.clone()), backgrounds)

@@ -41,40 +41,38 @@ fn synthetic_pairs_alone_teach_a_segmenter_on_phantoms() {
 
 /// An inpainting generator, pretrained from the command line, writes pairs with `synth` from a
 /// masks folder and from its training masks (its backgrounds are its training images, found
-/// through train_data.json).
+/// through train_data.json). A pasting one takes its lesions from the training images too: a
+/// masks folder, which has none, is refused naming `--from-train`.
 #[test]
 fn inpainting_generator_draws_lesions_into_training_images() {
     let d = tempfile::tempdir().unwrap();
     let data = phantom_dataset(d.path(), 12);
-    let gen = d.path().join("gen");
-    let o = genseg(&[
-        "pretrain-generator",
-        arg(&data),
-        "--n",
-        "8",
-        "--size",
-        "32",
-        "--ngf",
-        "8",
-        "--ndf",
-        "8",
-        "--iters",
-        "40",
-        "--inpaint",
-        "--out",
-        arg(&gen),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    for source in [vec!["--masks", arg(&data.join("masks"))], vec!["--from-train"]] {
-        let out = d.path().join(format!("synth{}", source.len()));
-        let mut args = vec!["synth", "--run", arg(&gen), "--n", "5", "--out", arg(&out)];
-        args.extend(source);
+    let pretrain = |gen: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["pretrain-generator", arg(&data), "--n", "8", "--size", "32", "--ngf", "8", "--ndf", "8"];
+        args.extend(["--iters", "40", "--inpaint", "--out", arg(gen)]);
+        args.extend(extra);
         let o = genseg(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let synth = |gen: &std::path::Path, source: &[&str], out: &std::path::Path| {
+        let mut args = vec!["synth", "--run", arg(gen), "--n", "5", "--out", arg(out)];
+        args.extend(source);
+        genseg(&args)
+    };
+    let (gen, pasting) = (d.path().join("gen"), d.path().join("paste"));
+    pretrain(&gen, &[]);
+    pretrain(&pasting, &["--paste"]);
+    let masks = ["--masks", arg(&data.join("masks"))];
+    for (g, source) in [(&gen, &masks[..]), (&gen, &["--from-train"]), (&pasting, &["--from-train"])] {
+        let out = d.path().join(format!("synth-{}-{}", g.display().to_string().len(), source.len()));
+        let o = synth(g, source, &out);
         assert!(o.status.success(), "{}", stderr(&o));
         for part in ["images", "masks"] {
             assert_eq!(std::fs::read_dir(out.join(part)).unwrap().count(), 5, "{part}");
         }
     }
+    let o = synth(&pasting, &masks, &d.path().join("refused"));
+    assert!(!o.status.success() && stderr(&o).contains("--from-train"), "{}", stderr(&o));
     // A generator folder without its training record cannot find backgrounds: a clear refusal.
     std::fs::remove_file(gen.join("train_data.json")).unwrap();
     let o =
@@ -82,19 +80,22 @@ fn inpainting_generator_draws_lesions_into_training_images() {
     assert!(!o.status.success() && stderr(&o).contains("train_data.json"), "{}", stderr(&o));
 }
 
-/// The genseg loop with an inpainting generator: each synthetic mask is drawn into the next real
-/// case of the batch, and the architecture hypergradient reaches alpha through the hole.
+/// The genseg loop with an inpainting generator, and with a pasting one: each synthetic mask is
+/// drawn into the next real case of the batch, and the architecture hypergradient reaches alpha
+/// through the hole.
 #[test]
 fn genseg_trains_with_an_inpainting_generator() {
     let _rng = libtorch_rng();
     let d = tempfile::tempdir().unwrap();
     let data = phantom_dataset(d.path(), 16);
-    let mut cfg = small_config(&data, Method::Genseg, 8, 4);
-    (cfg.val_every, cfg.pretrain_iters, cfg.gan.inpaint) = (2, 4, true);
-    let out = d.path().join("run");
-    let summary = genseg::train::segment::run(&cfg, &out, Device::Cpu).unwrap();
-    assert!(summary.test.dice.mean.is_finite());
-    let norms: Vec<f64> = metrics_lines(&out).iter().filter_map(|l| l["hypergrad_norm"].as_f64()).collect();
-    assert!(!norms.is_empty() && norms.iter().all(|&h| h.is_finite() && h > 0.0), "{norms:?}");
-    assert!(out.join("samples.png").is_file());
+    for paste in [false, true] {
+        let mut cfg = small_config(&data, Method::Genseg, 8, 4);
+        (cfg.val_every, cfg.pretrain_iters, cfg.gan.inpaint, cfg.gan.paste) = (2, 4, true, paste);
+        let out = d.path().join(format!("run-{paste}"));
+        let summary = genseg::train::segment::run(&cfg, &out, Device::Cpu).unwrap();
+        assert!(summary.test.dice.mean.is_finite());
+        let norms: Vec<f64> = metrics_lines(&out).iter().filter_map(|l| l["hypergrad_norm"].as_f64()).collect();
+        assert!(!norms.is_empty() && norms.iter().all(|&h| h.is_finite() && h > 0.0), "paste {paste}: {norms:?}");
+        assert!(out.join("samples.png").is_file());
+    }
 }

@@ -243,6 +243,18 @@ pub fn augment_masks<R: Rng>(masks: &Tensor, cfg: &AugmentConfig, rng: &mut R) -
     warp(masks, &draws).gt(0.5).to_kind(masks.kind())
 }
 
+/// [`augment_masks`] (the same draws from `rng`), with the images the masks belong to moved
+/// alike (no jitter): where a pasting generator takes each synthetic lesion's real pixels from.
+pub fn augment_masks_with_images<R: Rng>(
+    masks: &Tensor,
+    images: &Tensor,
+    cfg: &AugmentConfig,
+    rng: &mut R,
+) -> (Tensor, Tensor) {
+    let draws = draws(masks, cfg, rng);
+    (warp(masks, &draws).gt(0.5).to_kind(masks.kind()), warp(images, &draws))
+}
+
 /// Classic augmentation: one geometric draw per pair applied to image and mask alike, plus
 /// brightness and contrast jitter (up to +-`jitter`) on the image.
 pub fn augment_pairs<R: Rng>(
@@ -293,6 +305,20 @@ mod tests {
         let out = augment_masks(&m, &AugmentConfig::identity(), &mut ChaCha8Rng::seed_from_u64(1));
         assert_eq!(out.size(), m.size());
         assert_eq!(f64::try_from((out - &m).abs().max()).unwrap(), 0.0);
+    }
+
+    /// The same masks as [`augment_masks`] from the same seed (a mask-only generator's pairs do
+    /// not change), and each image moved with its mask: an image equal to its mask stays equal.
+    #[test]
+    fn images_move_with_their_masks() {
+        let m = disc(48).repeat([4, 1, 1, 1]);
+        let alone = augment_masks(&m, &AugmentConfig::default(), &mut ChaCha8Rng::seed_from_u64(3));
+        let images = m.repeat([1, 3, 1, 1]);
+        let (masks, moved) =
+            augment_masks_with_images(&m, &images, &AugmentConfig::default(), &mut ChaCha8Rng::seed_from_u64(3));
+        assert!(masks.equal(&alone));
+        let disagree = moved.gt(0.5).to_kind(Kind::Float).ne_tensor(&masks.repeat([1, 3, 1, 1])).sum(Kind::Float);
+        assert_eq!(f64::try_from(disagree).unwrap(), 0.0);
     }
 
     #[test]

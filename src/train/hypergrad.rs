@@ -270,7 +270,7 @@ mod tests {
     /// A tiny segmenter and generator in double precision, so finite differences are exact
     /// enough: 16x16 images, or 8x8x8 volumes (whose generator mixes encoder and decoder).
     fn fixture(shape: &[i64]) -> Fixture {
-        fixture_with(shape, &tiny_unet(shape), false)
+        fixture_with(shape, &tiny_unet(shape), GanConfig::default())
     }
 
     fn tiny_unet(shape: &[i64]) -> NetConfig {
@@ -285,18 +285,14 @@ mod tests {
         })
     }
 
-    /// [`fixture`] with another segmenter, or with an inpainting generator.
-    fn fixture_with(shape: &[i64], net: &NetConfig, inpaint: bool) -> Fixture {
+    /// [`fixture`] with another segmenter, or another generator (its width stays 3).
+    fn fixture_with(shape: &[i64], net: &NetConfig, gan: GanConfig) -> Fixture {
         tch::manual_seed(7);
         let mut seg_vs = VarStore::new(Device::Cpu);
         let seg = SegNet::new(&seg_vs.root(), net);
         seg_vs.double();
-        let spec = GanSpec {
-            gan: GanConfig { ngf: 3, ndf: 3, inpaint, ..Default::default() },
-            shape: shape.to_vec(),
-            channels: 1,
-            mask_channels: 1,
-        };
+        let spec =
+            GanSpec { gan: GanConfig { ngf: 3, ndf: 3, ..gan }, shape: shape.to_vec(), channels: 1, mask_channels: 1 };
         let mut gan = Gan::new(&spec, Device::Cpu).unwrap();
         gan.g_vs.double();
         gan.arch_vs.double();
@@ -315,7 +311,7 @@ mod tests {
             seg,
             gan,
             batch: TrainBatch {
-                backgrounds: Backgrounds::next_in_batch(&images, &masks, 2),
+                backgrounds: Backgrounds::next_in_batch(&images, &masks, &images.flip([2])),
                 images,
                 masks,
                 synthetic_masks,
@@ -373,12 +369,16 @@ mod tests {
         }
     }
 
-    /// alpha reaches the segmenter through an inpainting generator's hole alone; the chain rule
-    /// holds there too, in 2-D and 3-D.
+    /// alpha reaches the segmenter through an inpainting generator's hole alone, and through a
+    /// pasting one's corrections of the lesions it is given; the chain rule holds there too, in
+    /// 2-D and 3-D.
     #[test]
     fn inpainting_hypergradient_matches_brute_force() {
-        for shape in [vec![16, 16], vec![8, 8, 8]] {
-            check_against_brute_force(&fixture_with(&shape, &tiny_unet(&shape), true));
+        for paste in [false, true] {
+            for shape in [vec![16, 16], vec![8, 8, 8]] {
+                let gan = GanConfig { inpaint: true, paste, ..Default::default() };
+                check_against_brute_force(&fixture_with(&shape, &tiny_unet(&shape), gan));
+            }
         }
     }
 
@@ -391,7 +391,7 @@ mod tests {
         let deeplab = DeepLabConfig { backbone: Backbone::Resnet18, in_channels: 1, out_channels: 1 };
         let swin = SwinUNetConfig { in_channels: 1, out_channels: 1, shape: [32, 32], window: 2 };
         for net in [NetConfig::Deeplabv3plus(deeplab), NetConfig::SwinUnet(swin)] {
-            let f = fixture_with(&[32, 32], &net, false);
+            let f = fixture_with(&[32, 32], &net, GanConfig::default());
             let (xi, lo) = (0.5, lower(&f));
             let params = f.seg_vs.trainable_variables();
             let synthetic = lo.synthesize(&f.batch);
@@ -508,7 +508,7 @@ mod tests {
                 images: f.batch.images.shallow_clone(),
                 masks: f.batch.masks.shallow_clone(),
                 synthetic_masks: f.batch.synthetic_masks.shallow_clone(),
-                backgrounds: Backgrounds::next_in_batch(&f.batch.images, &f.batch.masks, 2),
+                backgrounds: Backgrounds::next_in_batch(&f.batch.images, &f.batch.masks, &f.batch.backgrounds.lesions),
                 seed: f.batch.seed,
                 synthetic_weights: Some(Tensor::from_slice(&eps)),
             };

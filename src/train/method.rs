@@ -6,7 +6,7 @@ use super::gan::{pretrain, Backgrounds, Gan, GanLosses, GanSpec};
 use super::hypergrad::{Lower, TrainBatch};
 use super::loss::seg_loss;
 use super::optim::{gradients, OptimConfig, Optimizer};
-use crate::data::augment::{augment_masks, augment_pairs};
+use crate::data::augment::{augment_masks_with_images, augment_pairs};
 use crate::data::nnaug::{self, AugmentPreset, NnUnetAugment};
 use crate::data::photometric;
 use crate::data::split::Splits;
@@ -82,8 +82,8 @@ impl Ahead {
                 let rng = ChaCha8Rng::seed_from_u64(seed as u64);
                 let mut draws = Batches { rng, size: n, device: gan.g_vs.device() };
                 let (_, x, m) = draws.draw(train);
-                let masks = augment_masks(&m, &cfg.augment, &mut draws.rng);
-                let backgrounds = Backgrounds::next_in_batch(&x, &m, n);
+                let (masks, lesions) = augment_masks_with_images(&m, &x, &cfg.augment, &mut draws.rng);
+                let backgrounds = Backgrounds::next_in_batch(&x, &m, &lesions);
                 tch::manual_seed(seed);
                 let device = x.device();
                 let images = tch::no_grad(|| cfg.precision.autocast(device, || gan.synthesize(&masks, &backgrounds)));
@@ -312,8 +312,14 @@ impl Arm {
                 (Some(images), masks, backgrounds)
             }
             None => {
-                let masks = augment_masks(&repeat_to(&m, cfg.synthetic_count()), &cfg.augment, &mut batches.rng);
-                (None, masks, Backgrounds::next_in_batch(&x, &m, cfg.synthetic_count()))
+                let count = cfg.synthetic_count();
+                let (masks, lesions) = augment_masks_with_images(
+                    &repeat_to(&m, count),
+                    &repeat_to(&x, count),
+                    &cfg.augment,
+                    &mut batches.rng,
+                );
+                (None, masks, Backgrounds::next_in_batch(&x, &m, &lesions))
             }
         };
         let (images, masks) = real.apply(cfg, x, m, &mut batches.rng);

@@ -4,7 +4,7 @@ use super::config::{Method, TrainConfig};
 use super::gan::{Backgrounds, Gan};
 use super::record::{DataUsage, LabelSummary, LoopState, MetricsLine, RunSummary};
 use super::segment::Trainer;
-use crate::data::augment::augment_masks;
+use crate::data::augment::augment_masks_with_images;
 use crate::data::split::Splits;
 use crate::data::SegDataset;
 use crate::eval::report::{summarize, write_cases_csv};
@@ -92,10 +92,11 @@ pub fn finish(out: &Path, device: Device, mut t: Trainer, splits: &Splits, state
 fn save_samples(path: &Path, gan: &Gan, train: &SegDataset, cfg: &TrainConfig, device: Device) -> Result<()> {
     let shown: Vec<String> = train.ids.iter().take(4).cloned().collect();
     let shown = train.select(&shown)?;
-    let aug = augment_masks(&shown.masks, &cfg.augment, &mut ChaCha8Rng::seed_from_u64(cfg.seed));
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let (aug, lesions) = augment_masks_with_images(&shown.masks, &shown.images, &cfg.augment, &mut rng);
     let (x, m) = (shown.images.to_device(device), shown.masks.to_device(device));
     let (fake, fake_aug) = tch::no_grad(|| {
-        let next = Backgrounds::next_in_batch(&x, &m, shown.len() as i64);
+        let next = Backgrounds::next_in_batch(&x, &m, &lesions.to_device(device));
         (gan.synthesize(&m, &Backgrounds::own(&x, &m)), gan.synthesize(&aug.to_device(device), &next))
     });
     let rows: Vec<Vec<Tensor>> = (0..shown.len() as i64)
