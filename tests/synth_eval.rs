@@ -62,8 +62,9 @@ fn inpainting_generator_draws_lesions_into_training_images() {
     let (gen, pasting) = (d.path().join("gen"), d.path().join("paste"));
     pretrain(&gen, &[]);
     pretrain(&pasting, &["--paste"]);
-    let masks = ["--masks", arg(&data.join("masks"))];
-    for (g, source) in [(&gen, &masks[..]), (&gen, &["--from-train"]), (&pasting, &["--from-train"])] {
+    let masks_dir = data.join("masks");
+    let masks = ["--masks", arg(&masks_dir)];
+    for (g, source) in [(&gen, &masks[..]), (&gen, &["--from-train"][..]), (&pasting, &["--from-train"][..])] {
         let out = d.path().join(format!("synth-{}-{}", g.display().to_string().len(), source.len()));
         let o = synth(g, source, &out);
         assert!(o.status.success(), "{}", stderr(&o));
