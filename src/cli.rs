@@ -184,8 +184,8 @@ pub struct GanArgs {
     #[arg(long)]
     inpaint: bool,
     /// With --inpaint: paste each lesion's real pixels (from its own image, moved with the
-    /// augmented mask) into the hole; the generator corrects their colours to the new image and
-    /// fills the rest of the hole
+    /// augmented mask) into the other image; the generator corrects their colours and the seam
+    /// and paints over that image's own lesion
     #[arg(long)]
     paste: bool,
     /// The network that judges the generator's images: patch (Pix2Pix's PatchGAN on mask and
