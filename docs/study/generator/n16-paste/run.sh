@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Issue 12: the pasting generator (--inpaint --paste) against section 17's generators (binary at
-# commit 2fc3757; docs/RESULTS.md section 18).
-# Arms fixed before any result: paste (the data-efficient recipe with --inpaint --paste);
-# check (new600 rerun by this binary: seed 1 must reproduce section 17's new600 to every digit,
-# so that section 17's old600 and new600 pair with paste).
+# Issue 12: the pasting generator (--inpaint --paste) against section 17's generators
+# (docs/RESULTS.md section 18).
+# Arms fixed before any result: paste (the data-efficient recipe with --inpaint --paste; binary at
+# commit 2fc3757, paste's first version); check (new600 rerun by that binary: seed 1 must
+# reproduce section 17's new600 to every digit, so that section 17's old600 and new600 pair).
+# paste2: the same flags, binary at commit 571073e (paste's second version, designed after the
+# first's sample sheets had been seen).
 # Usage: run.sh ARM SEED... ; each cell skipped when its report exists (resumable).
 G=/work/studies/genseg-paste; D=/work/shared/data
 COMMON="--n 16 --size 64 --width 16 --depth 4 --batch-size 4 --ngf 16 --ndf 16 --pretrain-iters 600 --iters 1000 \
@@ -13,6 +15,7 @@ arm=$1; shift
 case $arm in
   check) FLAGS="$NEW";;
   paste) FLAGS="$NEW --inpaint --paste";;
+  paste2) FLAGS="$NEW --inpaint --paste"; G=/work/studies/genseg-paste2;;
   *) echo "unknown arm $arm" >&2; exit 2;;
 esac
 for seed in "$@"; do for data in fuseg kvasir_seg; do
