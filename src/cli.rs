@@ -338,7 +338,8 @@ pub struct TrainArgs {
     /// sides carry different labels, such as left/right anatomy)
     #[arg(long, value_delimiter = ',')]
     mirror_axes: Option<Vec<usize>>,
-    /// Early stopping: validations without a better validation Dice before the run stops (0 = off)
+    /// Early stopping: validations without a better validation Dice before the run stops (0 =
+    /// off); never while the validation Dice is 0 (the segmenter finds no lesion yet)
     #[arg(long, default_value_t = train_defaults().patience)]
     patience: usize,
     /// Early stopping never stops before this iteration

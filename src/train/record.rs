@@ -82,9 +82,13 @@ impl LoopState {
         }
     }
 
-    /// Early stopping: `patience` validations without a better Dice, at or after `min_iters`.
-    pub fn plateaued(&self, patience: usize, val_every: usize, min_iters: usize) -> bool {
-        patience > 0 && self.iter >= min_iters && self.iter - self.best_iter >= patience * val_every
+    /// Early stopping: `patience` validations without a better Dice, at or after `min_iters`,
+    /// unless the segmenter finds no lesion at all on validation now (`val_dice` 0): small
+    /// lesions are first learned as none, and such a run has not started, whatever its best
+    /// (a TSTR segmenter on fuseg was stopped so at 300 iterations, its training loss still
+    /// falling; docs/RESULTS.md section 18).
+    pub fn plateaued(&self, patience: usize, val_every: usize, min_iters: usize, val_dice: f64) -> bool {
+        patience > 0 && self.iter >= min_iters && self.iter - self.best_iter >= patience * val_every && val_dice != 0.0
     }
 }
 
@@ -122,9 +126,12 @@ mod tests {
     fn early_stopping_waits_for_the_minimum_and_a_plateau() {
         let state = |iter, best_iter| LoopState { iter, best_iter, ..LoopState::start() };
         // patience 3 validations of 10 iterations, minimum 100.
-        assert!(!state(60, 20).plateaued(3, 10, 100), "stopped before the minimum");
-        assert!(!state(120, 100).plateaued(3, 10, 100), "stopped while still improving");
-        assert!(state(130, 100).plateaued(3, 10, 100));
-        assert!(!state(500, 0).plateaued(0, 10, 100), "patience 0 never stops");
+        assert!(!state(60, 20).plateaued(3, 10, 100, 0.3), "stopped before the minimum");
+        assert!(!state(120, 100).plateaued(3, 10, 100, 0.3), "stopped while still improving");
+        assert!(state(130, 100).plateaued(3, 10, 100, 0.3));
+        assert!(!state(500, 0).plateaued(0, 10, 100, 0.3), "patience 0 never stops");
+        assert!(!state(300, 50).plateaued(3, 10, 100, 0.0), "stopped a run that finds no lesion yet");
+        // Without validation cases the Dice is NaN and the last model is kept.
+        assert!(state(130, 100).plateaued(3, 10, 100, f64::NAN));
     }
 }

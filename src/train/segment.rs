@@ -90,7 +90,7 @@ pub fn run_on(
             let mean_loss = loss_acc.0 / loss_acc.1.max(1) as f64;
             append_jsonl(&out.join("metrics.jsonl"), &t.metrics_line(&state, &log, mean_loss, (val_dice, val_iou)))?;
             loss_acc = (0.0, 0);
-            state.stopped = state.plateaued(cfg.patience, cfg.val_every, cfg.min_iters);
+            state.stopped = state.plateaued(cfg.patience, cfg.val_every, cfg.min_iters, val_dice);
             t.save_checkpoint(&ckpt, &state)?;
             bar.set_message(format!("loss {:.3} val Dice {:.3} (best {:.3})", log.loss, val_dice, state.best_val_dice));
             if state.stopped {
