@@ -349,6 +349,11 @@ pub struct TrainArgs {
     /// top of classic augmentation)
     #[arg(long)]
     augment_real: bool,
+    /// Copy-paste augmentation: the probability that a real pair, after the --augment preset,
+    /// receives the lesions of another pair of its batch, pixels and labels (augment; separate
+    /// and genseg with --augment-real)
+    #[arg(long, default_value_t = train_defaults().copy_paste)]
+    copy_paste: f64,
     /// separate/genseg: weight each synthetic pair by its influence on the validation loss after
     /// a look-ahead step (Ren et al. 2018); pairs that oppose it get weight 0
     #[arg(long)]
@@ -492,6 +497,7 @@ impl TrainArgs {
         positive("--fd-scale", self.fd_scale)?;
         non_negative("--lambda", self.lambda)?;
         probability("--elastic-p", self.elastic_p)?;
+        probability("--copy-paste", self.copy_paste)?;
         if let Some(xi) = self.xi {
             positive("--xi", xi)?;
         }
@@ -539,6 +545,7 @@ impl TrainArgs {
             elastic_p: self.elastic_p,
             synthetic_photometric: self.synthetic_photometric,
             augment_real: self.augment_real,
+            copy_paste: self.copy_paste,
             reweight: self.reweight,
             precision: self.precision,
             ..TrainConfig::new(data)

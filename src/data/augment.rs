@@ -255,6 +255,22 @@ pub fn augment_masks_with_images<R: Rng>(
     (warp(masks, &draws).gt(0.5).to_kind(masks.kind()), warp(images, &draws))
 }
 
+/// Copy-paste augmentation for lesions (Ghiasi et al., CVPR 2021; CarveMix, Zhang et al.,
+/// MICCAI 2021): with probability `p` per pair, the lesions of the batch's previous pair (the
+/// last pair's for the first) are pasted into it, pixels and labels, the pasted label winning
+/// where they overlap; the pair's own lesions stay labelled. One draw per pair from `rng`.
+pub fn copy_paste<R: Rng>(images: &Tensor, masks: &Tensor, p: f64, rng: &mut R) -> (Tensor, Tensor) {
+    let b = images.size()[0];
+    let chosen: Vec<f32> = (0..b).map(|_| if rng.gen::<f64>() < p { 1.0 } else { 0.0 }).collect();
+    let mut per_case = vec![b];
+    per_case.extend(std::iter::repeat_n(1, images.dim() - 1));
+    let chosen = Tensor::from_slice(&chosen).view(per_case.as_slice()).to_device(images.device());
+    let (source_images, source_masks) = (images.roll([1], [0]), masks.roll([1], [0]));
+    let pasted = source_masks.sum_dim_intlist(1, true, masks.kind()).gt(0.0).to_kind(masks.kind()) * chosen;
+    let keep = 1.0 - &pasted;
+    (images * &keep + source_images * &pasted, masks * &keep + source_masks * &pasted)
+}
+
 /// Classic augmentation: one geometric draw per pair applied to image and mask alike, plus
 /// brightness and contrast jitter (up to +-`jitter`) on the image.
 pub fn augment_pairs<R: Rng>(
@@ -305,6 +321,29 @@ mod tests {
         let out = augment_masks(&m, &AugmentConfig::identity(), &mut ChaCha8Rng::seed_from_u64(1));
         assert_eq!(out.size(), m.size());
         assert_eq!(f64::try_from((out - &m).abs().max()).unwrap(), 0.0);
+    }
+
+    /// At p = 1 every pair gets the previous pair's lesion, pixels and label, over its own and
+    /// beside it; at p = 0 nothing changes.
+    #[test]
+    fn copy_paste_moves_lesions_with_their_labels() {
+        let square = |at: i64| {
+            let m = Tensor::zeros([1, 1, 16, 16], (Kind::Float, tch::Device::Cpu));
+            let _ = m.narrow(2, at, 4).narrow(3, at, 4).fill_(1.0);
+            m
+        };
+        let masks = Tensor::cat(&[square(2), square(8)], 0);
+        let images = Tensor::rand([2, 3, 16, 16], (Kind::Float, tch::Device::Cpu));
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let (x, m) = copy_paste(&images, &masks, 0.0, &mut rng);
+        assert!(x.equal(&images) && m.equal(&masks));
+        let (x, m) = copy_paste(&images, &masks, 1.0, &mut rng);
+        let both = (&masks + masks.roll([1], [0])).clamp_max(1.0);
+        assert!(m.equal(&both), "labels: own and pasted lesion");
+        // Pair 0 carries pair 1's lesion pixels, and its own elsewhere.
+        let (pasted, elsewhere): (Tensor, Tensor) = (masks.get(1), 1.0 - masks.get(1));
+        assert!((x.get(0) * &pasted).equal(&(images.get(1) * &pasted)));
+        assert!((x.get(0) * &elsewhere).equal(&(images.get(0) * &elsewhere)));
     }
 
     /// The same masks as [`augment_masks`] from the same seed (a mask-only generator's pairs do

@@ -123,6 +123,11 @@ pub struct TrainConfig {
     /// does, so synthetic pairs come on top of classic augmentation.
     #[serde(default)]
     pub augment_real: bool,
+    /// Probability that a real pair, after the `--augment` preset, receives the lesions of
+    /// another pair of its batch, pixels and labels ([`crate::data::augment::copy_paste`]);
+    /// wherever real pairs are augmented (0 = off).
+    #[serde(default)]
+    pub copy_paste: f64,
     /// `separate` and `genseg`: weight each synthetic pair by its influence on the validation loss
     /// after a look-ahead step (Ren et al. 2018); opposing pairs get weight 0.
     #[serde(default)]
@@ -272,6 +277,7 @@ impl TrainConfig {
             elastic_p: 0.0,
             synthetic_photometric: false,
             augment_real: false,
+            copy_paste: 0.0,
             reweight: false,
             precision: Precision::Fp32,
         }

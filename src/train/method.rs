@@ -6,7 +6,7 @@ use super::gan::{pretrain, Backgrounds, Gan, GanLosses, GanSpec};
 use super::hypergrad::{Lower, TrainBatch};
 use super::loss::seg_loss;
 use super::optim::{gradients, OptimConfig, Optimizer};
-use crate::data::augment::{augment_masks_with_images, augment_pairs};
+use crate::data::augment::{augment_masks_with_images, augment_pairs, copy_paste};
 use crate::data::nnaug::{self, AugmentPreset, NnUnetAugment};
 use crate::data::photometric;
 use crate::data::split::Splits;
@@ -143,8 +143,14 @@ impl UpperOptimizers {
     }
 }
 
-/// What the real pairs go through before a step.
-pub enum RealAugment {
+/// What the real pairs go through before a step: a preset, then copy-paste.
+pub struct RealAugment {
+    preset: Preset,
+    /// `--copy-paste`: the probability that a pair receives another pair's lesions.
+    copy_paste: f64,
+}
+
+enum Preset {
     None,
     /// GenSeg's geometric set and jitter.
     Geometric,
@@ -153,23 +159,34 @@ pub enum RealAugment {
 }
 
 impl RealAugment {
-    /// The `--augment` preset (with `--mirror-axes` and `--elastic-p`) for `dims` spatial axes.
+    /// Real pairs as they are (`separate` and `genseg` without `--augment-real`).
+    fn none() -> RealAugment {
+        RealAugment { preset: Preset::None, copy_paste: 0.0 }
+    }
+
+    /// The `--augment` preset (with `--mirror-axes` and `--elastic-p`) for `dims` spatial axes,
+    /// and `--copy-paste`.
     fn of(cfg: &TrainConfig, dims: usize) -> RealAugment {
-        match cfg.augment_preset {
-            AugmentPreset::None => RealAugment::None,
-            AugmentPreset::Geometric => RealAugment::Geometric,
-            AugmentPreset::Nnunet => RealAugment::Nnunet(Box::new(NnUnetAugment {
+        let preset = match cfg.augment_preset {
+            AugmentPreset::None => Preset::None,
+            AugmentPreset::Geometric => Preset::Geometric,
+            AugmentPreset::Nnunet => Preset::Nnunet(Box::new(NnUnetAugment {
                 p_elastic: cfg.elastic_p,
                 ..NnUnetAugment::defaults(dims, cfg.mirror_axes.as_deref())
             })),
-        }
+        };
+        RealAugment { preset, copy_paste: cfg.copy_paste }
     }
 
     fn apply(&self, cfg: &TrainConfig, x: Tensor, m: Tensor, rng: &mut ChaCha8Rng) -> (Tensor, Tensor) {
-        match self {
-            RealAugment::None => (x, m),
-            RealAugment::Geometric => augment_pairs(&x, &m, &cfg.augment, cfg.jitter, rng),
-            RealAugment::Nnunet(aug) => nnaug::augment(&x, &m, aug, rng),
+        let (x, m) = match &self.preset {
+            Preset::None => (x, m),
+            Preset::Geometric => augment_pairs(&x, &m, &cfg.augment, cfg.jitter, rng),
+            Preset::Nnunet(aug) => nnaug::augment(&x, &m, aug, rng),
+        };
+        match self.copy_paste > 0.0 {
+            true => copy_paste(&x, &m, self.copy_paste, rng),
+            false => (x, m),
         }
     }
 }
@@ -217,7 +234,7 @@ impl Arm {
             Method::Augment => return Ok(Arm::Augment(RealAugment::of(cfg, train.dims()))),
             Method::Separate | Method::Genseg => {}
         }
-        let real = if cfg.augment_real { RealAugment::of(cfg, train.dims()) } else { RealAugment::None };
+        let real = if cfg.augment_real { RealAugment::of(cfg, train.dims()) } else { RealAugment::none() };
         let spec = GanSpec::for_data(cfg.gan.clone(), train);
         let mut gan = match &cfg.generator {
             Some(dir) => {
