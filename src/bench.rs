@@ -265,9 +265,9 @@ fn data_efficient(base: GanConfig) -> GanConfig {
 
 /// Milliseconds per GAN step with today's defaults, with the data-efficient options
 /// (DiffAugment, joint augmentation, feature matching), with those plus a code of 8 and mode
-/// seeking, with those plus `--inpaint`, plus `--inpaint --paste`, and with DiffAugment, joint augmentation and the
-/// segmenting discriminator, interleaved so all see the same machine state; the first two
-/// rounds warm up.
+/// seeking, with those plus `--inpaint`, with those plus `--inpaint --paste`, and with
+/// DiffAugment, joint augmentation and the segmenting discriminator, interleaved so all see the
+/// same machine state; the first two rounds warm up.
 pub fn gan_recipe_overhead(ngf: i64, size: i64, batch: i64, steps: usize, device: Device) -> Result<[f64; 6]> {
     use rand::SeedableRng;
     let base = GanConfig { ngf, ndf: ngf, ..Default::default() };

@@ -143,7 +143,7 @@ impl Backgrounds {
         Backgrounds { images: cycled(images), erase: cycled(masks), lesions: lesions.shallow_clone() }
     }
 
-    /// The cases at `index` (a CPU or device tensor of indices, on the backgrounds' device).
+    /// The cases at `index` (indices on the backgrounds' device).
     pub fn select(&self, index: &Tensor) -> Backgrounds {
         let picked = |t: &Tensor| t.index_select(0, index);
         Backgrounds { images: picked(&self.images), erase: picked(&self.erase), lesions: picked(&self.lesions) }
