@@ -6,7 +6,7 @@ use super::gan::{pretrain, Backgrounds, Gan, GanLosses, GanSpec};
 use super::hypergrad::{Lower, TrainBatch};
 use super::loss::seg_loss;
 use super::optim::{gradients, OptimConfig, Optimizer};
-use crate::data::augment::{augment_masks_with_images, augment_pairs, copy_paste};
+use crate::data::augment::{augment_masks, augment_masks_with_images, augment_pairs, copy_paste};
 use crate::data::nnaug::{self, AugmentPreset, NnUnetAugment};
 use crate::data::photometric;
 use crate::data::split::Splits;
@@ -82,7 +82,7 @@ impl Ahead {
                 let rng = ChaCha8Rng::seed_from_u64(seed as u64);
                 let mut draws = Batches { rng, size: n, device: gan.g_vs.device() };
                 let (_, x, m) = draws.draw(train);
-                let (masks, lesions) = augment_masks_with_images(&m, &x, &cfg.augment, &mut draws.rng);
+                let (masks, lesions) = synthetic_masks(gan, &m, &x, cfg, &mut draws.rng);
                 let backgrounds = Backgrounds::next_in_batch(&x, &m, &lesions);
                 tch::manual_seed(seed);
                 let device = x.device();
@@ -330,12 +330,8 @@ impl Arm {
             }
             None => {
                 let count = cfg.synthetic_count();
-                let (masks, lesions) = augment_masks_with_images(
-                    &repeat_to(&m, count),
-                    &repeat_to(&x, count),
-                    &cfg.augment,
-                    &mut batches.rng,
-                );
+                let (masks, lesions) =
+                    synthetic_masks(gan, &repeat_to(&m, count), &repeat_to(&x, count), cfg, &mut batches.rng);
                 (None, masks, Backgrounds::next_in_batch(&x, &m, &lesions))
             }
         };
@@ -411,6 +407,22 @@ fn photometric_if(cfg: &TrainConfig, synthetic: Tensor, rng: &mut ChaCha8Rng) ->
     match cfg.synthetic_photometric {
         true => photometric::augment(&synthetic, rng),
         false => synthetic,
+    }
+}
+
+/// Augmented copies of `masks` to synthesise from, and the images a pasting generator takes
+/// their lesions from, moved by the same draws. Other generators ignore those images, so they
+/// are left unmoved (no warp on the step's path); the draws are the same either way.
+fn synthetic_masks(
+    gan: &Gan,
+    masks: &Tensor,
+    images: &Tensor,
+    cfg: &TrainConfig,
+    rng: &mut ChaCha8Rng,
+) -> (Tensor, Tensor) {
+    match gan.spec.gan.paste {
+        true => augment_masks_with_images(masks, images, &cfg.augment, rng),
+        false => (augment_masks(masks, &cfg.augment, rng), images.shallow_clone()),
     }
 }
 
