@@ -395,6 +395,10 @@ pub struct TrainArgs {
     /// Pretrained generator folder (from pretrain-generator)
     #[arg(long)]
     generator: Option<PathBuf>,
+    /// Generator folder the pretraining starts from: a prior pretrained on other datasets'
+    /// pairs (pretrain-generator on a folder of them), fine-tuned on this run's pairs
+    #[arg(long, conflicts_with = "generator")]
+    generator_prior: Option<PathBuf>,
     /// Learning rate of the architecture logits alpha (Adam)
     #[arg(long, default_value_t = train_defaults().arch_lr)]
     arch_lr: f64,
@@ -527,6 +531,7 @@ impl TrainArgs {
             gan: self.gan.config()?,
             pretrain_iters: self.pretrain_iters,
             generator: self.generator.clone(),
+            generator_prior: self.generator_prior.clone(),
             arch_lr: self.arch_lr,
             arch_every: self.arch_every,
             gan_every: self.gan_every,
@@ -571,6 +576,10 @@ pub struct PretrainArgs {
     /// The GAN steps' forward passes: fp32, or bf16 autocast with float32 weights
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     precision: Precision,
+    /// Generator folder to start from instead of random weights (a prior pretrained on other
+    /// datasets' pairs), fine-tuned on these pairs
+    #[arg(long)]
+    generator_prior: Option<PathBuf>,
     #[command(flatten)]
     gan: GanArgs,
 }
@@ -579,8 +588,11 @@ impl PretrainArgs {
     pub fn config(&self) -> Result<(DataConfig, GanConfig, PretrainConfig)> {
         at_least_one("--iters", self.iters)?;
         at_least_one("--batch-size", self.batch_size.max(0) as usize)?;
-        let mut pretrain =
-            PretrainConfig { precision: self.precision, ..PretrainConfig::new(self.iters, self.batch_size, self.seed) };
+        let mut pretrain = PretrainConfig {
+            precision: self.precision,
+            prior: self.generator_prior.clone(),
+            ..PretrainConfig::new(self.iters, self.batch_size, self.seed)
+        };
         if let Some(k) = self.sample_every {
             at_least_one("--sample-every", k)?;
             pretrain.sample_every = k;

@@ -27,7 +27,7 @@ use anyhow::{bail, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Clone)]
@@ -48,6 +48,9 @@ pub struct SynthEvalReport {
     pub seed: u64,
     pub generator: GanConfig,
     pub pretrain_iters: usize,
+    /// The generator folder the pretraining started from (`--generator-prior`).
+    #[serde(default)]
+    pub generator_prior: Option<PathBuf>,
     pub synthetic_n: usize,
     #[serde(with = "crate::runtime::json_f64")]
     pub tstr_dice: f64,
@@ -125,6 +128,7 @@ pub fn run(cfg: &SynthEvalConfig, out: &Path, device: Device) -> Result<SynthEva
         seed,
         generator: cfg.run.gan.clone(),
         pretrain_iters: cfg.run.pretrain_iters,
+        generator_prior: cfg.run.generator_prior.clone(),
         synthetic_n,
         tstr_dice: tstr.test.dice.mean,
         trtr_dice: trtr.test.dice.mean,

@@ -164,6 +164,23 @@ fn generator_pretraining_lowers_held_out_l1() {
     assert_eq!(heldout.len(), 3, "{metrics}");
     assert!(heldout[2] < heldout[0], "held-out L1 {heldout:?}");
     assert!(dir.path().join("gen/curves.png").is_file());
+    // As a prior, it is where pretraining starts: one step at a negligible learning rate keeps its
+    // held-out L1; networks of another width are refused by flag before anything is written.
+    let still = GanSpec { gan: GanConfig { lr: 1e-12, ..spec.gan.clone() }, ..spec.clone() };
+    let from_prior = PretrainConfig { prior: Some(dir.path().join("gen")), ..PretrainConfig::new(1, 4, 2) };
+    let tuned = pretrain(&still, &from_prior, &splits.train, &splits.val, &dir.path().join("tuned"), Device::Cpu);
+    // Same dropout draws for both.
+    let l1 = |g: &Gan| {
+        tch::manual_seed(7);
+        g.l1_on(&splits.test, Device::Cpu)
+    };
+    let (tuned, prior) = (l1(&tuned.unwrap()), l1(&gan));
+    assert!((tuned - prior).abs() < 1e-4, "from the prior {tuned} vs the prior {prior}");
+    let narrow = GanSpec { gan: GanConfig { ngf: 8, ..spec.gan.clone() }, ..spec.clone() };
+    let refused = pretrain(&narrow, &from_prior, &splits.train, &splits.val, &dir.path().join("narrow"), Device::Cpu);
+    let refused = format!("{:#}", refused.err().expect("a prior of other networks"));
+    assert!(refused.contains("--generator-prior") && refused.contains("--ngf"), "{refused}");
+    assert!(!dir.path().join("narrow").exists());
 }
 
 #[test]

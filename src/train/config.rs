@@ -90,6 +90,9 @@ pub struct TrainConfig {
     pub pretrain_iters: usize,
     /// A folder written by `pretrain-generator` (skips pretraining).
     pub generator: Option<PathBuf>,
+    /// A generator folder the pretraining starts from ([`PretrainConfig::prior`]).
+    #[serde(default)]
+    pub generator_prior: Option<PathBuf>,
     /// Learning rate of the architecture logits alpha (Adam with beta1 [`ARCH_BETA1`]).
     pub arch_lr: f64,
     /// Architecture step every k iterations.
@@ -259,6 +262,7 @@ impl TrainConfig {
             gan: GanConfig::default(),
             pretrain_iters: 1000,
             generator: None,
+            generator_prior: None,
             arch_lr: 3e-3,
             arch_every: 1,
             gan_every: 1,
@@ -286,7 +290,11 @@ impl TrainConfig {
     /// How this run pretrains its generator when none is given: `pretrain_iters` steps of
     /// `batch_size` pairs in `precision`, seeded by `seed` (the run's, or a study cell's).
     pub fn pretrain_config(&self, seed: u64) -> PretrainConfig {
-        PretrainConfig { precision: self.precision, ..PretrainConfig::new(self.pretrain_iters, self.batch_size, seed) }
+        PretrainConfig {
+            precision: self.precision,
+            prior: self.generator_prior.clone(),
+            ..PretrainConfig::new(self.pretrain_iters, self.batch_size, seed)
+        }
     }
 
     /// Synthetic pairs per step beside the `batch_size` real ones: share s of the step's pairs,

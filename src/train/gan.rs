@@ -18,7 +18,7 @@ use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -191,6 +191,25 @@ impl From<GanSpecFile> for GanSpec {
 }
 
 impl GanSpec {
+    /// The gan.json of a generator folder.
+    pub fn read(dir: &Path) -> Result<GanSpec> {
+        let path = dir.join("gan.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("{} not found: give a folder written by `genseg pretrain-generator`", path.display())
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a generator description", path.display()))
+    }
+
+    /// Whether `other`'s weight files fit this GAN's networks: the same variables of the same
+    /// shapes (training settings such as the learning rate or DiffAugment may differ).
+    fn same_networks(&self, other: &GanSpec) -> bool {
+        let key = |s: &GanSpec| {
+            let g = &s.gan;
+            (s.shape.clone(), s.channels, s.mask_channels, g.ngf, g.ndf, g.code_length, g.inpaint, g.discriminator)
+        };
+        key(self) == key(other)
+    }
+
     /// The GAN for a dataset's shape, image channels and labels.
     pub fn for_data(gan: GanConfig, data: &SegDataset) -> GanSpec {
         GanSpec {
@@ -536,12 +555,7 @@ impl Gan {
 
     /// A generator folder written by `pretrain` (or a train run's generator/).
     pub fn load(dir: &Path, device: Device) -> Result<Gan> {
-        let spec_path = dir.join("gan.json");
-        let text = std::fs::read_to_string(&spec_path).with_context(|| {
-            format!("{} not found: give a folder written by `genseg pretrain-generator`", spec_path.display())
-        })?;
-        let spec: GanSpec = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a generator description", spec_path.display()))?;
+        let spec = GanSpec::read(dir)?;
         let mut gan = Gan::new(&spec, device)?;
         gan.load_weights(dir)?;
         if ![&gan.g_vs, &gan.arch_vs].into_iter().all(all_finite) {
@@ -563,12 +577,24 @@ pub struct PretrainConfig {
     pub seed: u64,
     /// The GAN steps' forward passes.
     pub precision: Precision,
+    /// A generator folder whose weights (generator, discriminator, alpha) the GAN starts from
+    /// instead of random ones: a prior pretrained on many pairs of other datasets, which the few
+    /// pairs here only fine-tune (transfer, as a segmenter starts from ImageNet weights).
+    #[serde(default)]
+    pub prior: Option<PathBuf>,
 }
 
 impl PretrainConfig {
     /// Ten sample grids (and checkpoints) over the run.
     pub fn new(iters: usize, batch_size: i64, seed: u64) -> PretrainConfig {
-        PretrainConfig { iters, batch_size, sample_every: (iters / 10).max(1), seed, precision: Precision::Fp32 }
+        PretrainConfig {
+            iters,
+            batch_size,
+            sample_every: (iters / 10).max(1),
+            seed,
+            precision: Precision::Fp32,
+            prior: None,
+        }
     }
 }
 
@@ -592,6 +618,9 @@ pub fn pretrain(
     out: &Path,
     device: Device,
 ) -> Result<Gan> {
+    if let Some(prior) = &cfg.prior {
+        check_prior(prior, spec)?;
+    }
     ensure_writable_dir(out)?;
     let _lock = lock_folder(out)?;
     if *spec != GanSpec::for_data(spec.gan.clone(), train) {
@@ -607,6 +636,9 @@ pub fn pretrain(
     }
     tch::manual_seed(cfg.seed as i64);
     let mut gan = Gan::new(spec, device)?;
+    if let Some(prior) = &cfg.prior {
+        gan.load_weights(prior)?;
+    }
     cfg.precision.check(device)?;
     gan.precision = cfg.precision;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -670,6 +702,39 @@ pub fn pretrain(
     bar.finish();
     gan.save(out)?;
     Ok(gan)
+}
+
+/// `--generator-prior`: a finished generator folder whose networks are this GAN's.
+fn check_prior(prior: &Path, spec: &GanSpec) -> Result<()> {
+    let flag = format!("--generator-prior {}", prior.display());
+    let theirs = GanSpec::read(prior).with_context(|| flag.clone())?;
+    if !theirs.same_networks(spec) {
+        bail!(
+            "{flag}: its networks (shape {:?}, {} channels, {} labels, ngf {}, ndf {}, code {}, inpaint {}, {:?} \
+             discriminator) are not this run's (shape {:?}, {}, {}, ngf {}, ndf {}, code {}, inpaint {}, {:?}); pretrain \
+             the prior with the same --size, --ngf, --ndf, --code-length, --inpaint and --discriminator",
+            theirs.shape,
+            theirs.channels,
+            theirs.mask_channels,
+            theirs.gan.ngf,
+            theirs.gan.ndf,
+            theirs.gan.code_length,
+            theirs.gan.inpaint,
+            theirs.gan.discriminator,
+            spec.shape,
+            spec.channels,
+            spec.mask_channels,
+            spec.gan.ngf,
+            spec.gan.ndf,
+            spec.gan.code_length,
+            spec.gan.inpaint,
+            spec.gan.discriminator
+        );
+    }
+    if !prior.join("generator.safetensors").is_file() {
+        bail!("{flag}: no generator.safetensors (an unfinished pretraining?); let pretrain-generator finish first");
+    }
+    Ok(())
 }
 
 /// `genseg pretrain-generator`: pretrains on the training cases of `data`'s split into `out`,
