@@ -1,7 +1,7 @@
 """Paired differences between arms of one or more studies (same N, same seed), with 95 %
 bootstrap confidence intervals.
 
-Usage: python3 scripts/paired.py BASE OTHER [OTHER ...]
+Usage: python3 scripts/paired.py [--n N] BASE OTHER [OTHER ...]   (--n: only the cells of that N)
 Each arm is RESULTS.csv:METHOD[:NAME] (a study's results.csv and a method in it; several studies
 of different data sets joined by '+', A.csv+B.csv:METHOD, pool their cells, each set's own
 (N, seed) cells paired with the same set's in the base). For every
@@ -38,12 +38,16 @@ def bootstrap(d, reps=10000, seed=0):
     return means[int(0.025 * reps)], means[int(0.975 * reps) - 1]
 
 
-base_name, base = arm(sys.argv[1])
-others = [arm(s) for s in sys.argv[2:]]
+args = sys.argv[1:]
+only_n = None
+if args[:1] == ["--n"]:
+    only_n, args = int(args[1]), args[2:]
+base_name, base = arm(args[0])
+others = [arm(s) for s in args[1:]]
 for metric in ("val_dice", "test_dice", "ood_dice"):
-    print(f"{metric}: arm minus {base_name}, pooled over N and seeds")
+    print(f"{metric}: arm minus {base_name}, " + (f"N = {only_n}" if only_n else "pooled over N") + " and seeds")
     for name, rows in others:
-        cells = sorted(set(base) & set(rows))
+        cells = sorted(c for c in set(base) & set(rows) if only_n in (None, c[1]))
         d = [float(rows[c][metric]) - float(base[c][metric]) for c in cells]
         d = [x for x in d if not math.isnan(x)]
         if not d:
