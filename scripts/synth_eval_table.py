@@ -55,6 +55,9 @@ for data, rows in summary.items():
     print(f"{data}, {len(rows)} seeds with every arm; mean per arm:")
     for c in cols:
         print(f"  {c:10s} " + "  ".join(f"{arm} {statistics.mean(r[arm][c] for r in rows):.3f}" for arm in arms))
+    # The mean of per-seed ratios is dominated by a seed whose TRTR segmenter failed; this is not.
+    mean = lambda arm, c: statistics.mean(r[arm][c] for r in rows)
+    print(f"  {'ratio of the means':10s} " + "  ".join(f"{arm} {mean(arm, 'tstr') / mean(arm, 'trtr'):.3f}" for arm in arms))
 print()
 print("Paired differences (later arm minus earlier, over seeds; 'pooled' = every dataset's seeds):")
 pooled = [r for rows in summary.values() for r in rows]
