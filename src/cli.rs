@@ -15,7 +15,7 @@ use genseg::models::unet::Upsampling;
 use genseg::precision::Precision;
 use genseg::study::{StudyArm, StudyConfig};
 use genseg::train::config::{Schedule, Upper, SWIN_ADAM_LR};
-use genseg::train::gan::{GanConfig, PretrainConfig};
+use genseg::train::gan::{read_prior, GanConfig, PretrainConfig};
 use genseg::train::hypergrad::HypergradMode;
 use genseg::train::loss::RegionLoss;
 use genseg::train::optim::{OptimConfig, OptimKind};
@@ -528,7 +528,7 @@ impl TrainArgs {
             val_every: self.val_every,
             lambda: self.lambda,
             synthetic_share: self.synthetic_share,
-            gan: self.gan.config()?,
+            gan: gan_config(&self.gan, &self.generator_prior)?,
             pretrain_iters: self.pretrain_iters,
             generator: self.generator.clone(),
             generator_prior: self.generator_prior.clone(),
@@ -597,8 +597,18 @@ impl PretrainArgs {
             at_least_one("--sample-every", k)?;
             pretrain.sample_every = k;
         }
-        Ok((self.data.config(&self.split)?, self.gan.config()?, pretrain))
+        Ok((self.data.config(&self.split)?, gan_config(&self.gan, &self.generator_prior)?, pretrain))
     }
+}
+
+/// The GAN flags, and the `--generator-prior` folder checked against them before a run writes
+/// anything.
+fn gan_config(gan: &GanArgs, prior: &Option<PathBuf>) -> Result<GanConfig> {
+    let gan = gan.config()?;
+    if let Some(prior) = prior {
+        read_prior(prior, &gan)?;
+    }
+    Ok(gan)
 }
 
 #[derive(Args, Clone)]

@@ -119,6 +119,37 @@ fn unwritable_output_folder() {
     assert!(text.contains(out.to_str().unwrap()) && text.contains("writable --out"), "{text}");
 }
 
+/// A `--generator-prior` that is not a generator folder, or was pretrained with other networks,
+/// is refused by flag before the run writes anything.
+#[test]
+fn generator_prior_that_does_not_fit() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(d.path());
+    let prior = d.path().join("prior");
+    let common = ["--size", "32", "--n", "6", "--val-n", "2", "--ndf", "4"];
+    let o = genseg(
+        &[
+            &["pretrain-generator", data.to_str().unwrap(), "--iters", "1", "--ngf", "4"][..],
+            &common,
+            &["--out", prior.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = d.path().join("run");
+    let train = |prior: &Path, ngf: &str| {
+        let base =
+            ["train", data.to_str().unwrap(), "--method", "separate", "--iters", "1", "--width", "4", "--depth", "2"];
+        let flags = ["--generator-prior", prior.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        genseg(&[&base[..], &common, &["--ngf", ngf], &flags].concat())
+    };
+    for (o, fix) in [(train(d.path(), "4"), "pretrain-generator"), (train(&prior, "8"), "--ngf")] {
+        let text = stderr(&o);
+        assert!(!o.status.success() && text.contains("--generator-prior") && text.contains(fix), "{text}");
+        assert!(!out.exists(), "the refused run wrote {}", out.display());
+    }
+}
+
 #[test]
 fn predict_with_a_folder_that_is_not_a_run() {
     let d = tempfile::tempdir().unwrap();

@@ -200,16 +200,6 @@ impl GanSpec {
         serde_json::from_str(&text).with_context(|| format!("{} is not a generator description", path.display()))
     }
 
-    /// Whether `other`'s weight files fit this GAN's networks: the same variables of the same
-    /// shapes (training settings such as the learning rate or DiffAugment may differ).
-    fn same_networks(&self, other: &GanSpec) -> bool {
-        let key = |s: &GanSpec| {
-            let g = &s.gan;
-            (s.shape.clone(), s.channels, s.mask_channels, g.ngf, g.ndf, g.code_length, g.inpaint, g.discriminator)
-        };
-        key(self) == key(other)
-    }
-
     /// The GAN for a dataset's shape, image channels and labels.
     pub fn for_data(gan: GanConfig, data: &SegDataset) -> GanSpec {
         GanSpec {
@@ -619,7 +609,7 @@ pub fn pretrain(
     device: Device,
 ) -> Result<Gan> {
     if let Some(prior) = &cfg.prior {
-        check_prior(prior, spec)?;
+        check_prior_fits(prior, spec)?;
     }
     ensure_writable_dir(out)?;
     let _lock = lock_folder(out)?;
@@ -704,35 +694,39 @@ pub fn pretrain(
     Ok(gan)
 }
 
-/// `--generator-prior`: a finished generator folder whose networks are this GAN's.
-fn check_prior(prior: &Path, spec: &GanSpec) -> Result<()> {
+/// `--generator-prior`: a finished generator folder whose networks are the ones `gan` builds
+/// (checked when the flags are read; the data's shape, channels and labels when pretraining
+/// starts, [`check_prior_fits`]).
+pub fn read_prior(prior: &Path, gan: &GanConfig) -> Result<GanSpec> {
     let flag = format!("--generator-prior {}", prior.display());
     let theirs = GanSpec::read(prior).with_context(|| flag.clone())?;
-    if !theirs.same_networks(spec) {
-        bail!(
-            "{flag}: its networks (shape {:?}, {} channels, {} labels, ngf {}, ndf {}, code {}, inpaint {}, {:?} \
-             discriminator) are not this run's (shape {:?}, {}, {}, ngf {}, ndf {}, code {}, inpaint {}, {:?}); pretrain \
-             the prior with the same --size, --ngf, --ndf, --code-length, --inpaint and --discriminator",
-            theirs.shape,
-            theirs.channels,
-            theirs.mask_channels,
-            theirs.gan.ngf,
-            theirs.gan.ndf,
-            theirs.gan.code_length,
-            theirs.gan.inpaint,
-            theirs.gan.discriminator,
-            spec.shape,
-            spec.channels,
-            spec.mask_channels,
-            spec.gan.ngf,
-            spec.gan.ndf,
-            spec.gan.code_length,
-            spec.gan.inpaint,
-            spec.gan.discriminator
-        );
-    }
     if !prior.join("generator.safetensors").is_file() {
         bail!("{flag}: no generator.safetensors (an unfinished pretraining?); let pretrain-generator finish first");
+    }
+    let networks = |g: &GanConfig| (g.ngf, g.ndf, g.code_length, g.inpaint, g.discriminator);
+    if networks(&theirs.gan) != networks(gan) {
+        bail!(
+            "{flag}: its networks (ngf, ndf, code length, inpaint, discriminator) are {:?}, this run's {:?}; pretrain \
+             the prior with the same --ngf, --ndf, --code-length, --inpaint and --discriminator",
+            networks(&theirs.gan),
+            networks(gan)
+        );
+    }
+    Ok(theirs)
+}
+
+/// The prior was pretrained on data of `spec`'s shape, channels and labels.
+fn check_prior_fits(prior: &Path, spec: &GanSpec) -> Result<()> {
+    let theirs = read_prior(prior, &spec.gan)?;
+    let data = |s: &GanSpec| (s.shape.clone(), s.channels, s.mask_channels);
+    if data(&theirs) != data(spec) {
+        bail!(
+            "--generator-prior {}: pretrained on data of (shape, channels, labels) {:?}, this run's are {:?}; pretrain \
+             the prior at the same --size on images with as many channels and labels",
+            prior.display(),
+            data(&theirs),
+            data(spec)
+        );
     }
     Ok(())
 }
