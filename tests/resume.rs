@@ -82,3 +82,48 @@ fn killed_run_resumes_from_its_checkpoint() {
         assert!(a == b, "{f} differs between the resumed and the uninterrupted run");
     }
 }
+
+/// A finished generator pretraining keeps no checkpoint (three times the generator's size; a
+/// study holds hundreds), is not redone by a run that finds it, and trains on exactly as a run
+/// that pretrained in-process: a genseg run resumed after its pretraining ends as an
+/// uninterrupted one. A folder pretrained with other settings is refused.
+#[test]
+fn finished_pretraining_is_reused_not_redone() {
+    let d = tempfile::tempdir().unwrap();
+    let data = phantom_dataset(d.path(), 16);
+    let train = |out: &std::path::Path, pretrain_iters: &str| {
+        let mut args = vec!["train", arg(&data), "--out", arg(out), "--pretrain-iters", pretrain_iters];
+        args.extend("--method genseg --size 32 --n 8 --val-n 4 --width 4 --depth 3 --ngf 8 --ndf 8".split(' '));
+        args.extend("--iters 6 --val-every 3 --device cpu --threads 1".split(' '));
+        genseg(&args)
+    };
+    let straight = d.path().join("straight");
+    let o = train(&straight, "10");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let generator = straight.join("generator");
+    assert!(generator.join("generator.safetensors").is_file() && !generator.join("checkpoint").exists());
+    // Killed after pretraining: only the generator folder is there.
+    let resumed = d.path().join("resumed");
+    std::fs::create_dir_all(resumed.join("generator")).unwrap();
+    for f in std::fs::read_dir(&generator).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, resumed.join("generator").join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let o = train(&resumed, "10");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("already holds this generator"), "{}", stderr(&o));
+    for f in ["model.safetensors", "generator/generator.safetensors"] {
+        let (a, b) = (std::fs::read(straight.join(f)).unwrap(), std::fs::read(resumed.join(f)).unwrap());
+        assert!(a == b, "{f} differs between the run resumed after pretraining and the uninterrupted one");
+    }
+    // Other pretraining settings in the same generator folder: refused, the generator kept.
+    let other = d.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::rename(resumed.join("generator"), other.join("generator")).unwrap();
+    let before = std::fs::read(other.join("generator/generator.safetensors")).unwrap();
+    let o = train(&other, "11");
+    assert!(!o.status.success() && stderr(&o).contains("pretrained with other settings"), "{}", stderr(&o));
+    assert!(std::fs::read(other.join("generator/generator.safetensors")).unwrap() == before);
+}

@@ -624,16 +624,30 @@ pub fn pretrain(
             train.labels.len()
         );
     }
+    cfg.precision.check(device)?;
+    let ckpt = out.join("checkpoint");
+    if let Ok(text) = std::fs::read_to_string(out.join("pretrain.json")) {
+        // Compared as structs, so options added later (serde defaults) keep old folders usable.
+        let same = serde_json::from_str::<(GanSpec, PretrainConfig)>(&text).is_ok_and(|(s, c)| s == *spec && c == *cfg);
+        if !same {
+            bail!(
+                "{} holds a generator pretrained with other settings; choose another folder or delete that one",
+                out.display()
+            );
+        }
+        if checkpoint::find_dir(&ckpt).is_none() && out.join("generator.safetensors").is_file() {
+            tracing::info!("{} already holds this generator, pretrained", out.display());
+            return finished(out, cfg, device);
+        }
+    }
     tch::manual_seed(cfg.seed as i64);
     let mut gan = Gan::new(spec, device)?;
     if let Some(prior) = &cfg.prior {
         gan.load_weights(prior)?;
     }
-    cfg.precision.check(device)?;
     gan.precision = cfg.precision;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut start = 0;
-    let ckpt = out.join("checkpoint");
     if let Some(dir) = checkpoint::find_dir(&ckpt) {
         let state: PretrainState = serde_json::from_str(&std::fs::read_to_string(dir.join("state.json"))?)?;
         gan.load_weights(&dir)?;
@@ -691,6 +705,18 @@ pub fn pretrain(
     }
     bar.finish();
     gan.save(out)?;
+    // The checkpoint (weights again, and the optimisers' moments) is three times the generator's
+    // size and only serves resuming; a study keeps hundreds of generators.
+    std::fs::remove_dir_all(&ckpt).with_context(|| format!("cannot remove {}", ckpt.display()))?;
+    finished(out, cfg, device)
+}
+
+/// A pretrained generator as every later user gets it: read from its folder, with fresh
+/// optimisers, so a run that pretrained in-process and one that resumed after pretraining (or
+/// a study's run given the shared generator) train the same.
+fn finished(out: &Path, cfg: &PretrainConfig, device: Device) -> Result<Gan> {
+    let mut gan = Gan::load(out, device)?;
+    gan.precision = cfg.precision;
     Ok(gan)
 }
 
