@@ -441,6 +441,7 @@ pub fn study_config(
     for &n in &ns {
         validation_count(n, val_n)?;
     }
+    args.check_generator_flags(&methods)?;
     let base = args.config(&SplitArgs { n: ns[0], val_n })?;
     Ok(StudyConfig { base, ns, seeds: (1..=seeds).collect(), methods, shard })
 }
@@ -474,6 +475,29 @@ pub fn worker_args(i: usize, jobs: usize, threads: usize) -> Vec<String> {
 }
 
 impl TrainArgs {
+    /// `train`'s configuration: [`TrainArgs::config`], with the generator flags checked.
+    pub fn train_config(&self, split: &SplitArgs) -> Result<TrainConfig> {
+        self.check_generator_flags(&[self.method])?;
+        self.config(split)
+    }
+
+    /// `--generator` and `--generator-prior` are refused, not ignored, when none of `methods`
+    /// trains with a generator: a run that silently dropped them would read as one that used them.
+    fn check_generator_flags(&self, methods: &[Method]) -> Result<()> {
+        let given = [("--generator", &self.generator), ("--generator-prior", &self.generator_prior)];
+        let Some((flag, _)) = given.into_iter().find(|(_, dir)| dir.is_some()) else {
+            return Ok(());
+        };
+        if !methods.iter().any(|m| m.uses_generator()) {
+            let names: Vec<&str> = methods.iter().map(|m| m.name()).collect();
+            bail!(
+                "{flag}: --method {} trains no generator; drop {flag}, or use --method separate or genseg",
+                names.join(",")
+            );
+        }
+        Ok(())
+    }
+
     /// The run's configuration; a flag out of range is refused naming it.
     pub fn config(&self, split: &SplitArgs) -> Result<TrainConfig> {
         for (flag, v) in

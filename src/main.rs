@@ -44,7 +44,7 @@ fn run(cli: Cli) -> Result<()> {
             out!("ok: usable");
         }
         Command::Train { args, split, out } => {
-            let s = segment::run(&args.config(&split)?, &out, device)?;
+            let s = segment::run(&args.train_config(&split)?, &out, device)?;
             out!(
                 "test Dice {:.4} ± {:.4} (n={}), IoU {:.4}",
                 s.test.dice.mean,

@@ -120,7 +120,8 @@ fn unwritable_output_folder() {
 }
 
 /// A `--generator-prior` that is not a generator folder, or was pretrained with other networks,
-/// is refused by flag before the run writes anything.
+/// is refused by flag before the run writes anything; so is a fitting one (or `--generator`)
+/// given to methods that train no generator, which would otherwise ignore it.
 #[test]
 fn generator_prior_that_does_not_fit() {
     let d = tempfile::tempdir().unwrap();
@@ -137,15 +138,25 @@ fn generator_prior_that_does_not_fit() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = d.path().join("run");
-    let train = |prior: &Path, ngf: &str| {
-        let base =
-            ["train", data.to_str().unwrap(), "--method", "separate", "--iters", "1", "--width", "4", "--depth", "2"];
-        let flags = ["--generator-prior", prior.to_str().unwrap(), "--out", out.to_str().unwrap()];
-        genseg(&[&base[..], &common, &["--ngf", ngf], &flags].concat())
+    let run = |command: &[&str], flag: &str, prior: &Path, ngf: &str| {
+        let base = [data.to_str().unwrap(), "--iters", "1", "--width", "4", "--depth", "2"];
+        let flags = [flag, prior.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        genseg(&[command, &base[..], &common, &["--ngf", ngf], &flags].concat())
     };
-    for (o, fix) in [(train(d.path(), "4"), "pretrain-generator"), (train(&prior, "8"), "--ngf")] {
+    let train = |prior: &Path, ngf: &str| run(&["train", "--method", "separate"], "--generator-prior", prior, ngf);
+    let no_generator = |command: &[&str], flag: &str| run(command, flag, &prior, "4");
+    for (o, fix) in [
+        (train(d.path(), "4"), "pretrain-generator"),
+        (train(&prior, "8"), "--ngf"),
+        (no_generator(&["train", "--method", "augment"], "--generator-prior"), "separate or genseg"),
+        (no_generator(&["train", "--method", "plain"], "--generator"), "separate or genseg"),
+        (
+            no_generator(&["study", "--methods", "plain,augment", "--seeds", "1"], "--generator-prior"),
+            "separate or genseg",
+        ),
+    ] {
         let text = stderr(&o);
-        assert!(!o.status.success() && text.contains("--generator-prior") && text.contains(fix), "{text}");
+        assert!(!o.status.success() && text.contains("--generator") && text.contains(fix), "{text}");
         assert!(!out.exists(), "the refused run wrote {}", out.display());
     }
 }
