@@ -36,9 +36,13 @@ fn assert_refused(data: &Path, needle: &str, hint: &str) {
     let text = stderr(&o);
     assert!(!o.status.success(), "train accepted a bad set");
     assert!(text.contains(needle), "train error does not name {needle}:\n{text}");
-    let left: Vec<_> =
-        std::fs::read_dir(&out).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    let left = files_in(&out);
     assert!(left.is_empty(), "train left files behind: {left:?}");
+}
+
+/// What a refused run left in its folder (an empty folder or none: nothing).
+fn files_in(out: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(out).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default()
 }
 
 #[test]
@@ -119,18 +123,19 @@ fn unwritable_output_folder() {
     assert!(text.contains(out.to_str().unwrap()) && text.contains("writable --out"), "{text}");
 }
 
-/// A `--generator-prior` that is not a generator folder, or was pretrained with other networks,
-/// is refused by flag before the run writes anything; so is a fitting one (or `--generator`)
-/// given to methods that train no generator, which would otherwise ignore it.
+/// A `--generator-prior` that is not a generator folder, or was pretrained with other networks
+/// or on data of another shape, is refused by flag before the run writes anything; so is a
+/// `--generator` of another shape, and either flag given to methods that train no generator,
+/// which would otherwise ignore it.
 #[test]
 fn generator_prior_that_does_not_fit() {
     let d = tempfile::tempdir().unwrap();
     let data = dataset(d.path());
     let prior = d.path().join("prior");
-    let common = ["--size", "32", "--n", "6", "--val-n", "2", "--ndf", "4"];
+    let common = ["--n", "6", "--val-n", "2", "--ndf", "4"];
     let o = genseg(
         &[
-            &["pretrain-generator", data.to_str().unwrap(), "--iters", "1", "--ngf", "4"][..],
+            &["pretrain-generator", data.to_str().unwrap(), "--iters", "1", "--ngf", "4", "--size", "32"][..],
             &common,
             &["--out", prior.to_str().unwrap()],
         ]
@@ -138,26 +143,32 @@ fn generator_prior_that_does_not_fit() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = d.path().join("run");
-    let run = |command: &[&str], flag: &str, prior: &Path, ngf: &str| {
-        let base = [data.to_str().unwrap(), "--iters", "1", "--width", "4", "--depth", "2"];
+    let run = |command: &[&str], flag: &str, prior: &Path, ngf: &str, size: &str| {
+        let base = [data.to_str().unwrap(), "--iters", "1", "--width", "4", "--depth", "2", "--size", size];
         let flags = [flag, prior.to_str().unwrap(), "--out", out.to_str().unwrap()];
         genseg(&[command, &base[..], &common, &["--ngf", ngf], &flags].concat())
     };
-    let train = |prior: &Path, ngf: &str| run(&["train", "--method", "separate"], "--generator-prior", prior, ngf);
-    let no_generator = |command: &[&str], flag: &str| run(command, flag, &prior, "4");
-    for (o, fix) in [
-        (train(d.path(), "4"), "pretrain-generator"),
-        (train(&prior, "8"), "--ngf"),
-        (no_generator(&["train", "--method", "augment"], "--generator-prior"), "separate or genseg"),
-        (no_generator(&["train", "--method", "plain"], "--generator"), "separate or genseg"),
+    let separate = ["train", "--method", "separate"];
+    let train = |prior: &Path, ngf: &str| run(&separate, "--generator-prior", prior, ngf, "32");
+    let no_generator = |command: &[&str], flag: &str| run(command, flag, &prior, "4", "32");
+    let cases: [(&dyn Fn() -> std::process::Output, &str); 7] = [
+        (&|| train(d.path(), "4"), "pretrain-generator"),
+        (&|| train(&prior, "8"), "--ngf"),
+        (&|| run(&separate, "--generator-prior", &prior, "4", "16"), "--size"),
+        (&|| run(&separate, "--generator", &prior, "4", "16"), "--size"),
+        (&|| no_generator(&["train", "--method", "augment"], "--generator-prior"), "separate or genseg"),
+        (&|| no_generator(&["train", "--method", "plain"], "--generator"), "separate or genseg"),
         (
-            no_generator(&["study", "--methods", "plain,augment", "--seeds", "1"], "--generator-prior"),
+            &|| no_generator(&["study", "--methods", "plain,augment", "--seeds", "1"], "--generator-prior"),
             "separate or genseg",
         ),
-    ] {
+    ];
+    for (case, fix) in cases {
+        let o = case();
         let text = stderr(&o);
         assert!(!o.status.success() && text.contains("--generator") && text.contains(fix), "{text}");
-        assert!(!out.exists(), "the refused run wrote {}", out.display());
+        let left = files_in(&out);
+        assert!(left.is_empty(), "the run refused for {fix} left {left:?}: {text}");
     }
 }
 

@@ -742,15 +742,21 @@ pub fn read_prior(prior: &Path, gan: &GanConfig) -> Result<GanSpec> {
 }
 
 /// The prior was pretrained on data of `spec`'s shape, channels and labels.
-fn check_prior_fits(prior: &Path, spec: &GanSpec) -> Result<()> {
+pub fn check_prior_fits(prior: &Path, spec: &GanSpec) -> Result<()> {
     let theirs = read_prior(prior, &spec.gan)?;
+    check_data_fits("--generator-prior", prior, &theirs, spec)
+}
+
+/// The generator folder `dir` (given by `flag`), whose gan.json is `theirs`, was pretrained on
+/// data of `spec`'s shape, channels and labels.
+pub fn check_data_fits(flag: &str, dir: &Path, theirs: &GanSpec, spec: &GanSpec) -> Result<()> {
     let data = |s: &GanSpec| (s.shape.clone(), s.channels, s.mask_channels);
-    if data(&theirs) != data(spec) {
+    if data(theirs) != data(spec) {
         bail!(
-            "--generator-prior {}: pretrained on data of (shape, channels, labels) {:?}, this run's are {:?}; pretrain \
-             the prior at the same --size on images with as many channels and labels",
-            prior.display(),
-            data(&theirs),
+            "{flag} {}: pretrained on data of (shape, channels, labels) {:?}, this run's are {:?}; pretrain it at \
+             the same --size on images with as many channels and labels",
+            dir.display(),
+            data(theirs),
             data(spec)
         );
     }

@@ -2,7 +2,7 @@
 //! generator methods their GAN, `genseg` also the architecture optimiser), so a method without
 //! its state cannot be built.
 use super::config::{Method, TrainConfig, ARCH_BETA1};
-use super::gan::{pretrain, Backgrounds, Gan, GanLosses, GanSpec};
+use super::gan::{check_data_fits, check_prior_fits, pretrain, Backgrounds, Gan, GanLosses, GanSpec};
 use super::hypergrad::{Lower, TrainBatch};
 use super::loss::seg_loss;
 use super::optim::{gradients, OptimConfig, Optimizer};
@@ -14,7 +14,7 @@ use crate::data::SegDataset;
 use crate::models::segnet::SegNet;
 use crate::precision::full_precision;
 use crate::runtime::{load_tensors, save_tensors};
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
@@ -225,8 +225,27 @@ pub struct Segmenter {
 }
 
 impl Arm {
+    /// The generator flags' folders fit the data (`--generator` was pretrained on data of its
+    /// shape, channels and labels; `--generator-prior` also with these networks): checked before
+    /// a run writes its records, so a refused run leaves nothing behind.
+    pub fn check(cfg: &TrainConfig, train: &SegDataset) -> Result<()> {
+        if !cfg.method.uses_generator() {
+            return Ok(());
+        }
+        let spec = GanSpec::for_data(cfg.gan.clone(), train);
+        if let Some(dir) = &cfg.generator {
+            let theirs = GanSpec::read(dir).with_context(|| format!("--generator {}", dir.display()))?;
+            check_data_fits("--generator", dir, &theirs, &spec)?;
+        }
+        match &cfg.generator_prior {
+            Some(prior) => check_prior_fits(prior, &spec),
+            None => Ok(()),
+        }
+    }
+
     /// The method's state; generator methods load the given generator or pretrain one on the
     /// training cases into `out/generator`, its fidelity followed on the validation cases.
+    /// [`Arm::check`] has checked the generator flags.
     pub fn build(cfg: &TrainConfig, splits: &Splits, out: &Path, device: Device) -> Result<Arm> {
         let train = &splits.train;
         match cfg.method {
@@ -237,23 +256,7 @@ impl Arm {
         let real = if cfg.augment_real { RealAugment::of(cfg, train.dims()) } else { RealAugment::none() };
         let spec = GanSpec::for_data(cfg.gan.clone(), train);
         let mut gan = match &cfg.generator {
-            Some(dir) => {
-                let gan = Gan::load(dir, device)?;
-                let (a, b) = (&gan.spec, &spec);
-                if (&a.shape, a.channels, a.mask_channels) != (&b.shape, b.channels, b.mask_channels) {
-                    bail!(
-                        "generator in {} was trained for shape {:?}, {} channels, {} labels; this run has {:?}, {}, {}",
-                        dir.display(),
-                        a.shape,
-                        a.channels,
-                        a.mask_channels,
-                        b.shape,
-                        b.channels,
-                        b.mask_channels
-                    );
-                }
-                gan
-            }
+            Some(dir) => Gan::load(dir, device)?,
             None => {
                 pretrain(&spec, &cfg.pretrain_config(cfg.seed), train, &splits.val, &out.join("generator"), device)?
             }

@@ -189,6 +189,7 @@ impl<'a> Trainer<'a> {
                 splits.train.dims() - 1
             );
         }
+        Arm::check(cfg, &splits.train)?;
         write_json(&out.join("config.json"), &ConfigFile { config: cfg, versions: versions(device) })?;
         write_json(&out.join("split.json"), &splits.split)?;
         let spec = ModelSpec {
