@@ -43,3 +43,38 @@ pub fn find_dir(dir: &Path) -> Option<PathBuf> {
     let old = sibling(dir, "old");
     old.is_dir().then_some(old)
 }
+
+/// Removes a finished run's checkpoint, also the previous one a kill between the two renames
+/// left beside it (which [`find_dir`] would otherwise resume from).
+pub fn remove(dir: &Path) -> Result<()> {
+    for d in [dir.to_path_buf(), sibling(dir, "old")] {
+        match std::fs::remove_dir_all(&d) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {}", d.display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removing_leaves_no_checkpoint_to_resume() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("checkpoint");
+        // Killed between the renames: only the previous checkpoint is there.
+        save_dir(&dir, |d| Ok(std::fs::write(d.join("state.json"), "{}")?)).unwrap();
+        std::fs::rename(&dir, sibling(&dir, "old")).unwrap();
+        assert!(find_dir(&dir).is_some());
+        remove(&dir).unwrap();
+        assert!(find_dir(&dir).is_none());
+        save_dir(&dir, |d| Ok(std::fs::write(d.join("state.json"), "{}")?)).unwrap();
+        remove(&dir).unwrap();
+        assert!(find_dir(&dir).is_none() && std::fs::read_dir(root.path()).unwrap().next().is_none());
+        remove(&dir).unwrap();
+    }
+}

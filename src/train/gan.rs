@@ -707,7 +707,7 @@ pub fn pretrain(
     gan.save(out)?;
     // The checkpoint (weights again, and the optimisers' moments) is three times the generator's
     // size and only serves resuming; a study keeps hundreds of generators.
-    std::fs::remove_dir_all(&ckpt).with_context(|| format!("cannot remove {}", ckpt.display()))?;
+    checkpoint::remove(&ckpt)?;
     finished(out, cfg, device)
 }
 

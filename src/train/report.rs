@@ -1,5 +1,6 @@
 //! The end of a run: the best model scored on the test (and out-of-domain) cases, per-case CSVs,
 //! summary.json, data_usage.json and the pictures (curves, overlays, generator samples).
+use super::checkpoint;
 use super::config::{Method, TrainConfig};
 use super::gan::{Backgrounds, Gan};
 use super::record::{DataUsage, LabelSummary, LoopState, MetricsLine, RunSummary};
@@ -82,7 +83,7 @@ pub fn finish(out: &Path, device: Device, mut t: Trainer, splits: &Splits, state
         seconds_per_iter: state.seconds / state.iter.max(1) as f64,
     };
     write_json(&out.join("summary.json"), &summary)?;
-    std::fs::remove_dir_all(out.join("checkpoint")).ok();
+    checkpoint::remove(&out.join("checkpoint"))?;
     Ok(summary)
 }
 
