@@ -44,7 +44,7 @@ LINES
 [ -n "${SKIP_BENCH:-}" ] || timeout 180 $BIN --device cuda bench schedule --width 16 --depth 4 --size 64 --batch 4 \
   --steps 64 --every 8 --synthetic-share 0.2 --rounds 3 | tee -a "$OUT/bench.log"
 # Seeds outermost: a study cut short by the time limit still holds whole data-efficiency curves.
-timeout "$STUDY_SECONDS" $BIN --device cuda study .device/msd_hippocampus --n 4,8,16 --seeds 3 \
+timeout "$STUDY_SECONDS" $BIN --device cuda experimental study .device/msd_hippocampus --n 4,8,16 --seeds 3 \
   --methods plain,augment,separate,genseg --val-n 4 --width 16 --depth 4 --batch-size 2 \
   --iters 300 --val-every 25 --ngf 16 --ndf 16 --pretrain-iters 300 --out "$OUT/study3d" >"$OUT/study.log" 2>&1
 echo "study exit code $?" | tee -a "$OUT/study.log"

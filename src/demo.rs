@@ -3,9 +3,9 @@
 use crate::data::phantom;
 use crate::data::split::DataConfig;
 use crate::data::LoadOptions;
+use crate::gan::GanConfig;
 use crate::out;
 use crate::runtime::ensure_writable_dir;
-use crate::train::gan::GanConfig;
 use crate::train::{segment, Method, RunSummary, TrainConfig};
 use anyhow::Result;
 use std::path::{Path, PathBuf};

@@ -23,7 +23,8 @@ pub fn default_python() -> PathBuf {
 }
 
 /// What `genseg export` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Format {
     Torchscript,
     Onnx,
@@ -35,6 +36,16 @@ impl Format {
         match path.extension().and_then(|e| e.to_str()) {
             Some(e) if e.eq_ignore_ascii_case("onnx") => Format::Onnx,
             _ => Format::Torchscript,
+        }
+    }
+
+    /// What the file is and where its preprocessing is described, as `export` prints it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Format::Torchscript => "TorchScript; preprocessing and outputs in the file's extra file genseg.json",
+            Format::Onnx => {
+                "ONNX, checked in onnxruntime; preprocessing and outputs in the model's metadata property genseg"
+            }
         }
     }
 

@@ -1,25 +1,34 @@
-//! genseg: train medical image segmenters from a handful of labelled images by generating extra
-//! training pairs with a mask-to-image GAN (GenSeg, Zhang et al., Nature Communications 2025).
+//! genseg: train medical image segmenters from a handful of labelled images, with classic
+//! augmentation or with extra training pairs from a mask-to-image GAN tuned end to end (GenSeg,
+//! Zhang et al., Nature Communications 2025).
 //!
-//! Layout follows the pipeline (docs/ARCHITECTURE.md draws it):
-//! - [`data`]: finding, pairing, checking and loading image folders and NIfTI volume sets, splits,
-//!   augmentation, the built-in phantom set;
-//! - [`models`]: the U-Net segmenter, the Pix2Pix generator with mixed ops, the PatchGAN discriminator;
-//! - [`train`]: the run loop for plain/augment/separate/genseg, optimisers, losses, the GAN loop
-//!   and the multi-level hypergradient;
+//! Read in the order of the pipeline, data -> models -> train -> eval (docs/ARCHITECTURE.md
+//! draws it):
+//! - [`data`]: finding, pairing, checking and loading image folders and NIfTI volume sets,
+//!   splits, augmentation, the built-in phantom set;
+//! - [`models`]: the segmenters (U-Net, DeepLabV3+, Swin-UNet), the Pix2Pix generator with mixed
+//!   ops, the discriminators, one file each;
+//! - [`learn`]: optimisers, losses and checkpoints, below both learners;
+//! - [`gan`]: GenSeg's generator: configuration, folder format, training step, pretraining;
+//! - [`upper`]: GenSeg's upper level, the exact hypergradient through a segmentation step;
+//! - [`train`]: one training run of plain / augment / separate / genseg into a run folder;
 //! - [`infer`]: a trained model on new images or volumes; [`eval`]: metrics and reports;
-//!   [`export`]: a trained model as TorchScript for PyTorch users;
-//! - [`study`]: the low-data study; [`demo`] and [`synth`]: the demo and synthetic-pair export;
-//!   [`synth_eval`]: what a generator's synthetic pairs teach a segmenter (TSTR, memorisation);
-//! - [`viz`]: pictures and plots; [`bench`]: training-step benchmarks and FLOP counts;
-//! - [`runtime`]: device, threads, versions, atomic file output and weight files; [`precision`]:
-//!   bf16 autocast regions.
+//!   [`export`]: a trained model as ONNX or TorchScript;
+//! - [`study`]: many runs over (N, seed, method) and their paired comparison; [`synth`] and
+//!   [`synth_eval`]: synthetic pairs and what they teach; [`demo`]: the demo;
+//! - [`viz`]: pictures and plots; [`bench`]: benchmarks and FLOP counts; [`runtime`]: device,
+//!   threads, versions, atomic file output, weight files; [`precision`]: bf16 autocast regions.
+//!
+//! The command line (`src/main.rs`, `src/cli/`) is a thin layer over these; every default lives
+//! in the library ([`train::TrainConfig::new`]).
 pub mod bench;
 pub mod data;
 pub mod demo;
 pub mod eval;
 pub mod export;
+pub mod gan;
 pub mod infer;
+pub mod learn;
 pub mod models;
 pub mod precision;
 pub mod runtime;
@@ -27,4 +36,5 @@ pub mod study;
 pub mod synth;
 pub mod synth_eval;
 pub mod train;
+pub mod upper;
 pub mod viz;

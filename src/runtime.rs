@@ -35,6 +35,12 @@ pub fn parse_device(name: &str) -> Result<Device> {
 }
 
 /// Sets libtorch's intra-op thread count; 0 keeps libtorch's default.
+/// libtorch threads of each of `jobs` worker processes: `threads` (0: every core) split evenly.
+pub fn threads_per_worker(threads: usize, jobs: usize) -> usize {
+    let total = if threads == 0 { std::thread::available_parallelism().map_or(1, |c| c.get()) } else { threads };
+    (total / jobs).max(1)
+}
+
 pub fn set_threads(threads: usize) {
     if threads > 0 {
         tch::set_num_threads(threads as i32);

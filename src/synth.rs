@@ -5,8 +5,8 @@
 use crate::data::augment::{augment_masks_with_images, AugmentConfig};
 use crate::data::images::{load_images, ImageBatch};
 use crate::data::{LoadOptions, SegDataset};
+use crate::gan::{Backgrounds, Gan};
 use crate::runtime::ensure_writable_dir;
-use crate::train::gan::{Backgrounds, Gan};
 use crate::viz::{save_png, tensor_to_rgb};
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;

@@ -20,8 +20,8 @@ use crate::data::photometric;
 use crate::data::split::{load_splits, Split, Splits};
 use crate::data::SegDataset;
 use crate::eval::stats::median;
+use crate::gan::{pretrain, Backgrounds, Gan, GanConfig, GanSpec};
 use crate::runtime::{ensure_writable_dir, versions, write_json, Versions};
-use crate::train::gan::{pretrain, Backgrounds, Gan, GanConfig, GanSpec};
 use crate::train::{segment, TrainConfig};
 use anyhow::{bail, Result};
 use rand::SeedableRng;
@@ -69,6 +69,23 @@ pub struct SynthEvalReport {
     #[serde(with = "crate::runtime::json_f64")]
     pub heldout_l1: f64,
     pub versions: Versions,
+}
+
+impl std::fmt::Display for SynthEvalReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TSTR Dice {:.3}, TRTR Dice {:.3} (ratio {:.2}); memorisation ratio {:.2} (from training masks {:.2}); \
+             diversity {:.4}; held-out L1 {:.4}",
+            self.tstr_dice,
+            self.trtr_dice,
+            self.tstr_over_trtr,
+            self.memorisation_ratio,
+            self.memorisation_ratio_training_masks,
+            self.diversity,
+            self.heldout_l1
+        )
+    }
 }
 
 /// Runs every measurement into `out` (generator/, tstr/, trtr/, synth_eval.json,

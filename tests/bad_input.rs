@@ -148,7 +148,7 @@ fn generator_prior_that_does_not_fit() {
         let flags = [flag, prior.to_str().unwrap(), "--out", out.to_str().unwrap()];
         genseg(&[command, &base[..], &common, &["--ngf", ngf], &flags].concat())
     };
-    let separate = ["train", "--method", "separate"];
+    let separate = ["experimental", "train", "--method", "separate"];
     let train = |prior: &Path, ngf: &str| run(&separate, "--generator-prior", prior, ngf, "32");
     let no_generator = |command: &[&str], flag: &str| run(command, flag, &prior, "4", "32");
     let cases: [(&dyn Fn() -> std::process::Output, &str); 7] = [
@@ -156,10 +156,18 @@ fn generator_prior_that_does_not_fit() {
         (&|| train(&prior, "8"), "--ngf"),
         (&|| run(&separate, "--generator-prior", &prior, "4", "16"), "--size"),
         (&|| run(&separate, "--generator", &prior, "4", "16"), "--size"),
-        (&|| no_generator(&["train", "--method", "augment"], "--generator-prior"), "separate or genseg"),
-        (&|| no_generator(&["train", "--method", "plain"], "--generator"), "separate or genseg"),
         (
-            &|| no_generator(&["study", "--methods", "plain,augment", "--seeds", "1"], "--generator-prior"),
+            &|| no_generator(&["experimental", "train", "--method", "augment"], "--generator-prior"),
+            "separate or genseg",
+        ),
+        (&|| no_generator(&["experimental", "train", "--method", "plain"], "--generator"), "separate or genseg"),
+        (
+            &|| {
+                no_generator(
+                    &["experimental", "study", "--methods", "plain,augment", "--seeds", "1"],
+                    "--generator-prior",
+                )
+            },
             "separate or genseg",
         ),
     ];

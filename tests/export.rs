@@ -9,8 +9,19 @@ fn export_round_trip_matches_genseg_and_unsupported_models_write_nothing() {
     let data = phantom_dataset(d.path(), 12);
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
     let train = |out: &std::path::Path, extra: &[&str]| {
-        let mut args =
-            vec!["train", data.to_str().unwrap(), "--size", "32", "--n", "6", "--width", "4", "--depth", "3"];
+        let mut args = vec![
+            "experimental",
+            "train",
+            data.to_str().unwrap(),
+            "--size",
+            "32",
+            "--n",
+            "6",
+            "--width",
+            "4",
+            "--depth",
+            "3",
+        ];
         args.extend(["--iters", "10", "--val-every", "5", "--device", "cpu", "--out", out.to_str().unwrap()]);
         args.extend(extra);
         let o = genseg(&args);

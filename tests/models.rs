@@ -4,8 +4,8 @@ use common::*;
 use genseg::models::resnet::Backbone;
 use genseg::models::segnet::ModelKind;
 use genseg::train::config::SWIN_ADAM_LR;
-use genseg::train::hypergrad::HypergradMode;
 use genseg::train::{segment, Method, TrainConfig};
+use genseg::upper::hypergrad::HypergradMode;
 use tch::Device;
 
 fn with_model(model: ModelKind, cfg: TrainConfig) -> TrainConfig {
@@ -60,8 +60,19 @@ fn deeplab_refuses_what_it_cannot_train() {
     ];
     for (i, (flags, want)) in cases.iter().enumerate() {
         let out = dir.path().join(format!("run{i}"));
-        let mut args =
-            vec!["train", arg(&data), "--n", "8", "--model", "deeplabv3plus", "--iters", "2", "--out", arg(&out)];
+        let mut args = vec![
+            "experimental",
+            "train",
+            arg(&data),
+            "--n",
+            "8",
+            "--model",
+            "deeplabv3plus",
+            "--iters",
+            "2",
+            "--out",
+            arg(&out),
+        ];
         args.extend_from_slice(flags);
         let o = genseg(&args);
         assert!(!o.status.success(), "{flags:?} was accepted");

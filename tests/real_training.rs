@@ -128,7 +128,7 @@ fn predict_then_evaluate_round_trip() {
 fn generator_pretraining_lowers_held_out_l1() {
     let _rng = libtorch_rng();
     use genseg::data::split::load_splits;
-    use genseg::train::gan::{pretrain, Gan, GanConfig, GanSpec, PretrainConfig};
+    use genseg::gan::{pretrain, Gan, GanConfig, GanSpec, PretrainConfig};
     let dir = tempfile::tempdir().unwrap();
     let cfg = small_config(&shared("kvasir_seg"), Method::Separate, 16, 0);
     let splits = load_splits(&cfg.data, 1).unwrap();

@@ -4,9 +4,9 @@
 mod common;
 use common::*;
 use genseg::data::nnaug::AugmentPreset;
+use genseg::learn::optim::OptimConfig;
 use genseg::precision::Precision;
 use genseg::train::config::{Schedule, Upper};
-use genseg::train::optim::OptimConfig;
 use genseg::train::{segment, Method};
 use tch::Device;
 
@@ -99,6 +99,7 @@ fn a_study_in_two_worker_processes_gives_the_same_results() {
         let mut a: Vec<String> = vec![
             "--threads",
             jobs,
+            "experimental",
             "study",
             data.to_str().unwrap(),
             "--size",

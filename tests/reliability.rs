@@ -31,7 +31,7 @@ const SMALL: &[&str] = &["--size", "32", "--n", "6", "--val-n", "2", "--width", 
 
 /// `train` with the SMALL settings, any of them replaced by the same flag in `extra`.
 fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["train", s(data), "--out", s(out), "--device", "cpu"];
+    let mut args = vec!["experimental", "train", s(data), "--out", s(out), "--device", "cpu"];
     for pair in SMALL.chunks(2) {
         if !extra.contains(&pair[0]) {
             args.extend_from_slice(pair);

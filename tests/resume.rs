@@ -92,7 +92,7 @@ fn finished_pretraining_is_reused_not_redone() {
     let d = tempfile::tempdir().unwrap();
     let data = phantom_dataset(d.path(), 16);
     let train = |out: &std::path::Path, pretrain_iters: &str| {
-        let mut args = vec!["train", arg(&data), "--out", arg(out), "--pretrain-iters", pretrain_iters];
+        let mut args = vec!["experimental", "train", arg(&data), "--out", arg(out), "--pretrain-iters", pretrain_iters];
         args.extend("--method genseg --size 32 --n 8 --val-n 4 --width 4 --depth 3 --ngf 8 --ndf 8".split(' '));
         args.extend("--iters 6 --val-every 3 --device cpu --threads 1".split(' '));
         genseg(&args)

@@ -50,7 +50,19 @@ fn inpainting_generator_draws_lesions_into_training_images() {
     let d = tempfile::tempdir().unwrap();
     let data = phantom_dataset(d.path(), 12);
     let pretrain = |gen: &std::path::Path, extra: &[&str]| {
-        let mut args = vec!["pretrain-generator", arg(&data), "--n", "8", "--size", "32", "--ngf", "8", "--ndf", "8"];
+        let mut args = vec![
+            "experimental",
+            "pretrain-generator",
+            arg(&data),
+            "--n",
+            "8",
+            "--size",
+            "32",
+            "--ngf",
+            "8",
+            "--ndf",
+            "8",
+        ];
         args.extend(["--iters", "40", "--inpaint", "--out", arg(gen)]);
         args.extend(extra);
         let o = genseg(&args);

@@ -32,7 +32,8 @@ pub struct LoadOptions {
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
-            size: 256,
+            // The studies' size (docs/RESULTS.md): minutes per run on a CPU.
+            size: 64,
             channels: None,
             mask_suffixes: default_mask_suffixes(),
             binarize: false,

@@ -10,7 +10,8 @@ use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 /// Which network judges the GAN's images.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum DiscriminatorKind {
     /// Pix2Pix's PatchGAN on (mask, image): real or fake per patch.

@@ -11,7 +11,8 @@ use tch::nn::{self, Module, ModuleT};
 use tch::{Device, Tensor};
 
 /// Which segmentation network a run trains.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     /// The reference's U-Net (2-D and 3-D).
@@ -21,7 +22,7 @@ pub enum ModelKind {
     Deeplabv3plus,
     /// Swin-UNet (2-D, sides the window grid divides).
     #[serde(rename = "swin-unet")]
-    #[value(name = "swin-unet")]
+    #[cfg_attr(feature = "cli", value(name = "swin-unet"))]
     SwinUnet,
 }
 

@@ -1,19 +1,20 @@
 //! The per-method part of a training step. Each method owns exactly the state it needs (the
 //! generator methods their GAN, `genseg` also the architecture optimiser), so a method without
 //! its state cannot be built.
-use super::config::{Method, TrainConfig, ARCH_BETA1};
-use super::gan::{check_data_fits, check_prior_fits, pretrain, Backgrounds, Gan, GanLosses, GanSpec};
-use super::hypergrad::{Lower, TrainBatch};
-use super::loss::seg_loss;
-use super::optim::{gradients, OptimConfig, Optimizer};
-use crate::data::augment::{augment_masks, augment_masks_with_images, augment_pairs, copy_paste};
-use crate::data::nnaug::{self, AugmentPreset, NnUnetAugment};
+use super::config::{Method, TrainConfig};
+use super::real_augment::RealAugment;
+use super::upper_optim::UpperOptimizers;
+use crate::data::augment::{augment_masks, augment_masks_with_images};
 use crate::data::photometric;
 use crate::data::split::Splits;
 use crate::data::SegDataset;
+use crate::gan::{check_data_fits, check_prior_fits, pretrain, Backgrounds, Gan, GanLosses, GanSpec};
+use crate::learn::loss::seg_loss;
+use crate::learn::optim::gradients;
 use crate::models::segnet::SegNet;
 use crate::precision::full_precision;
 use crate::runtime::{load_tensors, save_tensors};
+use crate::upper::hypergrad::{Lower, TrainBatch};
 use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -95,99 +96,6 @@ impl Ahead {
             (block.images.narrow(0, at, count), block.masks.narrow(0, at, count), block.backgrounds.narrow(at, count));
         self.block = Some(block);
         pairs
-    }
-}
-
-/// Optimisers of what the hypergradient moves (`--upper`): alpha, the generator's decoder, or both.
-pub struct UpperOptimizers {
-    alpha: Option<Optimizer>,
-    generator: Option<Optimizer>,
-}
-
-impl UpperOptimizers {
-    fn new(cfg: &TrainConfig, gan: &Gan) -> UpperOptimizers {
-        let adam = |lr| OptimConfig::adam(lr, ARCH_BETA1);
-        UpperOptimizers {
-            alpha: cfg
-                .upper
-                .moves_alpha()
-                .then(|| Optimizer::new(adam(cfg.arch_lr), vec![gan.g.alpha.shallow_clone()])),
-            generator: cfg
-                .upper
-                .moves_generator()
-                .then(|| Optimizer::new(adam(cfg.upper_generator_lr), gan.decoder_weights())),
-        }
-    }
-
-    fn optimizers(&mut self) -> impl Iterator<Item = &mut Optimizer> {
-        self.alpha.iter_mut().chain(self.generator.iter_mut())
-    }
-
-    /// The variables, in the order [`UpperOptimizers::step`] takes their gradients.
-    fn targets(&self) -> Vec<Tensor> {
-        self.alpha.iter().chain(&self.generator).flat_map(|o| o.params().iter().map(Tensor::shallow_clone)).collect()
-    }
-
-    fn step(&mut self, mut grads: Vec<Tensor>) {
-        for opt in self.optimizers() {
-            let rest = grads.split_off(opt.params().len());
-            opt.step(&grads);
-            grads = rest;
-        }
-    }
-
-    /// Checkpoint files: alpha's optimiser keeps its old name.
-    fn files(&self) -> impl Iterator<Item = (&Optimizer, &'static str)> {
-        let alpha = self.alpha.iter().map(|o| (o, "arch_optim.safetensors"));
-        alpha.chain(self.generator.iter().map(|o| (o, "upper_generator_optim.safetensors")))
-    }
-}
-
-/// What the real pairs go through before a step: a preset, then copy-paste.
-pub struct RealAugment {
-    preset: Preset,
-    /// `--copy-paste`: the probability that a pair receives another pair's lesions.
-    copy_paste: f64,
-}
-
-enum Preset {
-    None,
-    /// GenSeg's geometric set and jitter.
-    Geometric,
-    /// nnU-Net's default augmentation.
-    Nnunet(Box<NnUnetAugment>),
-}
-
-impl RealAugment {
-    /// Real pairs as they are (`separate` and `genseg` without `--augment-real`).
-    fn none() -> RealAugment {
-        RealAugment { preset: Preset::None, copy_paste: 0.0 }
-    }
-
-    /// The `--augment` preset (with `--mirror-axes` and `--elastic-p`) for `dims` spatial axes,
-    /// and `--copy-paste`.
-    fn of(cfg: &TrainConfig, dims: usize) -> RealAugment {
-        let preset = match cfg.augment_preset {
-            AugmentPreset::None => Preset::None,
-            AugmentPreset::Geometric => Preset::Geometric,
-            AugmentPreset::Nnunet => Preset::Nnunet(Box::new(NnUnetAugment {
-                p_elastic: cfg.elastic_p,
-                ..NnUnetAugment::defaults(dims, cfg.mirror_axes.as_deref())
-            })),
-        };
-        RealAugment { preset, copy_paste: cfg.copy_paste }
-    }
-
-    fn apply(&self, cfg: &TrainConfig, x: Tensor, m: Tensor, rng: &mut ChaCha8Rng) -> (Tensor, Tensor) {
-        let (x, m) = match &self.preset {
-            Preset::None => (x, m),
-            Preset::Geometric => augment_pairs(&x, &m, &cfg.augment, cfg.jitter, rng),
-            Preset::Nnunet(aug) => nnaug::augment(&x, &m, aug, rng),
-        };
-        match self.copy_paste > 0.0 {
-            true => copy_paste(&x, &m, self.copy_paste, rng),
-            false => (x, m),
-        }
     }
 }
 
@@ -494,7 +402,7 @@ mod tests {
     /// as in a run resumed inside the window, at a later one; each iteration gets its own.
     #[test]
     fn a_window_makes_the_same_pairs_whenever_it_opens() {
-        use crate::train::gan::{GanConfig, GanSpec};
+        use crate::gan::{GanConfig, GanSpec};
         tch::manual_seed(0);
         let masks = Tensor::rand([6, 1, 16, 16], (Kind::Float, Device::Cpu)).gt(0.7).to_kind(Kind::Float);
         let images = Tensor::rand([6, 3, 16, 16], (Kind::Float, Device::Cpu));

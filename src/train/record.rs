@@ -54,6 +54,20 @@ pub struct RunSummary {
     pub seconds_per_iter: f64,
 }
 
+impl RunSummary {
+    /// The test (and out-of-domain) scores, as `train` prints them.
+    pub fn headline(&self) -> String {
+        let line = |what: &str, s: &Summary| {
+            format!("{what} Dice {:.4} ± {:.4} (n={}), IoU {:.4}", s.dice.mean, s.dice.sd, s.dice.n, s.iou.mean)
+        };
+        let mut text = line("test", &self.test);
+        if let Some(o) = &self.ood {
+            text += &format!("\n{}", line("out-of-domain", o));
+        }
+        text
+    }
+}
+
 /// The loop's position, saved with each checkpoint.
 #[derive(Serialize, Deserialize)]
 pub struct LoopState {

@@ -1,15 +1,15 @@
 //! The end of a run: the best model scored on the test (and out-of-domain) cases, per-case CSVs,
 //! summary.json, data_usage.json and the pictures (curves, overlays, generator samples).
-use super::checkpoint;
 use super::config::{Method, TrainConfig};
-use super::gan::{Backgrounds, Gan};
 use super::record::{DataUsage, LabelSummary, LoopState, MetricsLine, RunSummary};
-use super::segment::Trainer;
+use super::trainer::Trainer;
 use crate::data::augment::augment_masks_with_images;
 use crate::data::split::Splits;
 use crate::data::SegDataset;
 use crate::eval::report::{summarize, write_cases_csv};
 use crate::eval::{evaluate, label_cases};
+use crate::gan::{Backgrounds, Gan};
+use crate::learn::checkpoint;
 use crate::runtime::{load_vars, write_json};
 use crate::viz::{foreground, mask_picture, picture, tensor_to_rgb};
 use anyhow::{Context, Result};

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 use genseg::data::split::DataConfig;
 use genseg::data::LoadOptions;
-use genseg::train::gan::GanConfig;
+use genseg::gan::GanConfig;
 use genseg::train::{Method, TrainConfig};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
