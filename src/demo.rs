@@ -1,5 +1,5 @@
-//! `genseg demo`: phantom data, a short generator pretraining, then plain and genseg training and
-//! a comparison, small enough for a laptop CPU in minutes.
+//! `genseg demo`: phantom data, then the default (`augment`) beside `plain` and `genseg` (with a
+//! short generator pretraining) and a comparison, small enough for a laptop CPU in minutes.
 use crate::data::phantom;
 use crate::data::split::DataConfig;
 use crate::data::LoadOptions;
@@ -34,8 +34,8 @@ pub fn config(data: &Path, method: Method, seed: u64) -> TrainConfig {
     }
 }
 
-/// Writes the phantom set (once) and trains `plain` and `genseg` into `out`; prints the
-/// comparison and where the pictures are.
+/// Writes the phantom set (once) and trains `plain`, `augment` and `genseg` into `out`; prints
+/// the comparison, where the pictures are, and the next steps with the default's model.
 pub fn run(out: &Path, seed: u64, device: Device) -> Result<Vec<(Method, RunSummary, PathBuf)>> {
     ensure_writable_dir(out)?;
     let data = out.join("data");
@@ -44,7 +44,7 @@ pub fn run(out: &Path, seed: u64, device: Device) -> Result<Vec<(Method, RunSumm
     }
     out!("phantom dataset: {} (60 pairs, 64 px)", data.display());
     let mut rows = Vec::new();
-    for method in [Method::Plain, Method::Genseg] {
+    for method in [Method::Plain, Method::Augment, Method::Genseg] {
         let dir = out.join(method.name());
         let s = segment::run(&config(&data, method, seed), &dir, device)?;
         rows.push((method, s, dir));
@@ -56,6 +56,9 @@ pub fn run(out: &Path, seed: u64, device: Device) -> Result<Vec<(Method, RunSumm
     }
     let samples = out.join("genseg").join("samples.png");
     out!("generator samples (mask | real | synthetic | augmented mask | synthetic): {}", samples.display());
-    out!("curves: {}", out.join("genseg").join("curves.png").display());
+    out!("curves: {}", out.join("augment").join("curves.png").display());
+    let run = out.join("augment");
+    out!("next, with the default method's model: genseg predict --run {} IMAGES --out PRED", run.display());
+    out!("                                      genseg export --run {} --out model.onnx", run.display());
     Ok(rows)
 }

@@ -60,6 +60,15 @@ impl Format {
 /// Exports `run` to `out` with `python`; returns the largest probability difference found on
 /// the check images and how many there were.
 pub fn export(run: &Path, out: &Path, format: Format, python: &Path, device: Device) -> Result<(f64, usize)> {
+    if out.is_dir() {
+        bail!("--out {} is a folder; give the model file, e.g. {}", out.display(), out.join("model.onnx").display());
+    }
+    let files = ["model.safetensors", "model.json", "config.json"].map(|f| run.join(f));
+    crate::runtime::refuse_overlap(
+        "--out",
+        out,
+        &files.iter().map(|f| ("a file of --run", f.as_path())).collect::<Vec<_>>(),
+    )?;
     let (_vs, net, spec) = load_model(run, device)?;
     if spec.volume_shape.is_some() {
         bail!("{}: a 3-D model; export handles 2-D U-Nets", run.display());
@@ -73,8 +82,9 @@ pub fn export(run: &Path, out: &Path, format: Format, python: &Path, device: Dev
     // onnxruntime's check goes through two files beside the output, removed whatever happens.
     let images_npy = out.with_extension("check-images.npy");
     let probs_npy = out.with_extension("check-probs.npy");
+    crate::runtime::remove_dead_temporaries(out)?;
     let written = write_atomic_with(out, |tmp| {
-        let mut command = std::process::Command::new(python);
+        let mut command = crate::runtime::child_process(python);
         command.arg(&script).arg(run).arg(tmp).arg(format.name());
         if format == Format::Onnx {
             images.write_npy(&images_npy)?;

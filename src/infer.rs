@@ -39,6 +39,15 @@ pub fn predict_probs(seg: &SegNet, images: &Tensor, device: Device) -> Tensor {
     predict_probs_with(seg, images, device, PredictOptions::default())
 }
 
+/// The data folders a run was trained and scored on (its config.json's data and out-of-domain
+/// folders): predict never writes into them.
+fn training_folders(run: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(run.join("config.json")) else { return vec![] };
+    let Ok(config) = serde_json::from_str::<serde_json::Value>(&text) else { return vec![] };
+    let data = &config["config"]["data"];
+    [&data["data"], &data["ood"]].into_iter().filter_map(|v| v.as_str()).map(PathBuf::from).collect()
+}
+
 /// How [`predict_probs_with`] predicts.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PredictOptions {
@@ -102,6 +111,10 @@ pub fn load_model(run: &Path, device: Device) -> Result<(VarStore, SegNet, Model
 pub fn predict(run: &Path, input: &Path, out: &Path, options: PredictOptions, device: Device) -> Result<Vec<PathBuf>> {
     options.precision.check(device)?;
     let (_vs, unet, spec) = load_model(run, device)?;
+    let trained_on = training_folders(run);
+    let mut inputs = vec![("the input", input), ("--run", run)];
+    inputs.extend(trained_on.iter().map(|d| ("the run's training data", d.as_path())));
+    crate::runtime::refuse_overlap("--out", out, &inputs)?;
     if let Some(shape) = spec.volume_shape {
         return predict_volumes(&unet, &spec, shape, input, out, options, device);
     }

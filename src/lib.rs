@@ -17,7 +17,8 @@
 //! - [`study`]: many runs over (N, seed, method) and their paired comparison; [`synth`] and
 //!   [`synth_eval`]: synthetic pairs and what they teach; [`demo`]: the demo;
 //! - [`viz`]: pictures and plots; [`bench`]: benchmarks and FLOP counts; [`runtime`]: device,
-//!   threads, versions, atomic file output, weight files; [`precision`]: bf16 autocast regions.
+//!   threads, versions, atomic file output, weight files; [`precision`]: bf16 autocast regions;
+//!   [`progress`]: a bar in a terminal, log lines elsewhere.
 //!
 //! The command line (`src/main.rs`, `src/cli/`) is a thin layer over these; every default lives
 //! in the library ([`train::TrainConfig::new`]).
@@ -31,6 +32,7 @@ pub mod infer;
 pub mod learn;
 pub mod models;
 pub mod precision;
+pub mod progress;
 pub mod runtime;
 pub mod study;
 pub mod synth;

@@ -97,6 +97,51 @@ pub fn versions(device: Device) -> Versions {
     }
 }
 
+/// A child process that ends when this process ends, however it ends (Linux: the parent-death
+/// signal; a killed `study --jobs` or `export` leaves no worker or Python behind).
+pub fn child_process(program: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: prctl and getppid are async-signal-safe and touch no memory of the parent.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have ended before the signal was armed.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+    command
+}
+
+/// Removes `.tmp-{pid}-{name}` files beside `path` left by processes that no longer run (a
+/// killed command); a live writer's are kept.
+pub fn remove_dead_temporaries(path: &Path) -> Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return Ok(()) };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let suffix = format!("-{}", name.to_string_lossy());
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let file = entry.file_name().to_string_lossy().to_string();
+        let pid =
+            file.strip_prefix(".tmp-").and_then(|rest| rest.strip_suffix(&suffix)).and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                std::fs::remove_file(entry.path())
+                    .with_context(|| format!("cannot remove the stale temporary {}", entry.path().display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn temp_path(path: &Path) -> PathBuf {
     // Keep the extension last: libtorch picks the format (safetensors or not) from it.
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
@@ -129,6 +174,50 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 /// Creates the output folder and proves it is writable before any long work starts.
+/// `path` made absolute with links resolved as far as it exists (the rest appended), so that two
+/// spellings of one place compare equal before anything is written there.
+pub fn resolved(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return absolute,
+        }
+    }
+    let mut out = existing.canonicalize().unwrap_or_else(|_| existing.to_path_buf());
+    out.extend(rest.iter().rev());
+    out
+}
+
+/// Refuses an output that is one of a command's inputs, lies inside one, or holds one: no
+/// command writes over the user's data. `inputs`: (what the user called it, the path).
+pub fn refuse_overlap(out_flag: &str, out: &Path, inputs: &[(&str, &Path)]) -> Result<()> {
+    let o = resolved(out);
+    for (what, input) in inputs {
+        let i = resolved(input);
+        let relation = if o == i {
+            "is"
+        } else if o.starts_with(&i) {
+            "is inside"
+        } else if i.starts_with(&o) {
+            "holds"
+        } else {
+            continue;
+        };
+        anyhow::bail!(
+            "{out_flag} {} {relation} {what} {}: genseg never writes into its inputs; choose an {out_flag} outside it",
+            out.display(),
+            input.display()
+        );
+    }
+    Ok(())
+}
+
 pub fn ensure_writable_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create output folder {}: choose a writable --out location", dir.display()))?;

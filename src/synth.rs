@@ -23,6 +23,11 @@ pub enum MaskSource {
 
 /// Writes `n` pairs to OUT/images and OUT/masks (synth_0000.png...), cycling through the masks.
 pub fn write(generator: &Path, source: &MaskSource, n: usize, seed: u64, out: &Path, device: Device) -> Result<()> {
+    let mut inputs = vec![("--run", generator)];
+    if let MaskSource::Folder(dir) = source {
+        inputs.push(("--masks", dir.as_path()));
+    }
+    crate::runtime::refuse_overlap("--out", out, &inputs)?;
     let gan = Gan::load(generator, device)?;
     if gan.spec.shape.len() != 2 {
         bail!("{}: synth writes 2-D image/mask pairs and this generator makes 3-D volumes; its samples.png shows middle slices", generator.display());

@@ -125,13 +125,14 @@ pub fn run(cfg: &SynthEvalConfig, out: &Path, device: Device) -> Result<SynthEva
         synthetic.images = Tensor::cat(&batches, 0);
     }
     let tstr = segment::run_on(&cfg.run, &out.join("tstr"), device, || {
-        Ok(Splits {
+        let splits = Splits {
             split: Split { train: synthetic.ids.clone(), ..splits.split.clone() },
             train: synthetic.clone(),
             val: splits.val.clone(),
             test: splits.test.clone(),
             ood: None,
-        })
+        };
+        Ok((splits, None))
     })?;
     let trtr = segment::run(&cfg.run, &out.join("trtr"), device)?;
     let own = Backgrounds::own(&splits.train.images, &splits.train.masks);

@@ -1,22 +1,11 @@
 //! Pictures people look at: image grids, prediction overlays, training curves and the
-//! data-efficiency plot, all saved as PNG; plus the progress bar style.
+//! data-efficiency plot, all saved as PNG.
 use crate::runtime::write_atomic_with;
 use anyhow::{anyhow, Result};
 use image::{Rgb, RgbImage};
-use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
-
-pub fn progress(len: u64, label: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>10} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}")
-            .expect("valid template"),
-    );
-    bar.set_prefix(label.to_string());
-    bar
-}
 
 pub fn save_png(path: &Path, img: &RgbImage) -> Result<()> {
     write_atomic_with(path, |tmp| Ok(img.save_with_format(tmp, image::ImageFormat::Png)?))
@@ -61,7 +50,9 @@ pub fn tensor_grid(rows: &[Vec<Tensor>]) -> RgbImage {
 
 /// Tiles smaller than this (pixels, shorter side) are enlarged, nearest-neighbour, so that
 /// 64 px crops and 32x48 volume slices stay readable.
-const MIN_TILE_SIDE: u32 = 128;
+/// Tiles are enlarged (nearest neighbour) to at least this side, so a lesion of a 64 px input
+/// is visible.
+const MIN_TILE_SIDE: u32 = 192;
 
 pub fn image_grid(rows: &[Vec<RgbImage>]) -> RgbImage {
     let gap = 2;
@@ -214,4 +205,81 @@ pub fn line_chart(
     }
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+/// Rows of tiles, each under its caption (a case's id and score), laid out as [`image_grid`].
+pub fn captioned_grid(rows: &[(String, Vec<RgbImage>)]) -> Result<RgbImage> {
+    register_font();
+    const BAND: u32 = 24;
+    let grids: Vec<RgbImage> = rows.iter().map(|(_, tiles)| image_grid(std::slice::from_ref(tiles))).collect();
+    let w = grids.iter().map(RgbImage::width).max().unwrap_or(1);
+    let h = grids.iter().map(|g| g.height() + BAND).sum::<u32>().max(1);
+    let mut out = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
+    let mut top = 0;
+    for g in &grids {
+        image::imageops::replace(&mut out, g, 0, (top + BAND) as i64);
+        top += g.height() + BAND;
+    }
+    let mut buf = out.into_raw();
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        let mut top = 0;
+        for ((caption, _), g) in rows.iter().zip(&grids) {
+            let text = Text::new(caption.clone(), (4, top as i32 + 4), ("sans-serif", 16).into_font().color(&BLACK));
+            root.draw(&text).map_err(|e| anyhow!("{e}"))?;
+            top += g.height() + BAND;
+        }
+        root.present().map_err(|e| anyhow!("{e}"))?;
+    }
+    RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow!("caption buffer of the wrong size"))
+}
+
+/// curves.png: the training loss and the validation Dice against iteration, each on its own
+/// axis, the kept checkpoint (`best`: iteration and Dice) marked.
+pub fn curves(path: &Path, loss: &[(f64, f64)], dice: &[(f64, f64)], best: Option<(f64, f64)>) -> Result<()> {
+    register_font();
+    let xs = loss.iter().chain(dice).map(|p| p.0);
+    let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+    if !x0.is_finite() {
+        return Err(anyhow!("nothing to plot for {}", path.display()));
+    }
+    let xr = if x1 > x0 { x0..x1 } else { x0 - 1.0..x1 + 1.0 };
+    let (l0, l1) = loss.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let lr = if l0.is_finite() && l1 > l0 { l0..l1 } else { 0.0..1.0 };
+    let e = |e: &dyn std::fmt::Display| anyhow!("{e}");
+    write_atomic_with(path, |tmp| {
+        let root = BitMapBackend::new(tmp, (800, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| e(&x))?;
+        let (upper, lower) = root.split_vertically(290);
+        let mut chart = ChartBuilder::on(&upper)
+            .caption("training loss (mean since the previous validation)", ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(xr.clone(), lr)
+            .map_err(|x| e(&x))?;
+        chart.configure_mesh().y_desc("loss").draw().map_err(|x| e(&x))?;
+        chart.draw_series(LineSeries::new(loss.to_vec(), RED.stroke_width(2))).map_err(|x| e(&x))?;
+        let caption = match best {
+            Some(b) => format!("validation Dice; kept model (circled): iteration {}, Dice {:.3}", b.0, b.1),
+            None => "validation Dice".to_string(),
+        };
+        let mut chart = ChartBuilder::on(&lower)
+            .caption(caption, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(xr, 0.0..1.0)
+            .map_err(|x| e(&x))?;
+        chart.configure_mesh().x_desc("iteration").y_desc("Dice").draw().map_err(|x| e(&x))?;
+        chart.draw_series(LineSeries::new(dice.to_vec(), BLUE.stroke_width(2))).map_err(|x| e(&x))?;
+        chart.draw_series(dice.iter().map(|&p| Circle::new(p, 3, BLUE.filled()))).map_err(|x| e(&x))?;
+        if let Some(b) = best {
+            let line = PathElement::new(vec![(b.0, 0.0), (b.0, 1.0)], BLACK.mix(0.5).stroke_width(1));
+            chart.draw_series([line]).map_err(|x| e(&x))?;
+            chart.draw_series([Circle::new(b, 7, BLACK.stroke_width(2))]).map_err(|x| e(&x))?;
+        }
+        root.present().map_err(|x| e(&x))?;
+        Ok(())
+    })
 }

@@ -28,6 +28,9 @@ fn killed_run_resumes_from_its_checkpoint() {
         "3000",
         "--val-every",
         "20",
+        // The whole budget: this test is about resuming, not early stopping.
+        "--patience",
+        "0",
         "--device",
         "cpu",
         "--threads",

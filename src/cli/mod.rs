@@ -307,3 +307,39 @@ pub enum Experimental {
     #[command(allow_negative_numbers = true)]
     SynthEval(SynthEvalCommand),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(cmd: &clap::Command) -> Vec<&clap::Arg> {
+        cmd.get_arguments().filter(|a| !a.is_hide_set() && !a.is_positional()).collect()
+    }
+
+    #[test]
+    fn every_option_of_every_command_says_what_it_does() {
+        fn walk(cmd: &clap::Command, path: String, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() && arg.get_id() != "help" {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                walk(sub, format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "genseg".into(), &mut missing);
+        assert!(missing.is_empty(), "options without a description: {missing:?}");
+    }
+
+    #[test]
+    fn train_and_study_show_few_options() {
+        let mut cli = Cli::command();
+        cli.build();
+        let count = |name: &str| options(cli.find_subcommand(name).unwrap()).len();
+        // --help and the global --device and --threads included.
+        assert!(count("train") <= 30, "train has {} options", count("train"));
+        assert!(count("study") <= 35, "study has {} options", count("study"));
+    }
+}

@@ -1,6 +1,6 @@
 //! Decoding images and binary masks from the formats clinicians' exports come in.
 use anyhow::{anyhow, bail, Context, Result};
-use image::{imageops::FilterType, DynamicImage, GrayImage, ImageReader, RgbImage};
+use image::{imageops::FilterType, DynamicImage, GrayImage, ImageDecoder, ImageReader, RgbImage};
 use std::path::Path;
 
 /// Extensions we decode; anything else in an images/ or masks/ folder is reported.
@@ -26,11 +26,19 @@ pub fn decode(path: &Path) -> Result<DynamicImage> {
     if is_lossy(path) && !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
         bail!("{}: truncated JPEG (no end-of-image marker); re-export or re-download it", path.display());
     }
-    ImageReader::new(std::io::Cursor::new(bytes))
+    let corrupt =
+        |e: image::ImageError| anyhow!("{}: corrupt or unsupported image ({e}); re-export it as PNG", path.display());
+    let mut decoder = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .with_context(|| format!("cannot read {}", path.display()))?
-        .decode()
-        .map_err(|e| anyhow!("{}: corrupt or unsupported image ({e}); re-export it as PNG", path.display()))
+        .into_decoder()
+        .map_err(corrupt)?;
+    // Phone photos (wounds, skin) are stored sideways with an EXIF orientation that every viewer
+    // applies: so does genseg, to images and masks alike.
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    img.apply_orientation(orientation);
+    Ok(img)
 }
 
 /// A binary mask decoded from any two-valued image.
@@ -123,4 +131,41 @@ pub fn chw_to_rgb(data: &[f32], channels: usize, h: u32, w: u32) -> RgbImage {
         let px = |c: usize| (data[c.min(channels - 1) * hw + i].clamp(0.0, 1.0) * 255.0).round() as u8;
         image::Rgb([px(0), px(1), px(2)])
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A JPEG with an EXIF orientation (APP1 segment after the start-of-image marker).
+    fn jpeg_with_orientation(img: &RgbImage, orientation: u16) -> Vec<u8> {
+        let mut plain = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut plain), image::ImageFormat::Jpeg).unwrap();
+        let mut tiff = b"II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0".to_vec();
+        tiff.extend(orientation.to_le_bytes());
+        tiff.extend([0, 0, 0, 0, 0, 0]);
+        let payload: Vec<u8> = b"Exif\0\0".iter().copied().chain(tiff).collect();
+        let mut out = plain[..2].to_vec();
+        out.extend([0xFF, 0xE1]);
+        out.extend(((payload.len() + 2) as u16).to_be_bytes());
+        out.extend(payload);
+        out.extend(&plain[2..]);
+        out
+    }
+
+    #[test]
+    fn exif_orientation_is_applied_as_viewers_apply_it() {
+        let d = tempfile::tempdir().unwrap();
+        // 48 wide, 32 high, stored with "rotate 90 clockwise to view" (6): viewers show 32 x 48.
+        let stored =
+            RgbImage::from_fn(48, 32, |x, _| if x < 8 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 0]) });
+        let path = d.path().join("photo.jpg");
+        std::fs::write(&path, jpeg_with_orientation(&stored, 6)).unwrap();
+        let shown = decode(&path).unwrap().to_rgb8();
+        assert_eq!(shown.dimensions(), (32, 48));
+        // The stored left edge (red) is the viewed top edge.
+        assert!(shown.get_pixel(16, 2).0[0] > 200 && shown.get_pixel(16, 45).0[0] < 60);
+        std::fs::write(&path, jpeg_with_orientation(&stored, 1)).unwrap();
+        assert_eq!(decode(&path).unwrap().to_rgb8().dimensions(), (48, 32));
+    }
 }

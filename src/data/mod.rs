@@ -6,6 +6,7 @@
 pub mod augment;
 pub mod check;
 pub mod files;
+pub mod fingerprint;
 pub mod image_io;
 pub mod images;
 pub mod nnaug;

@@ -26,6 +26,15 @@ pub struct DataConfig {
 }
 
 impl DataConfig {
+    /// The folders and files this data is read from, named as the user gave them.
+    pub fn inputs(&self) -> Vec<(&'static str, &Path)> {
+        let mut inputs = vec![("the data folder", self.data.as_path())];
+        inputs.extend(self.ood.as_deref().map(|p| ("--ood", p)));
+        inputs.extend(self.train_ids.as_deref().map(|p| ("--train-ids", p)));
+        inputs.extend(self.val_ids.as_deref().map(|p| ("--val-ids", p)));
+        inputs
+    }
+
     /// The defaults: a seeded split of 20 labelled cases of `data` (15 training, 5 validation),
     /// loaded with the default options.
     pub fn new(data: &Path) -> DataConfig {
@@ -105,11 +114,16 @@ pub fn validation_count(n: usize, val_n: Option<usize>) -> Result<usize> {
 }
 
 /// Shuffles the sorted ids with `seed`, then takes `n` labelled cases (training, then
-/// validation) and the rest as test.
+/// validation) and the rest as test; `n` = every case leaves no test split.
 pub fn seeded(ids: &[String], n: usize, val_n: Option<usize>, seed: u64) -> Result<Split> {
     let n_val = validation_count(n, val_n)?;
-    if n >= ids.len() {
-        bail!("the dataset has {} cases but --n {n} labelled pairs leave none for testing; lower --n", ids.len());
+    if n > ids.len() {
+        bail!(
+            "the dataset has {} cases but --n is {n}; lower --n (--n {} trains and validates on every pair, with no test \
+             split and so no test score)",
+            ids.len(),
+            ids.len()
+        );
     }
     let n_train = n - n_val;
     let mut order = ids.to_vec();
@@ -172,6 +186,8 @@ mod tests {
         all.sort();
         assert_eq!(all, ids);
         assert_eq!(seeded(&ids, 16, None, 7).unwrap(), split);
-        assert!(seeded(&ids, 30, None, 7).unwrap_err().to_string().contains("none for testing"));
+        let every = seeded(&ids, 30, None, 7).unwrap();
+        assert_eq!((every.train.len(), every.val.len(), every.test.len()), (22, 8, 0));
+        assert!(seeded(&ids, 31, None, 7).unwrap_err().to_string().contains("--n 30 trains"));
     }
 }

@@ -39,6 +39,7 @@ pub fn evaluate_folders(
     opts: &MetricOptions,
     out: &Path,
 ) -> Result<report::Summary> {
+    crate::runtime::refuse_overlap("--out", out, &[("the predictions", pred), ("the references", reference)])?;
     let pairs = pair_mask_folders(pred, reference, suffixes)?;
     ensure_writable_dir(out)?;
     let cases: Vec<Result<CaseMetrics>> = pairs
@@ -76,6 +77,7 @@ pub fn evaluate_nifti_folders(
     opts: &MetricOptions,
     out: &Path,
 ) -> Result<Vec<(u32, report::Summary)>> {
+    crate::runtime::refuse_overlap("--out", out, &[("the predictions", pred), ("the references", reference)])?;
     let (pairs, problems) = pair_by_id(nifti_files(pred)?, nifti_files(reference)?, |side, id| match side {
         Side::First => (format!("no reference volume for case '{id}' in {}", reference.display()), true),
         Side::Second => (format!("no predicted volume for case '{id}' in {}", pred.display()), true),

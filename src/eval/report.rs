@@ -33,28 +33,34 @@ pub fn summarize(cases: &[CaseMetrics]) -> Summary {
     }
 }
 
+/// One line per case, through a CSV writer (RFC 4180: an id with a comma, quote or line break is
+/// quoted), numbers as Rust prints them.
 pub fn write_cases_csv(path: &Path, cases: &[CaseMetrics]) -> Result<()> {
-    let mut text = String::from("id,dice,iou,sensitivity,precision,hd,hd95,assd,masd,nsd,tp,fp,fn,n_pred,n_ref\n");
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "id",
+        "dice",
+        "iou",
+        "sensitivity",
+        "precision",
+        "hd",
+        "hd95",
+        "assd",
+        "masd",
+        "nsd",
+        "tp",
+        "fp",
+        "fn",
+        "n_pred",
+        "n_ref",
+    ])?;
     for c in cases {
         let s = &c.surface;
-        text.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            c.id,
-            c.dice,
-            c.iou,
-            c.sensitivity,
-            c.precision,
-            s.hd,
-            s.hd95,
-            s.assd,
-            s.masd,
-            s.nsd,
-            c.tp,
-            c.fp,
-            c.fn_,
-            c.n_pred,
-            c.n_ref
-        ));
+        let numbers =
+            [c.dice, c.iou, c.sensitivity, c.precision, s.hd, s.hd95, s.assd, s.masd, s.nsd].map(|v| v.to_string());
+        let counts = [c.tp, c.fp, c.fn_, c.n_pred, c.n_ref].map(|v| v.to_string());
+        w.write_record(std::iter::once(c.id.clone()).chain(numbers).chain(counts))?;
     }
-    write_atomic(path, text.as_bytes())
+    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    write_atomic(path, &bytes)
 }

@@ -25,6 +25,9 @@ pub fn mean_interval(values: &[f64]) -> Option<Interval> {
     Some(Interval { mean, lo, hi, n: v.len() })
 }
 
+/// Paired values a verdict needs.
+pub const MIN_CELLS: usize = 3;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Interval {
     pub mean: f64,
@@ -35,9 +38,12 @@ pub struct Interval {
 }
 
 impl Interval {
-    /// "within noise" when the interval crosses 0 (or rests on one value), else better/worse.
+    /// "within noise" when the interval crosses 0, else better/worse; no verdict from fewer than
+    /// [`MIN_CELLS`] paired values (two values make an interval that says nothing).
     pub fn verdict(&self) -> &'static str {
-        if self.n < 2 || (self.lo <= 0.0 && 0.0 <= self.hi) {
+        if self.n < MIN_CELLS {
+            "too few cells"
+        } else if self.lo <= 0.0 && 0.0 <= self.hi {
             "within noise"
         } else if self.lo > 0.0 {
             "better"
@@ -88,8 +94,9 @@ mod tests {
         assert!((0.35..0.65).contains(&ratio), "width ratio {ratio}");
         assert_eq!(few.verdict(), "within noise");
         assert_eq!(mean_interval(&[0.1, 0.12, 0.09, 0.11]).unwrap().verdict(), "better");
-        assert_eq!(mean_interval(&[-0.1, -0.12]).unwrap().verdict(), "worse");
-        assert_eq!(mean_interval(&[0.5]).unwrap().verdict(), "within noise");
+        assert_eq!(mean_interval(&[-0.1, -0.12, -0.11]).unwrap().verdict(), "worse");
+        assert_eq!(mean_interval(&[-0.1, -0.12]).unwrap().verdict(), "too few cells");
+        assert_eq!(mean_interval(&[0.5]).unwrap().verdict(), "too few cells");
         assert!(mean_interval(&[f64::NAN]).is_none());
     }
 }

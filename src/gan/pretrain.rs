@@ -105,8 +105,7 @@ pub fn pretrain(
     std::fs::create_dir_all(&samples_dir)?;
     let shown: Vec<String> = train.ids.iter().take(4).cloned().collect();
     let shown = train.select(&shown)?;
-    let bar = crate::viz::progress(cfg.iters as u64, "generator");
-    bar.set_position(start as u64);
+    let mut progress = crate::progress::Progress::new("generator", cfg.iters as u64, start as u64);
     for iter in start..cfg.iters {
         tch::manual_seed((cfg.seed as i64) ^ (iter as i64 + 1));
         let idx: Vec<i64> = (0..cfg.batch_size).map(|_| rng.gen_range(0..train.len() as i64)).collect();
@@ -126,8 +125,7 @@ pub fn pretrain(
         if let Some((phase, v)) = phases.into_iter().find(|(_, v)| !v.is_finite()) {
             return Err(diverged(format!("the {phase} loss is {v}")));
         }
-        bar.inc(1);
-        bar.set_message(format!("D {:.3} G {:.3} L1 {:.3}", losses.d, losses.g_adv, losses.l1));
+        progress.inc();
         if done.is_multiple_of(cfg.sample_every) || done == cfg.iters {
             if ![&gan.g_vs, &gan.d_vs].into_iter().all(all_finite) {
                 return Err(diverged("the GAN's weights are not finite".into()));
@@ -137,6 +135,7 @@ pub fn pretrain(
                 line["heldout_l1"] = gan.l1_on(held_out, device).into();
             }
             append_jsonl(&out.join("gan_metrics.jsonl"), &line)?;
+            progress.status(format!("D {:.3} G {:.3} L1 {:.3}", losses.d, losses.g_adv, losses.l1));
             plot_pretraining(out)?;
             let grid = sample_grid(&gan, &shown, device);
             crate::viz::save_png(&samples_dir.join(format!("step_{done:06}.png")), &grid)?;
@@ -147,7 +146,7 @@ pub fn pretrain(
             })?;
         }
     }
-    bar.finish();
+    progress.finish();
     gan.save(out)?;
     // The checkpoint (weights again, and the optimisers' moments) is three times the generator's
     // size and only serves resuming; a study keeps hundreds of generators.
@@ -217,6 +216,7 @@ pub fn pretrain_on_split(
     out: &Path,
     device: Device,
 ) -> Result<(f64, f64)> {
+    crate::runtime::refuse_overlap("--out", out, &data.inputs())?;
     let splits = load_splits(data, cfg.seed)?;
     let spec = GanSpec::for_data(gan, &splits.train);
     let trained = pretrain(&spec, cfg, &splits.train, &splits.val, out, device)?;

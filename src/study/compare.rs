@@ -129,8 +129,11 @@ mod tests {
         );
         let arm = |d: &Path, m: &str| format!("{}:{m}", d.display()).parse::<StudyArm>().unwrap();
         let md = compare(&arm(&a, "augment"), &[arm(&b, "separate")]).unwrap();
+        // Two paired cells give the numbers but no verdict.
         assert!(
-            md.contains("| variant:separate | +0.100 [+0.100, +0.100] (2) | +0.100 [+0.100, +0.100] (2) | better |"),
+            md.contains(
+                "| variant:separate | +0.100 [+0.100, +0.100] (2) | +0.100 [+0.100, +0.100] (2) | too few cells |"
+            ),
             "{md}"
         );
         assert!(md.contains("| variant:separate | +0.150 [+0.100, +0.200] (2) |"), "{md}");

@@ -79,6 +79,7 @@ pub(super) fn cells(cfg: &StudyConfig, out: &Path) -> Vec<Cell> {
 }
 
 pub fn run(cfg: &StudyConfig, out: &Path, device: Device) -> Result<Vec<Row>> {
+    crate::runtime::refuse_overlap("--out", out, &cfg.base.data.inputs())?;
     ensure_writable_dir(out)?;
     let _lock = if cfg.shard.is_none() { Some(lock_folder(out)?) } else { None };
     let mut rows = Vec::new();
@@ -131,12 +132,13 @@ pub fn run_in_workers(
     if jobs == 1 {
         return run(cfg, out, device);
     }
+    crate::runtime::refuse_overlap("--out", out, &cfg.base.data.inputs())?;
     ensure_writable_dir(out)?;
     {
         let _lock = lock_folder(out)?;
         let exe = std::env::current_exe()?;
         let children = (0..jobs)
-            .map(|i| Ok(std::process::Command::new(&exe).args(worker(i)).spawn()?))
+            .map(|i| Ok(crate::runtime::child_process(&exe).args(worker(i)).spawn()?))
             .collect::<Result<Vec<_>>>()?;
         let failed: Vec<usize> = children
             .into_iter()

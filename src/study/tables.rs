@@ -241,7 +241,13 @@ pub(super) fn difference_table(
             row.extend(ns.iter().map(|&n| cell(mean_interval(&diffs(Some(n))))));
             let pooled = mean_interval(&diffs(None));
             row.push(cell(pooled));
-            row.push(pooled.map(|p| p.verdict()).unwrap_or("-").to_string());
+            // One seed is one split per N: no verdict, whatever the number of N.
+            let verdict = match pooled {
+                _ if seeds.len() < 2 => "too few seeds",
+                Some(p) => p.verdict(),
+                None => "-",
+            };
+            row.push(verdict.to_string());
             row
         })
         .collect();
@@ -249,7 +255,7 @@ pub(super) fn difference_table(
         title,
         caption: Some(
             "Mean paired difference (same N, same seed) [95 % bootstrap interval] (cells); within noise when the \
-             interval crosses 0."
+             interval crosses 0; no verdict from one seed or fewer than 3 cells."
                 .into(),
         ),
         header,

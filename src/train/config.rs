@@ -2,7 +2,7 @@
 //! command line, the demo and the tests start from it.
 use crate::data::augment::AugmentConfig;
 use crate::data::nnaug::AugmentPreset;
-use crate::data::split::DataConfig;
+use crate::data::split::{DataConfig, Splits};
 use crate::data::SegDataset;
 use crate::eval::metrics::EmptyPolicy;
 use crate::gan::{GanConfig, PretrainConfig};
@@ -311,6 +311,35 @@ impl TrainConfig {
             prior: self.generator_prior.clone(),
             ..PretrainConfig::new(self.pretrain_iters, self.batch_size, seed)
         }
+    }
+
+    /// What this run will do, in one line: `train` logs it before it starts.
+    pub fn plan(&self, splits: &Splits) -> String {
+        let net = match self.model {
+            ModelKind::Unet => format!("U-Net width {} depth {}", self.width, self.depth),
+            ModelKind::Deeplabv3plus => format!("DeepLabV3+ over {:?}", self.backbone),
+            ModelKind::SwinUnet => format!("Swin-UNet, window {}", self.window),
+        };
+        let input = match splits.train.dims() {
+            3 => format!("{:?} voxels", self.data.load.volume.shape),
+            _ => format!("{} px", self.data.load.size),
+        };
+        let stop = match self.patience {
+            0 => String::new(),
+            k => format!(
+                ", early stopping after {k} validations without a better Dice (not before iteration {})",
+                self.min_iters
+            ),
+        };
+        let (train, val, test) = (splits.train.len(), splits.val.len(), splits.test.len());
+        format!(
+            "{} on {train} training and {val} validation pairs ({test} test), {input}, {net}, batch {}, up to {} \
+             iterations, validating every {}{stop}",
+            self.method.name(),
+            self.batch_size,
+            self.iters,
+            self.val_every
+        )
     }
 
     /// Synthetic pairs per step beside the `batch_size` real ones: share s of the step's pairs,

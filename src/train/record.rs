@@ -60,7 +60,10 @@ impl RunSummary {
         let line = |what: &str, s: &Summary| {
             format!("{what} Dice {:.4} ± {:.4} (n={}), IoU {:.4}", s.dice.mean, s.dice.sd, s.dice.n, s.iou.mean)
         };
-        let mut text = line("test", &self.test);
+        let mut text = match self.test.cases {
+            0 => "no test score: every labelled pair trained or validated (no test split)".to_string(),
+            _ => line("test", &self.test),
+        };
         if let Some(o) = &self.ood {
             text += &format!("\n{}", line("out-of-domain", o));
         }

@@ -6,6 +6,7 @@ use super::trainer::Trainer;
 use crate::data::augment::augment_masks_with_images;
 use crate::data::split::Splits;
 use crate::data::SegDataset;
+use crate::eval::metrics::CaseMetrics;
 use crate::eval::report::{summarize, write_cases_csv};
 use crate::eval::{evaluate, label_cases};
 use crate::gan::{Backgrounds, Gan};
@@ -30,14 +31,20 @@ pub fn finish(out: &Path, device: Device, mut t: Trainer, splits: &Splits, state
         save_samples(&out.join("samples.png"), gan, &splits.train, cfg, device)?;
     }
     load_vars(&mut t.seg.vs, &out.join("model.safetensors"))?;
-    let (test_cases, test_probs) = evaluate(&t.seg.net, &splits.test, device, cfg.empty_policy);
+    // Every labelled pair trained or validated: no test split, no test score (NaN, n = 0).
+    let test_cases = if splits.test.is_empty() {
+        vec![]
+    } else {
+        let (cases, probs) = evaluate(&t.seg.net, &splits.test, device, cfg.empty_policy);
+        save_overlays(&out.join("overlays_test.png"), &splits.test, &probs, &cases)?;
+        cases
+    };
     write_cases_csv(&out.join("test_cases.csv"), &test_cases)?;
-    save_overlays(&out.join("overlays_test.png"), &splits.test, &test_probs)?;
     let ood_cases = match &splits.ood {
         Some(ood) => {
             let (cases, probs) = evaluate(&t.seg.net, ood, device, cfg.empty_policy);
             write_cases_csv(&out.join("ood_cases.csv"), &cases)?;
-            save_overlays(&out.join("overlays_ood.png"), ood, &probs)?;
+            save_overlays(&out.join("overlays_ood.png"), ood, &probs, &cases)?;
             Some(cases)
         }
         None => None,
@@ -61,7 +68,7 @@ pub fn finish(out: &Path, device: Device, mut t: Trainer, splits: &Splits, state
             test_ids: splits.split.test.clone(),
         },
     )?;
-    plot_curves(out)?;
+    plot_curves(out, Some((state.best_iter, state.best_val_dice)))?;
     let summary = RunSummary {
         method: cfg.method,
         seed: cfg.seed,
@@ -114,35 +121,48 @@ fn save_samples(path: &Path, gan: &Gan, train: &SegDataset, cfg: &TrainConfig, d
     crate::viz::save_png(path, &crate::viz::tensor_grid(&rows))
 }
 
-/// Up to 8 cases: image | reference outline on prediction overlay (volumes: middle slices,
-/// any label).
-fn save_overlays(path: &Path, data: &SegDataset, probs: &Tensor) -> Result<()> {
-    let rows: Vec<Vec<image::RgbImage>> = (0..data.len().min(8) as i64)
-        .map(|i| {
-            let img = tensor_to_rgb(&picture(&data.images.get(i)));
-            let pred = foreground(&probs.get(i));
-            let reference = foreground(&data.masks.get(i));
-            vec![img.clone(), crate::viz::overlay(&img, &pred, Some(&reference))]
+/// Up to 8 cases from the worst to the best Dice, evenly spread, each under its id and Dice:
+/// the image | the prediction (red) with the reference outlined (green) (volumes: middle
+/// slices, any label).
+fn save_overlays(path: &Path, data: &SegDataset, probs: &Tensor, cases: &[CaseMetrics]) -> Result<()> {
+    // A multi-label case's Dice: the mean over its labels (ids `{case}/{label}`).
+    let dice = |id: &str| {
+        let own: Vec<f64> = cases
+            .iter()
+            .filter(|c| c.id == id || c.id.strip_prefix(id).is_some_and(|rest| rest.starts_with('/')))
+            .map(|c| c.dice)
+            .filter(|d| d.is_finite())
+            .collect();
+        if own.is_empty() {
+            f64::NAN
+        } else {
+            own.iter().sum::<f64>() / own.len() as f64
+        }
+    };
+    let mut order: Vec<(usize, f64)> = data.ids.iter().enumerate().map(|(i, id)| (i, dice(id))).collect();
+    order.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let shown = order.len().min(8);
+    let picks = (0..shown).map(|k| order[if shown > 1 { k * (order.len() - 1) / (shown - 1) } else { 0 }]);
+    let rows: Vec<(String, Vec<image::RgbImage>)> = picks
+        .map(|(i, d)| {
+            let img = tensor_to_rgb(&picture(&data.images.get(i as i64)));
+            let pred = foreground(&probs.get(i as i64));
+            let reference = foreground(&data.masks.get(i as i64));
+            let caption = format!("{}  Dice {d:.3}", data.ids[i]);
+            (caption, vec![img.clone(), crate::viz::overlay(&img, &pred, Some(&reference))])
         })
         .collect();
-    crate::viz::save_png(path, &crate::viz::image_grid(&rows))
+    crate::viz::save_png(path, &crate::viz::captioned_grid(&rows)?)
 }
 
-/// curves.png: training loss and validation Dice against iteration.
-pub fn plot_curves(out: &Path) -> Result<()> {
+/// curves.png: training loss and validation Dice against iteration, each on its own axis, with
+/// the kept (best validation) model marked.
+fn plot_curves(out: &Path, best: Option<(usize, f64)>) -> Result<()> {
     let text = std::fs::read_to_string(out.join("metrics.jsonl"))?;
     let lines: Vec<MetricsLine> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let series = |label: &str, f: fn(&MetricsLine) -> f64| crate::viz::Series {
-        label: label.into(),
-        points: lines.iter().map(|l| (l.iter as f64, f(l))).filter(|p| p.1.is_finite()).collect(),
-        intervals: vec![],
+    let points = |f: fn(&MetricsLine) -> f64| -> Vec<(f64, f64)> {
+        lines.iter().map(|l| (l.iter as f64, f(l))).filter(|p| p.1.is_finite()).collect()
     };
-    crate::viz::line_chart(
-        &out.join("curves.png"),
-        "training loss and validation Dice",
-        "iteration",
-        "value",
-        &[series("train loss", |l| l.loss), series("val Dice", |l| l.val_dice)],
-        false,
-    )
+    let best = best.filter(|b| b.0 > 0 && b.1.is_finite()).map(|(i, d)| (i as f64, d));
+    crate::viz::curves(&out.join("curves.png"), &points(|l| l.loss), &points(|l| l.val_dice), best)
 }

@@ -9,9 +9,11 @@ use super::method::StepLog;
 use super::record::{LoopState, RunSummary};
 use super::report;
 use super::trainer::Trainer;
+use crate::data::fingerprint::Fingerprint;
 use crate::data::split::{load_splits, Splits};
+use crate::progress::Progress;
 use crate::runtime::lock_folder;
-use crate::runtime::{append_jsonl, ensure_writable_dir, save_vars};
+use crate::runtime::{append_jsonl, ensure_writable_dir, save_vars, write_json};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use tch::Device;
@@ -19,7 +21,29 @@ use tch::Device;
 /// Trains one model into `out` (resuming if a checkpoint of the same config is there) and
 /// returns its summary. A finished run is returned as is.
 pub fn run(cfg: &TrainConfig, out: &Path, device: Device) -> Result<RunSummary> {
-    run_on(cfg, out, device, || load_splits(&cfg.data, cfg.seed))
+    let mut inputs = cfg.data.inputs();
+    inputs.extend(cfg.generator.as_deref().map(|p| ("--generator", p)));
+    inputs.extend(cfg.init.as_deref().map(|p| ("--init", p)));
+    crate::runtime::refuse_overlap("--out", out, &inputs)?;
+    let fingerprint = Fingerprint::of(&cfg.data.data)?;
+    let recorded = out.join("data_fingerprint.json");
+    if let Ok(text) = std::fs::read_to_string(&recorded) {
+        let before: Fingerprint =
+            serde_json::from_str(&text).with_context(|| format!("{} is corrupt", recorded.display()))?;
+        if let Some(change) = before.changes(&fingerprint) {
+            bail!(
+                "{} was split from other data: since it started, {} in {}; restore the data as it was, or train into \
+                 a new --out",
+                out.display(),
+                change,
+                cfg.data.data.display()
+            );
+        }
+    }
+    run_on(cfg, out, device, || {
+        let splits = load_splits(&cfg.data, cfg.seed)?;
+        Ok((splits, Some(fingerprint)))
+    })
 }
 
 /// [`run`] on the splits `load` gives instead of `cfg.data`'s (synth-eval trains on synthetic
@@ -28,19 +52,22 @@ pub fn run_on(
     cfg: &TrainConfig,
     out: &Path,
     device: Device,
-    load: impl FnOnce() -> Result<Splits>,
+    load: impl FnOnce() -> Result<(Splits, Option<Fingerprint>)>,
 ) -> Result<RunSummary> {
     ensure_writable_dir(out)?;
     let _lock = lock_folder(out)?;
     if let Some(finished) = open_run_folder(cfg, out)? {
         return Ok(finished);
     }
-    let splits = load()?;
+    let (splits, fingerprint) = load()?;
     let mut t = Trainer::new(cfg, &splits, out, device)?;
+    if let Some(f) = fingerprint {
+        write_json(&out.join("data_fingerprint.json"), &f)?;
+    }
     let ckpt = out.join("checkpoint");
     let mut state = t.resume(&ckpt, out)?;
-    let bar = crate::viz::progress(cfg.iters as u64, cfg.method.name());
-    bar.set_position(state.iter as u64);
+    tracing::info!("plan: {}", cfg.plan(&splits));
+    let mut progress = Progress::new(cfg.method.name(), cfg.iters as u64, state.iter as u64);
     let (started, seconds_before) = (std::time::Instant::now(), state.seconds);
     let mut loss_acc = (0.0, 0usize);
     let end = if state.stopped { state.iter } else { cfg.iters };
@@ -48,7 +75,7 @@ pub fn run_on(
         let log = t.step(iter, &splits);
         stop_if_diverged(&log, iter + 1, &state)?;
         loss_acc = (loss_acc.0 + log.loss, loss_acc.1 + 1);
-        bar.inc(1);
+        progress.inc();
         let done = iter + 1;
         if done.is_multiple_of(cfg.val_every) || done == cfg.iters {
             if let Some(part) = t.non_finite_part() {
@@ -69,7 +96,8 @@ pub fn run_on(
             loss_acc = (0.0, 0);
             state.stopped = state.plateaued(cfg.patience, cfg.val_every, cfg.min_iters, val_dice);
             t.save_checkpoint(&ckpt, &state)?;
-            bar.set_message(format!("loss {:.3} val Dice {:.3} (best {:.3})", log.loss, val_dice, state.best_val_dice));
+            // The loss metrics.jsonl records: the mean since the last validation.
+            progress.status(format!("loss {mean_loss:.3}, val Dice {val_dice:.3} (best {:.3})", state.best_val_dice));
             if state.stopped {
                 tracing::info!(
                     "early stop at iteration {done}: no better validation Dice since iteration {}",
@@ -79,7 +107,7 @@ pub fn run_on(
             }
         }
     }
-    bar.finish();
+    progress.finish();
     report::finish(out, device, t, &splits, &state)
 }
 

@@ -53,6 +53,7 @@ impl<'a> Trainer<'a> {
             );
         }
         Arm::check(cfg, &splits.train)?;
+        refuse_empty_validation(cfg, &splits.val)?;
         write_json(&out.join("config.json"), &ConfigFile { config: cfg, versions: versions(device) })?;
         write_json(&out.join("split.json"), &splits.split)?;
         let spec = ModelSpec {
@@ -163,4 +164,25 @@ impl<'a> Trainer<'a> {
         write_atomic(&metrics, kept.as_bytes())?;
         Ok(state)
     }
+}
+
+/// A validation set whose every mask is empty (at `--size`: small lesions vanish) scores no
+/// Dice, so no model could be chosen: refused before the run writes anything, naming the cases.
+fn refuse_empty_validation(cfg: &TrainConfig, val: &crate::data::SegDataset) -> Result<()> {
+    if val.is_empty() {
+        return Ok(());
+    }
+    let per_case = val.masks.flatten(1, -1).sum_dim_intlist(1, false, tch::Kind::Float);
+    let foreground = Vec::<f32>::try_from(per_case).unwrap_or_default();
+    if foreground.iter().any(|&f| f > 0.0) {
+        return Ok(());
+    }
+    let shown: Vec<&str> = val.ids.iter().take(5).map(String::as_str).collect();
+    let more = if val.ids.len() > 5 { format!(" and {} more", val.ids.len() - 5) } else { String::new() };
+    anyhow::bail!(
+        "every validation case's mask is empty at --size {} ({}{more}), so no validation Dice can choose a model; \
+         give validation cases with a lesion (--val-ids, or another --seed), or a larger --size",
+        cfg.data.load.size,
+        shown.join(", ")
+    )
 }
