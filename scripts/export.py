@@ -1,14 +1,18 @@
 """A genseg run's U-Net as a TorchScript or ONNX file (`genseg export` calls this, then checks it).
 
 Usage: python scripts/export.py RUN OUT torchscript
-       python scripts/export.py RUN OUT onnx IMAGES.npy PROBS.npy
+       python scripts/export.py RUN OUT onnx PIXELS.npy...
 
 Rebuilds the network with the PyTorch definition of bench/reference.py (one place for both),
 loads RUN/model.safetensors into it (read here without the safetensors package) and exports it
-in eval mode with the preprocessing it expects: TorchScript (traced) with extra file
-`genseg.json`; ONNX (opset 17, batch axis dynamic) with metadata property `genseg`, then runs
-the file in onnxruntime on IMAGES.npy and writes the probabilities to PROBS.npy for genseg to
-compare with its own. 2-D U-Nets with transposed up-sampling only (the default);
+in eval mode. TorchScript (traced): the network alone, on images resized as extra file
+`genseg.json` says. ONNX (opset 17): `genseg predict` end to end, so that a user who feeds pixels
+gets its masks: uint8 pixels of any size in, the resizing to the network's side inside the graph
+(the image crate's triangle filter that genseg resizes with, then rounding to whole pixel values
+as genseg's 8-bit images), the network, and the probabilities resized back (bilinear) and
+thresholded; metadata property `genseg` says the same. Then each PIXELS.npy is run in
+onnxruntime and its probabilities written to PIXELS.npy's name with .probs.npy, for genseg to
+compare with its own prediction. 2-D U-Nets with transposed up-sampling only (the default);
 deep-supervision heads are training aids and are left out.
 """
 import json, os, sys, warnings
@@ -63,6 +67,43 @@ if missing or unexpected:
 net.eval()
 size = spec["size"]
 example = torch.rand(1, unet["in_channels"], size, size)
+
+
+def triangle_weights(n_in, n_out):
+    """[n_out, n_in] weights of the image crate's Triangle resampling (imageops::sample), in its
+    float32 order of operations: output pixel i is centred on input (i + 0.5) * ratio, the
+    triangle widened by the ratio when shrinking, normalised over the input's pixels."""
+    ratio = n_in.to(torch.float32) / n_out.to(torch.float32)
+    sratio = torch.clamp(ratio, min=1.0)
+    centre = (torch.arange(n_out, dtype=torch.float32) + 0.5) * ratio - 0.5
+    d = (torch.arange(n_in, dtype=torch.float32)[None, :] - centre[:, None]) / sratio
+    w = torch.relu(1.0 - d.abs())
+    return w / w.sum(dim=1, keepdim=True)
+
+
+class EndToEnd(torch.nn.Module):
+    """genseg predict in one graph: uint8 pixels [N, C, H, W] of any size -> probabilities and
+    masks [N, labels, H, W]."""
+
+    def __init__(self, net, size):
+        super().__init__()
+        self.net, self.size = net, size
+
+    def forward(self, pixels):
+        x = pixels.to(torch.float32)
+        shape = torch._shape_as_tensor(pixels)  # traced as the input's own sizes, not constants
+        h, w = shape[2], shape[3]
+        s = torch.tensor(self.size)
+        # Rows first, then columns, then whole pixel values: genseg's resize of an 8-bit image.
+        x = torch.matmul(triangle_weights(h, s), x)
+        x = torch.matmul(x, triangle_weights(w, s).transpose(0, 1))
+        x = torch.floor(torch.clamp(x, 0.0, 255.0) + 0.5) / 255.0
+        probs = torch.sigmoid(self.net(x))
+        probs = torch.nn.functional.interpolate(probs, size=(pixels.shape[2], pixels.shape[3]), mode="bilinear",
+                                                align_corners=False)
+        return probs, (probs > 0.5).to(torch.uint8)
+
+
 meta = {
     "input": f"float32 [N, {unet['in_channels']}, {size}, {size}]: "
     + ("RGB" if unet["in_channels"] == 3 else "grey")
@@ -79,17 +120,33 @@ elif fmt == "onnx":
     import onnx
     import onnxruntime
 
+    channels = "RGB" if unet["in_channels"] == 3 else "grey"
+    meta = {
+        "input": f"pixels: uint8 [N, {unet['in_channels']}, H, W], {channels}, any H and W (one size per call), as "
+        "viewers show the image (EXIF orientation applied)",
+        "output": f"probabilities: float32 [N, {unet['out_channels']}, H, W]; mask: uint8 [N, {unet['out_channels']}, "
+        "H, W], 1 where the probability is above 0.5, one channel per label",
+        "inside": f"the image resized to {size}x{size} with the triangle filter genseg uses (antialiased bilinear), "
+        "rounded to whole pixel values, scaled to [0, 1]; the network; the probabilities resized back (bilinear)",
+        "labels": spec.get("labels", [1]),
+        "torch": torch.__version__,
+    }
+    example = torch.randint(0, 256, (1, unet["in_channels"], size + 7, size + 3), dtype=torch.uint8)
     with warnings.catch_warnings():
         # The TorchScript-based exporter: the torch.export one needs onnxscript, not installed.
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(net, (example,), out, dynamo=False, opset_version=17, input_names=["image"],
-                          output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        axes = {0: "batch", 2: "height", 3: "width"}
+        torch.onnx.export(EndToEnd(net, size), (example,), out, dynamo=False, opset_version=17,
+                          input_names=["pixels"], output_names=["probabilities", "mask"],
+                          dynamic_axes={"pixels": axes, "probabilities": axes, "mask": axes})
     model = onnx.load(out)
     model.metadata_props.add(key="genseg", value=json.dumps(meta))
     onnx.save(model, out)
-    images = np.load(sys.argv[4]).astype(np.float32)
-    logits = onnxruntime.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"image": images})[0]
-    np.save(sys.argv[5], 1.0 / (1.0 + np.exp(-logits.astype(np.float64))))
+    session = onnxruntime.InferenceSession(out, providers=["CPUExecutionProvider"])
+    for pixels in sys.argv[4:]:
+        probs = session.run(["probabilities"], {"pixels": np.load(pixels)})[0]
+        np.save(pixels[: -len(".npy")] + ".probs.npy", probs.astype(np.float32))
 else:
     sys.exit(f"unknown format {fmt}: torchscript or onnx")
 print(json.dumps(meta))

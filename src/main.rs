@@ -52,12 +52,16 @@ fn run(cli: cli::Cli, given: &Given) -> Result<()> {
         Command::Export { run, out, format, python } => {
             let python = python.unwrap_or_else(genseg::export::default_python);
             let format = format.unwrap_or_else(|| genseg::export::Format::of_path(&out));
-            let (diff, n) = genseg::export::export(&run, &out, format, &python, device)?;
+            let c = genseg::export::export(&run, &out, format, &python, device)?;
+            let (diff, n) = (c.max_difference, c.images);
             out!(
                 "{}: {}, max probability difference to genseg {diff:.2e} on {n} images",
                 out.display(),
                 format.describe()
             );
+            if let Some(agreement) = c.mask_agreement {
+                out!("masks: {agreement:.4} % of pixels as genseg predict's, on images at their own sizes");
+            }
         }
         Command::Study(s) => study(&s, None, cli.threads, given, device)?,
         Command::Compare { base, arms, out } => {

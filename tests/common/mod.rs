@@ -99,3 +99,9 @@ pub fn phantom_dataset(dir: &Path, n: usize) -> PathBuf {
 pub fn arg(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 path")
 }
+
+/// The share of mask pixels `export` found equal to predict's (its "masks: X % ..." line).
+pub fn mask_agreement(stdout: &str) -> f64 {
+    let line = stdout.lines().find(|l| l.starts_with("masks: ")).expect("export's mask agreement line");
+    line["masks: ".len()..].split(' ').next().unwrap().parse().unwrap()
+}
