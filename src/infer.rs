@@ -97,6 +97,9 @@ pub fn load_model(run: &Path, device: Device) -> Result<(VarStore, SegNet, Model
         format!("{} not found: --run must be a folder written by `genseg train`", spec_path.display())
     })?;
     let spec: ModelSpec = serde_json::from_str(&text).with_context(|| format!("{} is corrupt", spec_path.display()))?;
+    if !run.join("summary.json").is_file() {
+        tracing::warn!("{}: the run has not finished (no summary.json); this is its best model so far", run.display());
+    }
     let mut vs = VarStore::new(device);
     let net = SegNet::new(&vs.root(), &spec.net);
     load_vars(&mut vs, &run.join("model.safetensors"))?;

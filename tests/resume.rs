@@ -57,6 +57,17 @@ fn killed_run_resumes_from_its_checkpoint() {
     child.wait().unwrap();
     assert!(killed_at >= 100, "no checkpoint within two minutes");
     assert!(!out.join("summary.json").exists(), "the run finished before it could be killed");
+    // Its best model so far predicts, saying that the run has not finished.
+    let pred = d.path().join("pred");
+    let o = genseg(&[
+        "predict",
+        "--run",
+        out.to_str().unwrap(),
+        data.join("images").to_str().unwrap(),
+        "--out",
+        pred.to_str().unwrap(),
+    ]);
+    assert!(o.status.success() && stderr(&o).contains("has not finished"), "{}", stderr(&o));
     // A different configuration may not reuse the folder.
     let mut other = args.to_vec();
     let i = other.iter().position(|a| *a == "3000").unwrap();
