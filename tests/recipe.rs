@@ -6,7 +6,7 @@ use common::*;
 use genseg::data::nnaug::AugmentPreset;
 use genseg::learn::optim::OptimConfig;
 use genseg::precision::Precision;
-use genseg::train::config::{Schedule, Upper};
+use genseg::train::config::{Schedule, UpperTarget};
 use genseg::train::{segment, Method};
 use tch::Device;
 
@@ -208,7 +208,7 @@ fn amortised_genseg_steps_gan_and_upper_level_on_their_schedules() {
         cfg.gan.ndf = 4;
         cfg.gan_every = 2;
         cfg.arch_every = 3;
-        cfg.upper = Upper::Both;
+        cfg.upper = UpperTarget::Both;
         cfg.precision = precision;
         let out = d.path().join(format!("{precision:?}"));
         segment::run(&cfg, &out, Device::Cpu).unwrap();

@@ -16,7 +16,7 @@ pub fn genseg_phases(
     steps: usize,
     device: Device,
 ) -> Result<Vec<(&'static str, f64)>> {
-    use crate::upper::hypergrad::{HypergradMode, Lower, TrainBatch};
+    use crate::upper::hypergrad::{HypergradMode, InnerStep, TrainBatch};
     use rand::SeedableRng;
     let mut plain = SegStep::new(&NetConfig::Unet(cfg.clone()), size, batch, device, Precision::Fp32);
     let (x, y) = (plain.x.shallow_clone(), plain.y.shallow_clone());
@@ -26,7 +26,7 @@ pub fn genseg_phases(
     let gan_ms = time_steps(2, steps, || gan_step_once(&mut gan, &images, &masks, &mut rng, device));
     let vs = VarStore::new(device);
     let seg = SegNet::new(&vs.root(), &NetConfig::Unet(UNetConfig { in_channels: 3, ..cfg.clone() }));
-    let lower = Lower { seg: &seg, seg_vs: &vs, gan: &gan, region: RegionLoss::Dice, lambda: 1.0 };
+    let lower = InnerStep { seg: &seg, seg_vs: &vs, gan: &gan, region: RegionLoss::Dice, lambda: 1.0 };
     let train = TrainBatch {
         images: images.shallow_clone(),
         masks: masks.shallow_clone(),
@@ -41,7 +41,7 @@ pub fn genseg_phases(
         let _ = lower.synthesize(&train);
     });
     // Without a graph, as between upper-level steps: one image (the fast setting's share per
-    // iteration) against seven in one batch (the window Ahead makes at K = 8).
+    // iteration) against seven in one batch (the window SyntheticWindow makes at K = 8).
     let plain_synthesis = |n: i64| {
         let m = masks.narrow(0, 0, 1).repeat([n, 1, 1, 1]);
         let lesions = images.narrow(0, 0, 1).repeat([n, 1, 1, 1]);
@@ -191,12 +191,12 @@ pub fn hypergrad_accuracy(
     scales: &[f64],
     device: Device,
 ) -> Vec<(f64, f64, f64)> {
-    use crate::upper::hypergrad::{HypergradMode, Lower, TrainBatch};
+    use crate::upper::hypergrad::{HypergradMode, InnerStep, TrainBatch};
     use rand::SeedableRng;
     tch::manual_seed(0);
     let vs = VarStore::new(device);
     let seg = SegNet::new(&vs.root(), &NetConfig::Unet(cfg.clone()));
-    let lower = Lower { seg: &seg, seg_vs: &vs, gan, region: RegionLoss::Dice, lambda: 1.0 };
+    let lower = InnerStep { seg: &seg, seg_vs: &vs, gan, region: RegionLoss::Dice, lambda: 1.0 };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let n = data.len() as i64;
     let mut acc = vec![(0.0, 0.0); scales.len()];

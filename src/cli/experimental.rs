@@ -12,7 +12,7 @@ use genseg::models::discriminator::DiscriminatorKind;
 use genseg::models::resnet::Backbone;
 use genseg::models::unet::Upsampling;
 use genseg::train::config::Schedule;
-use genseg::train::config::{default_optim, Upper};
+use genseg::train::config::{default_optim, UpperTarget};
 use genseg::train::TrainConfig;
 use genseg::upper::hypergrad::HypergradMode;
 use std::path::{Path, PathBuf};
@@ -234,7 +234,7 @@ pub struct ResearchArgs {
     synthetic_photometric: bool,
     /// What the hypergradient moves: alpha (the paper's), generator (its decoder), or both
     #[arg(long, value_enum, default_value_t = defaults().upper, help_heading = RESEARCH)]
-    upper: Upper,
+    upper: UpperTarget,
     /// Adam learning rate of the generator's decoder under --upper generator|both
     #[arg(long, default_value_t = defaults().upper_generator_lr, help_heading = RESEARCH)]
     upper_generator_lr: f64,

@@ -100,12 +100,12 @@ pub struct TrainConfig {
     pub arch_every: usize,
     /// `genseg`: GAN step every k iterations (amortises the most expensive phase after the
     /// hypergradient). Between upper-level steps the synthetic pairs of each window over which
-    /// the generator does not change are made in one batch when it opens (`Ahead`).
+    /// the generator does not change are made in one batch when it opens (`SyntheticWindow`).
     #[serde(default = "one")]
     pub gan_every: usize,
     /// What the hypergradient moves in `genseg`.
     #[serde(default)]
-    pub upper: Upper,
+    pub upper: UpperTarget,
     /// Adam learning rate of the generator's decoder when `upper` moves it.
     #[serde(default = "upper_generator_lr")]
     pub upper_generator_lr: f64,
@@ -167,7 +167,7 @@ pub struct TrainConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
-pub enum Upper {
+pub enum UpperTarget {
     /// The mixed ops' architecture logits (the paper's upper level).
     #[default]
     Alpha,
@@ -179,13 +179,13 @@ pub enum Upper {
     Both,
 }
 
-impl Upper {
+impl UpperTarget {
     pub fn moves_alpha(self) -> bool {
-        matches!(self, Upper::Alpha | Upper::Both)
+        matches!(self, UpperTarget::Alpha | UpperTarget::Both)
     }
 
     pub fn moves_generator(self) -> bool {
-        matches!(self, Upper::Generator | Upper::Both)
+        matches!(self, UpperTarget::Generator | UpperTarget::Both)
     }
 }
 
@@ -282,7 +282,7 @@ impl TrainConfig {
             arch_lr: 3e-3,
             arch_every: 1,
             gan_every: 1,
-            upper: Upper::Alpha,
+            upper: UpperTarget::Alpha,
             upper_generator_lr: upper_generator_lr(),
             xi: None,
             fd_scale: 0.01,

@@ -14,7 +14,7 @@ use crate::learn::optim::gradients;
 use crate::models::segnet::SegNet;
 use crate::precision::full_precision;
 use crate::runtime::{load_tensors, save_tensors};
-use crate::upper::hypergrad::{Lower, TrainBatch};
+use crate::upper::hypergrad::{InnerStep, TrainBatch};
 use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -22,7 +22,9 @@ use std::path::Path;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-pub enum Arm {
+/// What a run of each method trains beside the segmenter (a generator, upper-level optimisers)
+/// and how its real and synthetic pairs are made: one step of every method goes through it.
+pub enum MethodState {
     Plain,
     Augment(RealAugment),
     /// A frozen generator's pairs beside the real ones (augmented by `real` first).
@@ -34,7 +36,7 @@ pub enum Arm {
         gan: Gan,
         upper: Box<UpperOptimizers>,
         real: RealAugment,
-        ahead: Ahead,
+        ahead: SyntheticWindow,
     },
 }
 
@@ -47,7 +49,7 @@ pub enum Arm {
 /// window's pairs follow from its first iteration, the seed and the generator alone, so a run
 /// resumed inside a window makes the same ones.
 #[derive(Default)]
-pub struct Ahead {
+pub struct SyntheticWindow {
     block: Option<Block>,
 }
 
@@ -67,7 +69,7 @@ fn unchanged_window(gan_every: usize, arch_every: usize, iter: usize) -> (usize,
     (after_gan.max(after_upper), end)
 }
 
-impl Ahead {
+impl SyntheticWindow {
     /// Iteration `iter`'s synthetic images, their masks and backgrounds: `count` pairs of its
     /// window's block, made first if the window is new. The block's masks are augmented masks of
     /// training cases drawn uniformly (as the real batches are), each drawn into the next drawn
@@ -132,7 +134,7 @@ pub struct Segmenter {
     pub net: SegNet,
 }
 
-impl Arm {
+impl MethodState {
     /// The generator flags' folders fit the data (`--generator` was pretrained on data of its
     /// shape, channels and labels; `--generator-prior` also with these networks): checked before
     /// a run writes its records, so a refused run leaves nothing behind.
@@ -153,12 +155,12 @@ impl Arm {
 
     /// The method's state; generator methods load the given generator or pretrain one on the
     /// training cases into `out/generator`, its fidelity followed on the validation cases.
-    /// [`Arm::check`] has checked the generator flags.
-    pub fn build(cfg: &TrainConfig, splits: &Splits, out: &Path, device: Device) -> Result<Arm> {
+    /// [`MethodState::check`] has checked the generator flags.
+    pub fn build(cfg: &TrainConfig, splits: &Splits, out: &Path, device: Device) -> Result<MethodState> {
         let train = &splits.train;
         match cfg.method {
-            Method::Plain => return Ok(Arm::Plain),
-            Method::Augment => return Ok(Arm::Augment(RealAugment::of(cfg, train.dims()))),
+            Method::Plain => return Ok(MethodState::Plain),
+            Method::Augment => return Ok(MethodState::Augment(RealAugment::of(cfg, train.dims()))),
             Method::Separate | Method::Genseg => {}
         }
         let real = if cfg.augment_real { RealAugment::of(cfg, train.dims()) } else { RealAugment::none() };
@@ -171,18 +173,18 @@ impl Arm {
         };
         gan.precision = cfg.precision;
         Ok(match cfg.method {
-            Method::Separate => Arm::Separate { gan, real },
+            Method::Separate => MethodState::Separate { gan, real },
             _ => {
                 let upper = Box::new(UpperOptimizers::new(cfg, &gan));
-                Arm::Genseg { gan, upper, real, ahead: Ahead::default() }
+                MethodState::Genseg { gan, upper, real, ahead: SyntheticWindow::default() }
             }
         })
     }
 
     pub fn gan(&self) -> Option<&Gan> {
         match self {
-            Arm::Separate { gan, .. } | Arm::Genseg { gan, .. } => Some(gan),
-            Arm::Plain | Arm::Augment(_) => None,
+            MethodState::Separate { gan, .. } | MethodState::Genseg { gan, .. } => Some(gan),
+            MethodState::Plain | MethodState::Augment(_) => None,
         }
     }
 
@@ -213,17 +215,17 @@ impl Arm {
         let params = seg.vs.trainable_variables();
         let mut log = StepLog { loss: 0.0, gan: None, hypergrad_norm: None };
         let (gan, upper, real, ahead) = match self {
-            Arm::Plain | Arm::Augment(_) => {
+            MethodState::Plain | MethodState::Augment(_) => {
                 let (x, m) = match self {
-                    Arm::Augment(real) => real.apply(cfg, x, m, &mut batches.rng),
+                    MethodState::Augment(real) => real.apply(cfg, x, m, &mut batches.rng),
                     _ => (x, m),
                 };
                 let loss = cfg.precision.autocast(x.device(), || seg_loss(&seg.net, &x, &m, cfg.region_loss));
                 log.loss = loss.double_value(&[]);
                 return (gradients(&loss, &params), log);
             }
-            Arm::Separate { gan, real } => (&*gan, None, &*real, None),
-            Arm::Genseg { gan, upper, real, ahead } => {
+            MethodState::Separate { gan, real } => (&*gan, None, &*real, None),
+            MethodState::Genseg { gan, upper, real, ahead } => {
                 if iter.is_multiple_of(cfg.gan_every) {
                     log.gan = Some(gan.step(&x, &m, &mut batches.rng));
                 }
@@ -250,7 +252,7 @@ impl Arm {
         let mut batch = TrainBatch { images, masks, synthetic_masks, backgrounds, seed, synthetic_weights: None };
         let val_batch = (arch_step || cfg.reweight).then(|| batches.draw(&splits.val));
         let lower =
-            Lower { seg: &seg.net, seg_vs: &seg.vs, gan, region: cfg.region_loss, lambda: cfg.synthetic_weight() };
+            InnerStep { seg: &seg.net, seg_vs: &seg.vs, gan, region: cfg.region_loss, lambda: cfg.synthetic_weight() };
         // Images are plain inputs except on an upper-level step, which needs their graph (and
         // float32: the hypergradient is not taken in bf16).
         let synthetic = match (ready, arch_step) {
@@ -285,7 +287,7 @@ impl Arm {
             gan.save(dir)?;
             gan.save_optimizers(dir)?;
         }
-        if let Arm::Genseg { upper, .. } = self {
+        if let MethodState::Genseg { upper, .. } = self {
             for (opt, file) in upper.files() {
                 save_tensors(&dir.join(file), &opt.state())?;
             }
@@ -295,12 +297,12 @@ impl Arm {
 
     pub fn load(&mut self, dir: &Path) -> Result<()> {
         match self {
-            Arm::Plain | Arm::Augment(_) => {}
-            Arm::Separate { gan, .. } => {
+            MethodState::Plain | MethodState::Augment(_) => {}
+            MethodState::Separate { gan, .. } => {
                 gan.load_weights(dir)?;
                 gan.load_optimizers(dir)?;
             }
-            Arm::Genseg { gan, upper, .. } => {
+            MethodState::Genseg { gan, upper, .. } => {
                 gan.load_weights(dir)?;
                 gan.load_optimizers(dir)?;
                 let files: Vec<&str> = upper.files().map(|(_, f)| f).collect();
@@ -411,7 +413,7 @@ mod tests {
         let gan = Gan::new(&spec, Device::Cpu).unwrap();
         let data = crate::data::split::DataConfig::new(std::path::Path::new("unused"));
         let cfg = TrainConfig { gan_every: 8, arch_every: 8, ..TrainConfig::new(data) };
-        let (mut from_start, mut resumed) = (Ahead::default(), Ahead::default());
+        let (mut from_start, mut resumed) = (SyntheticWindow::default(), SyntheticWindow::default());
         let first = from_start.take(&cfg, &gan, 1, &train);
         let later = from_start.take(&cfg, &gan, 5, &train);
         let again = resumed.take(&cfg, &gan, 5, &train);

@@ -1,4 +1,4 @@
-//! The segmentation training loop, one for all four methods ([`super::method::Arm`] holds what
+//! The segmentation training loop, one for all four methods ([`super::method::MethodState`] holds what
 //! differs): prepare the run folder, resume, step, validate and checkpoint, finish.
 //!
 //! A run folder holds config.json, split.json, model.json, metrics.jsonl, the best model,

@@ -1,7 +1,7 @@
 //! Everything a run trains (segmenter, optimiser, the method's arm) and one training step of it;
 //! built from a run's configuration and splits after its records are written.
 use super::config::{Method, TrainConfig};
-use super::method::{step_seed, Arm, Batches, Segmenter, StepLog};
+use super::method::{step_seed, Batches, MethodState, Segmenter, StepLog};
 use super::record::{ConfigFile, LoopState, MetricsLine};
 use crate::data::split::Splits;
 use crate::eval::evaluate;
@@ -25,7 +25,7 @@ pub struct Trainer<'a> {
     pub cfg: &'a TrainConfig,
     pub seg: Segmenter,
     seg_opt: Optimizer,
-    pub arm: Arm,
+    pub arm: MethodState,
     pub(super) batches: Batches,
     /// Ids of the cases that reached the segmentation optimiser.
     pub seen: BTreeSet<String>,
@@ -52,7 +52,7 @@ impl<'a> Trainer<'a> {
                 splits.train.dims() - 1
             );
         }
-        Arm::check(cfg, &splits.train)?;
+        MethodState::check(cfg, &splits.train)?;
         refuse_empty_validation(cfg, &splits.val)?;
         write_json(&out.join("config.json"), &ConfigFile { config: cfg, versions: versions(device) })?;
         write_json(&out.join("split.json"), &splits.split)?;
@@ -64,7 +64,7 @@ impl<'a> Trainer<'a> {
             volume_shape: (splits.train.dims() == 3).then_some(cfg.data.load.volume.shape),
         };
         write_json(&out.join("model.json"), &spec)?;
-        let arm = Arm::build(cfg, splits, out, device)?;
+        let arm = MethodState::build(cfg, splits, out, device)?;
         tch::manual_seed(cfg.seed as i64);
         let vs = VarStore::new(device);
         let net = SegNet::new(&vs.root(), &net_cfg);

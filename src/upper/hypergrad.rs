@@ -55,7 +55,7 @@ pub struct TrainBatch {
 }
 
 /// The segmentation level: segmenter, generator and loss settings.
-pub struct Lower<'a> {
+pub struct InnerStep<'a> {
     pub seg: &'a SegNet,
     pub seg_vs: &'a VarStore,
     pub gan: &'a Gan,
@@ -63,7 +63,7 @@ pub struct Lower<'a> {
     pub lambda: f64,
 }
 
-impl Lower<'_> {
+impl InnerStep<'_> {
     /// G(m~) in [0, 1] for the batch's augmented masks, with its graph to the generator and alpha.
     pub fn synthesize(&self, batch: &TrainBatch) -> Tensor {
         tch::manual_seed(batch.seed);

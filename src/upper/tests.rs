@@ -90,8 +90,8 @@ fn fixture_with(shape: &[i64], net: &NetConfig, gan: GanConfig) -> Fixture {
     }
 }
 
-fn lower(f: &Fixture) -> Lower<'_> {
-    Lower { seg: &f.seg, seg_vs: &f.seg_vs, gan: &f.gan, region: RegionLoss::Dice, lambda: 1.0 }
+fn lower(f: &Fixture) -> InnerStep<'_> {
+    InnerStep { seg: &f.seg, seg_vs: &f.seg_vs, gan: &f.gan, region: RegionLoss::Dice, lambda: 1.0 }
 }
 
 /// dL_val(theta'(u))/du for the given entries of an upper-level variable u (alpha or a
