@@ -1,7 +1,7 @@
 //! The flags of the commands around training: generator pretraining, evaluation, studies'
 //! workers and benchmarks.
 use super::experimental::{GanArgs, GanResearchArgs};
-use super::train::{check, defaults, Methods};
+use super::train::{check_gan, defaults, Methods};
 use super::values::{at_least_1, at_least_one, positive, share};
 use super::{Given, StudyCommand};
 use anyhow::{bail, Result};
@@ -56,9 +56,7 @@ impl PretrainArgs {
         if let Some(r) = research {
             r.apply(&mut gan, &all);
         }
-        let mut cfg = defaults();
-        cfg.gan = gan.clone();
-        check(&cfg, &[])?;
+        check_gan(&gan)?;
         let prior = research.and_then(|r| r.generator_prior.clone());
         if let Some(prior) = &prior {
             read_prior(prior, &gan)?;

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use genseg::data::nnaug::AugmentPreset;
 use genseg::data::split::DataConfig;
-use genseg::gan::read_prior;
+use genseg::gan::{read_prior, GanConfig};
 use genseg::models::segnet::ModelKind;
 use genseg::precision::Precision;
 use genseg::train::config::default_optim;
@@ -209,7 +209,17 @@ pub fn check(cfg: &TrainConfig, methods: &[Method]) -> Result<()> {
     if let Some(xi) = cfg.xi {
         positive("--xi", xi)?;
     }
-    let gan = &cfg.gan;
+    check_gan(&cfg.gan)?;
+    check_generator_flags(cfg, methods)?;
+    if let Some(prior) = &cfg.generator_prior {
+        read_prior(prior, &cfg.gan)?;
+    }
+    Ok(())
+}
+
+/// Refuses generator settings that cannot train, naming the flag (`train` and
+/// `pretrain-generator`).
+pub fn check_gan(gan: &GanConfig) -> Result<()> {
     if gan.ngf < 1 || gan.ndf < 1 {
         bail!("--ngf and --ndf must be at least 1");
     }
@@ -217,12 +227,7 @@ pub fn check(cfg: &TrainConfig, methods: &[Method]) -> Result<()> {
     non_negative("--lambda-l1", gan.lambda_l1)?;
     non_negative("--feature-matching", gan.feature_matching)?;
     non_negative("--mode-seeking", gan.mode_seeking)?;
-    gan.check()?;
-    check_generator_flags(cfg, methods)?;
-    if let Some(prior) = &cfg.generator_prior {
-        read_prior(prior, gan)?;
-    }
-    Ok(())
+    gan.check()
 }
 
 /// `--generator` and `--generator-prior` are refused, not ignored, when none of `methods` trains
