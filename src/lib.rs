@@ -5,13 +5,15 @@
 //! Read in the order of the pipeline, data -> models -> train -> eval (docs/ARCHITECTURE.md
 //! draws it):
 //! - [`data`]: finding, pairing, checking and loading image folders and NIfTI volume sets,
-//!   splits, augmentation, the built-in phantom set;
+//!   unlabelled images, splits, augmentation (and the strong views of unlabelled images), the
+//!   built-in phantom set;
 //! - [`models`]: the segmenters (U-Net, DeepLabV3+, Swin-UNet), the Pix2Pix generator with mixed
 //!   ops, the discriminators, one file each;
 //! - [`learn`]: optimisers, losses and checkpoints, below both learners;
 //! - [`gan`]: GenSeg's generator: configuration, folder format, training step, pretraining;
 //! - [`upper`]: GenSeg's upper level, the exact hypergradient through a segmentation step;
-//! - [`train`]: one training run of plain / augment / separate / genseg into a run folder;
+//! - [`train`]: one training run of plain / augment / semi / separate / genseg into a run
+//!   folder (`semi`: semi-supervised, with unlabelled images);
 //! - [`infer`]: a trained model on new images or volumes; [`eval`]: metrics and reports;
 //!   [`export`]: a trained model as ONNX or TorchScript;
 //! - [`study`]: many runs over (N, seed, method) and their paired comparison; [`synth`] and

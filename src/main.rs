@@ -32,16 +32,7 @@ fn run(cli: cli::Cli, given: &Given) -> Result<()> {
     genseg::runtime::set_threads(cli.threads);
     let device = genseg::runtime::parse_device(&cli.device)?;
     match cli.command {
-        Command::Check { data } => {
-            let report = genseg::data::check(&data.data, &data.options()?)?;
-            out!("{}", report.to_string().trim_end());
-            if !report.usable() {
-                let first = report.problems.iter().find(|p| p.fatal);
-                let first = first.map(|p| format!(", first: {}: {}", p.file.display(), p.message)).unwrap_or_default();
-                bail!("{} cannot be used as it is{first}; fix the errors above", data.data.display());
-            }
-            out!("ok: usable");
-        }
+        Command::Check(args) => args.run()?,
         Command::Train(t) => train(&t, None, given, device)?,
         Command::Predict { run, input, out, tta, precision } => {
             let options = genseg::infer::PredictOptions { tta, precision };

@@ -131,6 +131,7 @@ pub fn run(cfg: &SynthEvalConfig, out: &Path, device: Device) -> Result<SynthEva
             val: splits.val.clone(),
             test: splits.test.clone(),
             ood: None,
+            unlabelled: None,
         };
         Ok((splits, None))
     })?;

@@ -78,7 +78,7 @@ fn a_run_refuses_to_resume_onto_changed_data() {
                 .unwrap();
         }
     }
-    refused(&train(&data, &run, &[]), &["was split from other data", "added 4", "images/new_", "a new --out"]);
+    refused(&train(&data, &run, &[]), &["was trained on other data", "added 4", "images/new_", "a new --out"]);
     assert_eq!(std::fs::read(run.join("split.json")).unwrap(), split, "split.json was rewritten");
     // The same cases, one image edited (flipped): modified.
     for part in ["images", "masks"] {

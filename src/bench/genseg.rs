@@ -118,7 +118,8 @@ impl ScheduleBench {
         use crate::train::{segment, Method, TrainConfig};
         let data = dir.join("phantom");
         crate::data::phantom::write_dataset(&data, 24, self.size, 5)?;
-        let mut data_cfg = DataConfig { n: 16, val_n: Some(4), ..DataConfig::new(&data) };
+        // The 8 cases outside the labelled 16 are semi's unlabelled images (every arm's split alike).
+        let mut data_cfg = DataConfig { n: 16, val_n: Some(4), unlabelled_n: Some(8), ..DataConfig::new(&data) };
         data_cfg.load.size = self.size;
         let gan = data_efficient(GanConfig { ngf: self.ngf, ndf: self.ngf, ..Default::default() });
         let base = TrainConfig {
@@ -133,7 +134,7 @@ impl ScheduleBench {
             precision: self.precision,
             ..TrainConfig::new(data_cfg)
         };
-        let mut arms: Vec<(String, TrainConfig)> = [Method::Plain, Method::Augment]
+        let mut arms: Vec<(String, TrainConfig)> = [Method::Plain, Method::Augment, Method::Semi]
             .into_iter()
             .map(|method| (method.name().to_string(), TrainConfig { method, ..base.clone() }))
             .collect();

@@ -22,8 +22,8 @@ pub enum BenchWhat {
     Predict,
     /// Each phase of one genseg iteration beside a plain U-Net step
     Phases,
-    /// Seconds per iteration of the real training loop on phantom data: plain, augment, and
-    /// genseg with its GAN and upper-level steps every 1, 4 and 8 iterations (--every)
+    /// Seconds per iteration of the real training loop on phantom data: plain, augment, semi,
+    /// and genseg with its GAN and upper-level steps every 1, 4 and 8 iterations (--every)
     Schedule,
     /// The finite-difference hypergradient against the exact one (--data, --generator)
     Hypergrad,

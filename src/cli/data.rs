@@ -9,6 +9,33 @@ use std::path::PathBuf;
 
 const DATA: &str = "Data";
 
+/// `check`: a labelled set, and an unlabelled folder beside it.
+#[derive(Args, Clone)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// A folder of unlabelled images (or volumes) to check too
+    #[arg(long, help_heading = DATA)]
+    pub unlabelled: Option<PathBuf>,
+}
+
+impl CheckArgs {
+    pub fn run(&self) -> Result<()> {
+        let report = genseg::data::check(&self.data.data, &self.data.options()?)?;
+        genseg::out!("{}", report.to_string().trim_end());
+        if !report.usable() {
+            let first = report.problems.iter().find(|p| p.fatal);
+            let first = first.map(|p| format!(", first: {}: {}", p.file.display(), p.message)).unwrap_or_default();
+            bail!("{} cannot be used as it is{first}; fix the errors above", self.data.data.display());
+        }
+        if let Some(dir) = &self.unlabelled {
+            genseg::out!("{}", genseg::data::unlabelled::describe(dir)?);
+        }
+        genseg::out!("ok: usable");
+        Ok(())
+    }
+}
+
 #[derive(Args, Clone)]
 pub struct DataArgs {
     /// Dataset folder: images/ + masks/, or nnU-Net's imagesTr/ + labelsTr/
@@ -88,6 +115,9 @@ pub struct SplitArgs {
     /// Validation pairs among the --n [default: a quarter of --n, at least 2]
     #[arg(long, help_heading = DATA)]
     pub val_n: Option<usize>,
+    /// `study --unlabelled-n`: cases outside the labelled N set aside as unlabelled images.
+    #[arg(skip)]
+    pub unlabelled_n: Option<usize>,
 }
 
 impl SplitArgs {
@@ -97,6 +127,9 @@ impl SplitArgs {
         }
         if given.has("val_n") {
             data.val_n = self.val_n;
+        }
+        if self.unlabelled_n.is_some() {
+            data.unlabelled_n = self.unlabelled_n;
         }
         validation_count(data.n, data.val_n)?;
         Ok(())

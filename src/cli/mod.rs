@@ -89,8 +89,9 @@ pub struct TrainCommand {
     pub args: TrainArgs,
     #[command(flatten)]
     pub split: SplitArgs,
-    /// plain (real pairs), augment (classic augmentation), separate (plus a frozen generator's
-    /// pairs) or genseg (the generator tuned end to end by the segmenter's validation loss)
+    /// plain (real pairs), augment (classic augmentation), semi (augment plus unlabelled images,
+    /// after UniMatch; needs --unlabelled), separate (plus a frozen generator's pairs) or genseg
+    /// (the generator tuned end to end by the segmenter's validation loss)
     #[arg(long, value_enum, default_value_t = train::defaults().method, help_heading = TRAINING)]
     pub method: Method,
     /// The run folder (created; a folder holding this very run resumes it)
@@ -109,6 +110,10 @@ pub struct StudyCommand {
     /// Validation pairs among each N [default: a quarter of N, at least 2]
     #[arg(long, help_heading = "Data")]
     pub val_n: Option<usize>,
+    /// Cases outside the labelled N set aside (masks unused) as unlabelled images for semi; the
+    /// test split is what remains, the same for every arm
+    #[arg(long, help_heading = "Data")]
+    pub unlabelled_n: Option<usize>,
     /// Number of seeds (1..=k)
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Study")]
     pub seeds: u64,
@@ -154,10 +159,7 @@ pub struct SynthEvalCommand {
 #[derive(Subcommand)]
 pub enum Command {
     /// Check a dataset folder: counts, sizes, mask values and every problem, naming the file
-    Check {
-        #[command(flatten)]
-        data: data::DataArgs,
-    },
+    Check(data::CheckArgs),
     /// Train a segmenter into a run folder (augment by default; see docs/OPTIONS.md)
     #[command(allow_negative_numbers = true)]
     Train(TrainCommand),

@@ -79,7 +79,7 @@ pub fn study_config(s: &StudyCommand, more: Option<&super::ExperimentalArgs>, gi
     for &n in &s.n {
         validation_count(n, s.val_n)?;
     }
-    let split = super::SplitArgs { n: s.n[0], val_n: s.val_n };
+    let split = super::SplitArgs { n: s.n[0], val_n: s.val_n, unlabelled_n: s.unlabelled_n };
     let mut given = given.clone();
     given.insert(["n", "val_n"]);
     let base = s.args.config(&split, more, Methods::Arms(&s.methods), &given)?;

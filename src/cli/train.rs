@@ -39,6 +39,10 @@ pub struct TrainArgs {
     /// Out-of-domain dataset, scored with the final model
     #[arg(long, help_heading = "Data")]
     ood: Option<PathBuf>,
+    /// Folder of images without masks (or a dataset folder, masks ignored) that --method semi
+    /// learns from; none may be a validation or test image
+    #[arg(long, help_heading = "Data")]
+    unlabelled: Option<PathBuf>,
     /// File of training case ids (one a line) instead of a seeded split
     #[arg(long, help_heading = "Data")]
     train_ids: Option<PathBuf>,
@@ -125,6 +129,7 @@ impl TrainArgs {
         split.apply(&mut cfg.data, given)?;
         let d = &mut cfg.data;
         given.set("ood", &mut d.ood, &self.ood);
+        given.set("unlabelled", &mut d.unlabelled, &self.unlabelled);
         given.set("train_ids", &mut d.train_ids, &self.train_ids);
         given.set("val_ids", &mut d.val_ids, &self.val_ids);
         if given.has("model") {
@@ -211,6 +216,7 @@ pub fn check(cfg: &TrainConfig, methods: &[Method]) -> Result<()> {
     }
     check_gan(&cfg.gan)?;
     check_generator_flags(cfg, methods)?;
+    check_unlabelled(cfg, methods)?;
     if let Some(prior) = &cfg.generator_prior {
         read_prior(prior, &cfg.gan)?;
     }
@@ -228,6 +234,37 @@ pub fn check_gan(gan: &GanConfig) -> Result<()> {
     non_negative("--feature-matching", gan.feature_matching)?;
     non_negative("--mode-seeking", gan.mode_seeking)?;
     gan.check()
+}
+
+/// A method that learns from unlabelled images needs some; the semi-supervised settings must
+/// make sense.
+fn check_unlabelled(cfg: &TrainConfig, methods: &[Method]) -> Result<()> {
+    let d = &cfg.data;
+    if let Some(m) =
+        methods.iter().find(|m| m.uses_unlabelled()).filter(|_| d.unlabelled.is_none() && d.unlabelled_n.is_none())
+    {
+        bail!(
+            "--method {}: learns from unlabelled images; give a folder of them with --unlabelled DIR (a study may set \
+             cases of the set aside with --unlabelled-n U)",
+            m.name()
+        );
+    }
+    if d.unlabelled.is_some() && d.unlabelled_n.is_some() {
+        bail!("--unlabelled and --unlabelled-n both give unlabelled images; keep one");
+    }
+    if let Some(dir) = &d.unlabelled {
+        genseg::data::unlabelled::files(dir)?;
+    }
+    if !(0.5..=1.0).contains(&cfg.semi.confidence) {
+        bail!("semi.confidence {}: a pseudo-label's confidence is between 0.5 and 1", cfg.semi.confidence);
+    }
+    if !(0.0..1.0).contains(&cfg.semi.feature_dropout) {
+        bail!(
+            "semi.feature_dropout {}: a dropout probability from 0 up to (not including) 1",
+            cfg.semi.feature_dropout
+        );
+    }
+    non_negative("semi.unlabelled_batch", cfg.semi.unlabelled_batch as f64)
 }
 
 /// `--generator` and `--generator-prior` are refused, not ignored, when none of `methods` trains

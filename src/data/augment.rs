@@ -211,7 +211,7 @@ pub(crate) fn sampling_theta(forward: &Mat4, dims: usize) -> Vec<f64> {
     (0..dims).flat_map(|i| (0..dims).map(move |j| inv[i][j]).chain(std::iter::once(inv[i][3]))).collect()
 }
 
-fn warp(x: &Tensor, draws: &[AffineDraw]) -> Tensor {
+pub(crate) fn warp(x: &Tensor, draws: &[AffineDraw]) -> Tensor {
     let thetas: Vec<f64> = draws.iter().flat_map(|d| d.sampling_theta()).collect();
     warp_with(x, &thetas)
 }
@@ -230,7 +230,7 @@ pub(crate) fn warp_with(x: &Tensor, thetas: &[f64]) -> Tensor {
     x.grid_sampler(&affine_grid(thetas, &x.size(), x.kind(), x.device()), 0, 0, false)
 }
 
-fn draws<R: Rng>(x: &Tensor, cfg: &AugmentConfig, rng: &mut R) -> Vec<AffineDraw> {
+pub(crate) fn draws<R: Rng>(x: &Tensor, cfg: &AugmentConfig, rng: &mut R) -> Vec<AffineDraw> {
     let dims = x.dim() - 2;
     (0..x.size()[0]).map(|_| draw(cfg, dims, rng)).collect()
 }

@@ -15,6 +15,8 @@ pub mod phantom;
 pub mod photometric;
 pub mod set;
 pub mod split;
+pub mod strong;
+pub mod unlabelled;
 pub mod volume;
 
 pub use check::CheckReport;

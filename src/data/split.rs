@@ -1,6 +1,7 @@
 //! Which data a run uses: the dataset, its seeded (or listed) train / validation / test split and
 //! an optional out-of-domain set.
 use super::set::{LoadOptions, SegDataset};
+use super::unlabelled::{self, Unlabelled};
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -23,6 +24,14 @@ pub struct DataConfig {
     /// Files of case ids (one a line) instead of a seeded split.
     pub train_ids: Option<PathBuf>,
     pub val_ids: Option<PathBuf>,
+    /// A folder of images without masks for the methods that learn from them (`semi`).
+    #[serde(default)]
+    pub unlabelled: Option<PathBuf>,
+    /// Cases of the set itself whose masks are set aside, drawn by the seeded split from the cases
+    /// outside the labelled `n` (never from validation or test cases: the test split is what is
+    /// left after them), so every arm of a study is tested on the same cases.
+    #[serde(default)]
+    pub unlabelled_n: Option<usize>,
 }
 
 impl DataConfig {
@@ -32,6 +41,7 @@ impl DataConfig {
         inputs.extend(self.ood.as_deref().map(|p| ("--ood", p)));
         inputs.extend(self.train_ids.as_deref().map(|p| ("--train-ids", p)));
         inputs.extend(self.val_ids.as_deref().map(|p| ("--val-ids", p)));
+        inputs.extend(self.unlabelled.as_deref().map(|p| ("--unlabelled", p)));
         inputs
     }
 
@@ -46,6 +56,8 @@ impl DataConfig {
             val_n: None,
             train_ids: None,
             val_ids: None,
+            unlabelled: None,
+            unlabelled_n: None,
         }
     }
 }
@@ -56,15 +68,37 @@ pub struct Splits {
     pub val: SegDataset,
     pub test: SegDataset,
     pub ood: Option<SegDataset>,
+    /// Images without masks: the split's `unlabelled` cases, or after
+    /// [`Splits::load_unlabelled_folder`] those of `--unlabelled`.
+    pub unlabelled: Option<Unlabelled>,
     pub split: Split,
+}
+
+impl Splits {
+    /// Loads `cfg.unlabelled` (when given) like the labelled cases, refusing any image that is a
+    /// validation, test or out-of-domain case.
+    pub fn load_unlabelled_folder(&mut self, cfg: &DataConfig) -> Result<()> {
+        let Some(dir) = &cfg.unlabelled else {
+            return Ok(());
+        };
+        let pool = unlabelled::load(dir, &self.train, &cfg.load)?;
+        let mut held_out = vec![("validation", &self.val), ("test", &self.test)];
+        held_out.extend(self.ood.as_ref().map(|o| ("out-of-domain", o)));
+        unlabelled::refuse_held_out(&pool, &format!("--unlabelled {}", dir.display()), &held_out)?;
+        self.unlabelled = Some(pool);
+        Ok(())
+    }
 }
 
 pub fn load_splits(cfg: &DataConfig, seed: u64) -> Result<Splits> {
     let all = super::load(&cfg.data, &cfg.load)?;
-    let split = match &cfg.train_ids {
+    let mut split = match &cfg.train_ids {
         Some(f) => explicit(&all.ids, f, cfg.val_ids.as_deref())?,
         None => seeded(&all.ids, cfg.n, cfg.val_n, seed)?,
     };
+    if let Some(u) = cfg.unlabelled_n {
+        set_aside_unlabelled(&mut split, u, cfg)?;
+    }
     let ood = match &cfg.ood {
         Some(dir) => {
             let ood = super::load(dir, &LoadOptions { channels: Some(all.channels), ..cfg.load.clone() })?;
@@ -84,13 +118,35 @@ pub fn load_splits(cfg: &DataConfig, seed: u64) -> Result<Splits> {
         }
         None => None,
     };
+    let unlabelled = match split.unlabelled.is_empty() {
+        true => None,
+        false => Some(Unlabelled::of_cases(&all.select(&split.unlabelled)?)),
+    };
     Ok(Splits {
         train: all.select(&split.train)?,
         val: all.select(&split.val)?,
         test: all.select(&split.test)?,
         ood,
+        unlabelled,
         split,
     })
+}
+
+/// Moves the first `u` cases of a seeded split's test part (in its shuffled order: a seeded
+/// draw) to its unlabelled part.
+fn set_aside_unlabelled(split: &mut Split, u: usize, cfg: &DataConfig) -> Result<()> {
+    if cfg.train_ids.is_some() || cfg.unlabelled.is_some() {
+        bail!("--unlabelled-n draws unlabelled cases in a seeded split; with --train-ids or --unlabelled give the images as --unlabelled DIR alone");
+    }
+    if u > split.test.len() {
+        bail!(
+            "--unlabelled-n {u}: only {} cases are outside the labelled --n {}; lower --unlabelled-n",
+            split.test.len(),
+            cfg.n
+        );
+    }
+    split.unlabelled = split.test.drain(..u).collect();
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -98,6 +154,9 @@ pub struct Split {
     pub train: Vec<String>,
     pub val: Vec<String>,
     pub test: Vec<String>,
+    /// Cases whose masks are set aside (`--unlabelled-n`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unlabelled: Vec<String>,
 }
 
 /// How many of `n` labelled pairs validate: `val_n`, or a quarter of `n` (at least 2) so that
@@ -131,7 +190,7 @@ pub fn seeded(ids: &[String], n: usize, val_n: Option<usize>, seed: u64) -> Resu
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
     let test = order.split_off(n_train + n_val);
     let val = order.split_off(n_train);
-    Ok(Split { train: order, val, test })
+    Ok(Split { train: order, val, test, unlabelled: vec![] })
 }
 
 fn read_ids(path: &Path) -> Result<Vec<String>> {
@@ -161,7 +220,7 @@ pub fn explicit(ids: &[String], train_file: &Path, val_file: Option<&Path>) -> R
     }
     let mut test: Vec<String> = ids.iter().filter(|i| !train.contains(i) && !val.contains(i)).cloned().collect();
     test.sort();
-    Ok(Split { train, val, test })
+    Ok(Split { train, val, test, unlabelled: vec![] })
 }
 
 #[cfg(test)]

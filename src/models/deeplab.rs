@@ -10,6 +10,7 @@
 //! hypergradient compares several passes of one batch through the segmenter, which independent
 //! dropout masks would make differ.
 use super::resnet::{Backbone, ResNet};
+use super::spatial::{perturbed, split_perturbed};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
@@ -105,14 +106,30 @@ impl ModuleT for DeepLabV3Plus {
     /// Logits `[B, out, H, W]`.
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let (low, high) = self.encoder.forward_t(x, train);
+        self.decode(&low, &high, &x.size()[2..], train)
+    }
+}
+
+impl DeepLabV3Plus {
+    /// Logits of `x` and of its encoder features (both levels) with dropout `p`, decoded as one
+    /// batch (UniMatch's feature perturbation).
+    pub fn forward_feature_perturbed(&self, x: &Tensor, p: f64) -> (Tensor, Tensor) {
+        let (low, high) = self.encoder.forward_t(x, true);
+        let both = |f: &Tensor| perturbed(f, p);
+        let logits = self.decode(&both(&low), &both(&high), &x.size()[2..], true);
+        split_perturbed(&logits)
+    }
+
+    fn decode(&self, low: &Tensor, high: &Tensor, size: &[i64], train: bool) -> Tensor {
+        let high = high.shallow_clone();
         let mut branches: Vec<Tensor> = self.aspp.iter().map(|b| b.forward_t(&high, train)).collect();
         let pooled = self.aspp_pool.forward_t(&high.adaptive_avg_pool2d([1, 1]), train);
         branches.push(resize(&pooled, &high.size()[2..]));
         let context = self.aspp_project.forward_t(&Tensor::cat(&branches, 1), train);
-        let low = self.reduce.forward_t(&low, train);
+        let low = self.reduce.forward_t(low, train);
         let h = Tensor::cat(&[resize(&context, &low.size()[2..]), low], 1);
         let h = self.refine[1].forward_t(&self.refine[0].forward_t(&h, train), train);
-        resize(&h.apply(&self.classifier), &x.size()[2..])
+        resize(&h.apply(&self.classifier), size)
     }
 }
 

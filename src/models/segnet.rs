@@ -132,6 +132,17 @@ impl SegNet {
             SegNet::SwinUnet(n) => vec![n.forward(x)],
         }
     }
+
+    /// Full-resolution logits of `x` in training mode, and those of its encoder features with
+    /// dropout `p` on them: the feature-perturbation stream of UniMatch (Yang et al., CVPR 2023),
+    /// decoded in one batch with the clean features.
+    pub fn forward_feature_perturbed(&self, x: &Tensor, p: f64) -> (Tensor, Tensor) {
+        match self {
+            SegNet::Unet(n) => n.forward_feature_perturbed(&cpu_channels_last(x), p),
+            SegNet::Deeplabv3plus(n) => n.forward_feature_perturbed(&cpu_channels_last(x), p),
+            SegNet::SwinUnet(n) => n.forward_feature_perturbed(x, p),
+        }
+    }
 }
 
 impl ModuleT for SegNet {

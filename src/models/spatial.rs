@@ -142,3 +142,17 @@ pub fn resize_nearest_like(x: &Tensor, like: &Tensor) -> Tensor {
         d => panic!("resize_nearest_like takes 2-D or 3-D batches, got {d} axes"),
     }
 }
+
+/// Encoder features `f` followed by themselves with dropout `p` (one batch for the decoder):
+/// whole channels of feature maps, as UniMatch's `Dropout2d`; single values of token maps
+/// `[B, L, C]` (Swin-UNet), where channel dropout would drop tokens.
+pub(crate) fn perturbed(f: &Tensor, p: f64) -> Tensor {
+    let dropped = if f.dim() >= 4 { f.feature_dropout(p, true) } else { f.dropout(p, true) };
+    Tensor::cat(&[f, &dropped], 0)
+}
+
+/// The decoder's logits of a [`perturbed`] batch: (clean, perturbed).
+pub(crate) fn split_perturbed(logits: &Tensor) -> (Tensor, Tensor) {
+    let halves = logits.chunk(2, 0);
+    (halves[0].shallow_clone(), halves[1].shallow_clone())
+}

@@ -10,6 +10,7 @@
 //! compares several passes of one batch through the segmenter, which random drops would make
 //! differ. The window shrinks to a stage's resolution where that is smaller (as the reference
 //! does), so the parameter shapes depend on the image size, which the configuration carries.
+use super::spatial::{perturbed, split_perturbed};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
@@ -341,7 +342,14 @@ impl SwinUNet {
 impl Module for SwinUNet {
     /// Logits `[B, out, H, W]`.
     fn forward(&self, x: &Tensor) -> Tensor {
-        let b = x.size()[0];
+        let (skips, t) = self.encode(x);
+        self.decode(skips, t)
+    }
+}
+
+impl SwinUNet {
+    /// Token maps of the encoder: the skips (finest first) and the bottleneck.
+    fn encode(&self, x: &Tensor) -> (Vec<Tensor>, Tensor) {
         let mut t = x.apply(&self.patch_embed).flatten(2, -1).transpose(1, 2).apply(&self.patch_norm);
         let mut skips = Vec::with_capacity(3);
         for (blocks, merge) in &self.stages {
@@ -351,6 +359,20 @@ impl Module for SwinUNet {
                 t = m.forward(&t);
             }
         }
+        (skips, t)
+    }
+
+    /// Logits of `x` and of its encoder features with dropout `p` on every skip and the
+    /// bottleneck, decoded as one batch (UniMatch's feature perturbation).
+    pub fn forward_feature_perturbed(&self, x: &Tensor, p: f64) -> (Tensor, Tensor) {
+        let (skips, t) = self.encode(x);
+        let both = |f: &Tensor| perturbed(f, p);
+        let logits = self.decode(skips.iter().map(both).collect(), both(&t));
+        split_perturbed(&logits)
+    }
+
+    fn decode(&self, skips: Vec<Tensor>, t: Tensor) -> Tensor {
+        let b = t.size()[0];
         let mut t = self.bottleneck_up.forward(&t.apply(&self.norm));
         for ((fuse, blocks, up), skip) in self.ups.iter().zip(skips[..3].iter().rev()) {
             t = Tensor::cat(&[&t, skip], -1).apply(fuse);

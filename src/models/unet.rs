@@ -2,6 +2,7 @@
 //! blocks with BatchNorm, max-pool down, transposed-conv (or bilinear) up, skip concatenation.
 //! The same struct is the 3-D U-Net (3x3x3 convs, 2x2x2 pooling) when `dims` is 3.
 use super::spatial::{batch_norm, max_pool2, upsample_like, Conv, ConvSpec};
+use super::spatial::{perturbed, split_perturbed};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
@@ -160,11 +161,28 @@ impl UNet {
     /// The output of each decoder stage, coarsest first (the last stage only without deep
     /// supervision).
     fn decode(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+        self.decode_features(self.encode(x, train), train)
+    }
+
+    /// The encoder's output at every level, finest first (the last is the bottleneck).
+    fn encode(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
         let mut skips = vec![self.inc.forward_t(x, train)];
         for down in &self.downs {
             let h = max_pool2(skips.last().unwrap());
             skips.push(down.forward_t(&h, train));
         }
+        skips
+    }
+
+    /// Full-resolution logits of `x` and of its encoder features with dropout `p` on every
+    /// level, decoded as one batch (UniMatch's feature perturbation).
+    pub fn forward_feature_perturbed(&self, x: &Tensor, p: f64) -> (Tensor, Tensor) {
+        let features = self.encode(x, true).into_iter().map(|f| perturbed(&f, p)).collect();
+        let logits = self.head.forward(self.decode_features(features, true).last().unwrap());
+        split_perturbed(&logits)
+    }
+
+    fn decode_features(&self, mut skips: Vec<Tensor>, train: bool) -> Vec<Tensor> {
         let mut h = skips.pop().unwrap();
         let mut stages = Vec::with_capacity(self.ups.len());
         let last = self.ups.len() - 1;

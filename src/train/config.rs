@@ -1,5 +1,6 @@
 //! What a training run is asked to do. Every default lives here ([`TrainConfig::new`]); the
 //! command line, the demo and the tests start from it.
+pub use super::semi::SemiConfig;
 use crate::data::augment::AugmentConfig;
 use crate::data::nnaug::AugmentPreset;
 use crate::data::split::{DataConfig, Splits};
@@ -15,6 +16,7 @@ use crate::models::swin_unet::SwinUNetConfig;
 use crate::models::unet::{UNetConfig, Upsampling};
 use crate::precision::Precision;
 use crate::upper::hypergrad::HypergradMode;
+pub use crate::upper::UpperTarget;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -31,6 +33,9 @@ pub enum Method {
     Separate,
     /// End to end: GAN step, segmentation step through the synthetic path, architecture step.
     Genseg,
+    /// Semi-supervised after UniMatch: `augment` on the labelled pairs plus consistency with
+    /// confident pseudo-labels on unlabelled images ([`super::semi`]).
+    Semi,
 }
 
 impl Method {
@@ -40,11 +45,17 @@ impl Method {
             Method::Augment => "augment",
             Method::Separate => "separate",
             Method::Genseg => "genseg",
+            Method::Semi => "semi",
         }
     }
 
     pub fn uses_generator(self) -> bool {
         matches!(self, Method::Separate | Method::Genseg)
+    }
+
+    /// Whether the method learns from unlabelled images.
+    pub fn uses_unlabelled(self) -> bool {
+        matches!(self, Method::Semi)
     }
 }
 
@@ -160,33 +171,9 @@ pub struct TrainConfig {
     /// and validation stay float32).
     #[serde(default)]
     pub precision: Precision,
-}
-
-/// GenSeg's upper-level variables: what the segmenter's validation loss moves through the
-/// unrolled segmentation step.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum UpperTarget {
-    /// The mixed ops' architecture logits (the paper's upper level).
-    #[default]
-    Alpha,
-    /// The generator's decoder (up-sampling convolutions and their BatchNorm affine weights),
-    /// moved by the hypergradient beside the GAN loss, so the images are pulled towards what
-    /// helps the segmenter while the GAN keeps them realistic.
-    Generator,
-    /// Both.
-    Both,
-}
-
-impl UpperTarget {
-    pub fn moves_alpha(self) -> bool {
-        matches!(self, UpperTarget::Alpha | UpperTarget::Both)
-    }
-
-    pub fn moves_generator(self) -> bool {
-        matches!(self, UpperTarget::Generator | UpperTarget::Both)
-    }
+    /// `semi`: pseudo-label confidence, unlabelled batch, feature dropout.
+    #[serde(default)]
+    pub semi: SemiConfig,
 }
 
 fn one() -> usize {
@@ -300,6 +287,7 @@ impl TrainConfig {
             copy_paste: 0.0,
             reweight: false,
             precision: Precision::Fp32,
+            semi: SemiConfig::default(),
         }
     }
 
@@ -332,8 +320,12 @@ impl TrainConfig {
             ),
         };
         let (train, val, test) = (splits.train.len(), splits.val.len(), splits.test.len());
+        let unlabelled = match (&splits.unlabelled, self.method.uses_unlabelled()) {
+            (Some(u), true) => format!(" and {} unlabelled images", u.len()),
+            _ => String::new(),
+        };
         format!(
-            "{} on {train} training and {val} validation pairs ({test} test), {input}, {net}, batch {}, up to {} \
+            "{} on {train} training and {val} validation pairs{unlabelled} ({test} test), {input}, {net}, batch {}, up to {} \
              iterations, validating every {}{stop}",
             self.method.name(),
             self.batch_size,

@@ -1,8 +1,10 @@
 //! The per-method part of a training step. Each method owns exactly the state it needs (the
 //! generator methods their GAN, `genseg` also the architecture optimiser), so a method without
 //! its state cannot be built.
+pub use super::batches::Batches;
 use super::config::{Method, TrainConfig};
 use super::real_augment::RealAugment;
+use super::semi::Semi;
 use super::upper_optim::UpperOptimizers;
 use crate::data::augment::{augment_masks, augment_masks_with_images};
 use crate::data::photometric;
@@ -16,7 +18,7 @@ use crate::precision::full_precision;
 use crate::runtime::{load_tensors, save_tensors};
 use crate::upper::hypergrad::{InnerStep, TrainBatch};
 use anyhow::{Context, Result};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 use tch::nn::VarStore;
@@ -38,6 +40,8 @@ pub enum MethodState {
         real: RealAugment,
         ahead: SyntheticWindow,
     },
+    /// `augment`'s real pairs and the unlabelled loss.
+    Semi(RealAugment, Semi),
 }
 
 /// genseg's synthetic pairs for a window of iterations over which its generator does not change
@@ -106,26 +110,8 @@ pub struct StepLog {
     pub loss: f64,
     pub gan: Option<GanLosses>,
     pub hypergrad_norm: Option<f64>,
-}
-
-/// Random training batches: the run's one random stream (resumable by word position).
-pub struct Batches {
-    pub rng: ChaCha8Rng,
-    pub size: i64,
-    pub device: Device,
-}
-
-impl Batches {
-    /// `size` cases drawn with replacement: their indices, images and masks on the device.
-    pub fn draw(&mut self, data: &SegDataset) -> (Vec<usize>, Tensor, Tensor) {
-        let idx: Vec<usize> = (0..self.size).map(|_| self.rng.gen_range(0..data.len())).collect();
-        let t = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>());
-        (
-            idx,
-            data.images.index_select(0, &t).to_device(self.device),
-            data.masks.index_select(0, &t).to_device(self.device),
-        )
-    }
+    /// `semi`: share of unlabelled voxels whose pseudo-label counted.
+    pub confident: Option<f64>,
 }
 
 /// The segmenter being trained.
@@ -138,7 +124,20 @@ impl MethodState {
     /// The generator flags' folders fit the data (`--generator` was pretrained on data of its
     /// shape, channels and labels; `--generator-prior` also with these networks): checked before
     /// a run writes its records, so a refused run leaves nothing behind.
-    pub fn check(cfg: &TrainConfig, train: &SegDataset) -> Result<()> {
+    pub fn check(cfg: &TrainConfig, splits: &Splits) -> Result<()> {
+        let train = &splits.train;
+        match (cfg.method.uses_unlabelled(), &splits.unlabelled) {
+            (true, None) => anyhow::bail!(
+                "--method {} learns from unlabelled images: give a folder of them with --unlabelled DIR (a study of a \
+                 labelled set may set cases aside with --unlabelled-n U)",
+                cfg.method.name()
+            ),
+            (false, _) if cfg.data.unlabelled.is_some() => tracing::warn!(
+                "--method {} does not learn from unlabelled images: --unlabelled is unused (--method semi uses it)",
+                cfg.method.name()
+            ),
+            _ => {}
+        }
         if !cfg.method.uses_generator() {
             return Ok(());
         }
@@ -161,6 +160,16 @@ impl MethodState {
         match cfg.method {
             Method::Plain => return Ok(MethodState::Plain),
             Method::Augment => return Ok(MethodState::Augment(RealAugment::of(cfg, train.dims()))),
+            Method::Semi => {
+                let semi = Semi {
+                    config: cfg.semi.clone(),
+                    batch_size: cfg.batch_size,
+                    augment: cfg.augment.clone(),
+                    precision: cfg.precision,
+                    region_loss: cfg.region_loss,
+                };
+                return Ok(MethodState::Semi(RealAugment::of(cfg, train.dims()), semi));
+            }
             Method::Separate | Method::Genseg => {}
         }
         let real = if cfg.augment_real { RealAugment::of(cfg, train.dims()) } else { RealAugment::none() };
@@ -184,7 +193,7 @@ impl MethodState {
     pub fn gan(&self) -> Option<&Gan> {
         match self {
             MethodState::Separate { gan, .. } | MethodState::Genseg { gan, .. } => Some(gan),
-            MethodState::Plain | MethodState::Augment(_) => None,
+            MethodState::Plain | MethodState::Augment(_) | MethodState::Semi(..) => None,
         }
     }
 
@@ -213,8 +222,18 @@ impl MethodState {
     ) -> (Vec<Tensor>, StepLog) {
         let seed = step_seed(cfg.seed, iter);
         let params = seg.vs.trainable_variables();
-        let mut log = StepLog { loss: 0.0, gan: None, hypergrad_norm: None };
+        let mut log = StepLog { loss: 0.0, gan: None, hypergrad_norm: None, confident: None };
         let (gan, upper, real, ahead) = match self {
+            MethodState::Semi(real, semi) => {
+                let pool =
+                    splits.unlabelled.as_ref().expect("MethodState::check refuses semi without unlabelled images");
+                let real_pairs = real.apply(cfg, x, m, &mut batches.rng);
+                let (loss, semi_log) = semi.loss((&seg.net, &seg.vs), real_pairs, batches, pool);
+                (log.loss, log.confident) = (loss.double_value(&[]), Some(semi_log.confident));
+                let grads = gradients(&loss, &params);
+                semi_log.statistics.restore();
+                return (grads, log);
+            }
             MethodState::Plain | MethodState::Augment(_) => {
                 let (x, m) = match self {
                     MethodState::Augment(real) => real.apply(cfg, x, m, &mut batches.rng),
@@ -297,7 +316,7 @@ impl MethodState {
 
     pub fn load(&mut self, dir: &Path) -> Result<()> {
         match self {
-            MethodState::Plain | MethodState::Augment(_) => {}
+            MethodState::Plain | MethodState::Augment(_) | MethodState::Semi(..) => {}
             MethodState::Separate { gan, .. } => {
                 gan.load_weights(dir)?;
                 gan.load_optimizers(dir)?;

@@ -116,6 +116,10 @@ pub struct DataUsage {
     pub generator_ids: Vec<String>,
     pub val_ids: Vec<String>,
     pub test_ids: Vec<String>,
+    /// The unlabelled images a `semi` run drew from (ids: file stems of `--unlabelled`, or cases
+    /// of the set set aside by `--unlabelled-n`).
+    #[serde(default)]
+    pub unlabelled_ids: Vec<String>,
 }
 
 /// One line of metrics.jsonl, written at each validation.
@@ -131,6 +135,9 @@ pub struct MetricsLine {
     pub d_loss: Option<f64>,
     pub g_l1: Option<f64>,
     pub hypergrad_norm: Option<f64>,
+    /// `semi`: share of unlabelled voxels whose pseudo-label counted, at the last step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confident: Option<f64>,
     pub alpha: Option<Vec<Vec<f64>>>,
     pub seconds: f64,
 }

@@ -66,6 +66,10 @@ pub fn finish(out: &Path, device: Device, mut t: Trainer, splits: &Splits, state
             generator_ids: if cfg.method.uses_generator() { splits.split.train.clone() } else { vec![] },
             val_ids: splits.split.val.clone(),
             test_ids: splits.split.test.clone(),
+            unlabelled_ids: match (cfg.method.uses_unlabelled(), &splits.unlabelled) {
+                (true, Some(u)) => u.ids.clone(),
+                _ => vec![],
+            },
         },
     )?;
     plot_curves(out, Some((state.best_iter, state.best_val_dice)))?;

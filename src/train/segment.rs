@@ -25,14 +25,18 @@ pub fn run(cfg: &TrainConfig, out: &Path, device: Device) -> Result<RunSummary> 
     inputs.extend(cfg.generator.as_deref().map(|p| ("--generator", p)));
     inputs.extend(cfg.init.as_deref().map(|p| ("--init", p)));
     crate::runtime::refuse_overlap("--out", out, &inputs)?;
-    let fingerprint = Fingerprint::of(&cfg.data.data)?;
+    let mut fingerprint = Fingerprint::of(&cfg.data.data)?;
+    let unlabelled = cfg.data.unlabelled.as_deref().filter(|_| cfg.method.uses_unlabelled());
+    if let Some(dir) = unlabelled {
+        fingerprint.unlabelled = Some(Box::new(Fingerprint::of_files(dir, &crate::data::unlabelled::files(dir)?)?));
+    }
     let recorded = out.join("data_fingerprint.json");
     if let Ok(text) = std::fs::read_to_string(&recorded) {
         let before: Fingerprint =
             serde_json::from_str(&text).with_context(|| format!("{} is corrupt", recorded.display()))?;
         if let Some(change) = before.changes(&fingerprint) {
             bail!(
-                "{} was split from other data: since it started, {} in {}; restore the data as it was, or train into \
+                "{} was trained on other data: since it started, {} in {}; restore the data as it was, or train into \
                  a new --out",
                 out.display(),
                 change,
@@ -41,7 +45,10 @@ pub fn run(cfg: &TrainConfig, out: &Path, device: Device) -> Result<RunSummary> 
         }
     }
     run_on(cfg, out, device, || {
-        let splits = load_splits(&cfg.data, cfg.seed)?;
+        let mut splits = load_splits(&cfg.data, cfg.seed)?;
+        if unlabelled.is_some() {
+            splits.load_unlabelled_folder(&cfg.data)?;
+        }
         Ok((splits, Some(fingerprint)))
     })
 }
@@ -54,13 +61,30 @@ pub fn run_on(
     device: Device,
     load: impl FnOnce() -> Result<(Splits, Option<Fingerprint>)>,
 ) -> Result<RunSummary> {
+    let created = !out.exists();
     ensure_writable_dir(out)?;
-    let _lock = lock_folder(out)?;
+    let lock = lock_folder(out)?;
     if let Some(finished) = open_run_folder(cfg, out)? {
         return Ok(finished);
     }
-    let (splits, fingerprint) = load()?;
-    let mut t = Trainer::new(cfg, &splits, out, device)?;
+    // Data or settings refused before the run's records are written leave no folder this call
+    // created; after them (a diverged generator pretraining) the folder keeps what resumes it.
+    let abandon = |lock, e: anyhow::Error| {
+        drop(lock);
+        if created && !out.join("config.json").exists() {
+            let _ = std::fs::remove_dir_all(out);
+        }
+        e
+    };
+    let (splits, fingerprint) = match load() {
+        Ok(loaded) => loaded,
+        Err(e) => return Err(abandon(lock, e)),
+    };
+    let mut t = match Trainer::new(cfg, &splits, out, device) {
+        Ok(t) => t,
+        Err(e) => return Err(abandon(lock, e)),
+    };
+    let _lock = lock;
     if let Some(f) = fingerprint {
         write_json(&out.join("data_fingerprint.json"), &f)?;
     }

@@ -52,7 +52,7 @@ impl<'a> Trainer<'a> {
                 splits.train.dims() - 1
             );
         }
-        MethodState::check(cfg, &splits.train)?;
+        MethodState::check(cfg, splits)?;
         refuse_empty_validation(cfg, &splits.val)?;
         write_json(&out.join("config.json"), &ConfigFile { config: cfg, versions: versions(device) })?;
         write_json(&out.join("split.json"), &splits.split)?;
@@ -123,6 +123,7 @@ impl<'a> Trainer<'a> {
             d_loss: log.gan.map(|g| g.d),
             g_l1: log.gan.map(|g| g.l1),
             hypergrad_norm: log.hypergrad_norm,
+            confident: log.confident,
             alpha: if self.cfg.method == Method::Genseg { self.arm.alpha_softmax() } else { None },
             seconds: state.seconds,
         }
