@@ -240,14 +240,8 @@ pub fn check_gan(gan: &GanConfig) -> Result<()> {
 /// make sense.
 fn check_unlabelled(cfg: &TrainConfig, methods: &[Method]) -> Result<()> {
     let d = &cfg.data;
-    if let Some(m) =
-        methods.iter().find(|m| m.uses_unlabelled()).filter(|_| d.unlabelled.is_none() && d.unlabelled_n.is_none())
-    {
-        bail!(
-            "--method {}: learns from unlabelled images; give a folder of them with --unlabelled DIR (a study may set \
-             cases of the set aside with --unlabelled-n U)",
-            m.name()
-        );
+    for m in methods {
+        m.check_unlabelled(d.unlabelled.is_some() || d.unlabelled_n.is_some_and(|u| u > 0))?;
     }
     if d.unlabelled.is_some() && d.unlabelled_n.is_some() {
         bail!("--unlabelled and --unlabelled-n both give unlabelled images; keep one");

@@ -57,6 +57,18 @@ impl Method {
     pub fn uses_unlabelled(self) -> bool {
         matches!(self, Method::Semi)
     }
+
+    /// Refuses a method that learns from unlabelled images when none are `given`.
+    pub fn check_unlabelled(self, given: bool) -> Result<()> {
+        if self.uses_unlabelled() && !given {
+            bail!(
+                "--method {}: learns from unlabelled images; give a folder of them with --unlabelled DIR (a study \
+                 may set cases of the set aside with --unlabelled-n U)",
+                self.name()
+            );
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

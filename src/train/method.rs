@@ -126,17 +126,12 @@ impl MethodState {
     /// a run writes its records, so a refused run leaves nothing behind.
     pub fn check(cfg: &TrainConfig, splits: &Splits) -> Result<()> {
         let train = &splits.train;
-        match (cfg.method.uses_unlabelled(), &splits.unlabelled) {
-            (true, None) => anyhow::bail!(
-                "--method {} learns from unlabelled images: give a folder of them with --unlabelled DIR (a study of a \
-                 labelled set may set cases aside with --unlabelled-n U)",
-                cfg.method.name()
-            ),
-            (false, _) if cfg.data.unlabelled.is_some() => tracing::warn!(
+        cfg.method.check_unlabelled(splits.unlabelled.is_some())?;
+        if !cfg.method.uses_unlabelled() && cfg.data.unlabelled.is_some() {
+            tracing::warn!(
                 "--method {} does not learn from unlabelled images: --unlabelled is unused (--method semi uses it)",
                 cfg.method.name()
-            ),
-            _ => {}
+            );
         }
         if !cfg.method.uses_generator() {
             return Ok(());
