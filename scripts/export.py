@@ -3,6 +3,9 @@
 Usage: python scripts/export.py RUN OUT torchscript
        python scripts/export.py RUN OUT onnx PIXELS.npy...
 
+RUN is a run folder, or a fit folder whose ensemble.json lists its fold runs: their U-Nets go
+into one ONNX graph that averages their probabilities, as `genseg predict` does with a fit.
+
 Rebuilds the network with the PyTorch definition of bench/reference.py (one place for both),
 loads RUN/model.safetensors into it (read here without the safetensors package) and exports it
 in eval mode. TorchScript (traced): the network alone, on images resized as extra file
@@ -24,7 +27,10 @@ from reference import UNet  # noqa: E402
 from safetensors_io import read_safetensors  # noqa: E402
 
 run, out, fmt = sys.argv[1], sys.argv[2], sys.argv[3]
-spec = json.load(open(os.path.join(run, "model.json")))
+ensemble = json.load(open(os.path.join(run, "ensemble.json"))) if os.path.exists(os.path.join(run, "ensemble.json")) else None
+members = [os.path.join(run, m) for m in ensemble["members"]] if ensemble else [run]
+weights = (ensemble or {}).get("weights") or "model.safetensors"
+spec = json.load(open(os.path.join(members[0], "model.json")))
 unet = spec["unet"]
 if unet.get("dims", 2) != 2 or spec.get("volume_shape"):
     sys.exit(f"{run}: a 3-D model; export handles 2-D U-Nets")
@@ -54,17 +60,22 @@ def torch_name(ours, depth):
     sys.exit(f"{run}: variable {ours} has no counterpart in the reference U-Net")
 
 
-net = UNet(unet["in_channels"], unet["width"], unet["depth"], unet["out_channels"])
-state = {}
-for name, t in read_safetensors(os.path.join(run, "model.safetensors")).items():
-    key = torch_name(name, unet["depth"])
-    if key is not None:
-        state[key] = t
-missing, unexpected = net.load_state_dict(state, strict=False)
-missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-if missing or unexpected:
-    sys.exit(f"{run}: weights do not match the reference U-Net (missing {missing}, unexpected {unexpected})")
-net.eval()
+def load_net(member):
+    net = UNet(unet["in_channels"], unet["width"], unet["depth"], unet["out_channels"])
+    state = {}
+    for name, t in read_safetensors(os.path.join(member, weights)).items():
+        key = torch_name(name, unet["depth"])
+        if key is not None:
+            state[key] = t
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        sys.exit(f"{member}: weights do not match the reference U-Net (missing {missing}, unexpected {unexpected})")
+    return net.eval()
+
+
+nets = [load_net(m) for m in members]
+net = nets[0]
 size = spec["size"]
 example = torch.rand(1, unet["in_channels"], size, size)
 
@@ -85,9 +96,9 @@ class EndToEnd(torch.nn.Module):
     """genseg predict in one graph: uint8 pixels [N, C, H, W] of any size -> probabilities and
     masks [N, labels, H, W]."""
 
-    def __init__(self, net, size):
+    def __init__(self, nets, size):
         super().__init__()
-        self.net, self.size = net, size
+        self.nets, self.size = torch.nn.ModuleList(nets), size
 
     def forward(self, pixels):
         x = pixels.to(torch.float32)
@@ -98,7 +109,8 @@ class EndToEnd(torch.nn.Module):
         x = torch.matmul(triangle_weights(h, s), x)
         x = torch.matmul(x, triangle_weights(w, s).transpose(0, 1))
         x = torch.floor(torch.clamp(x, 0.0, 255.0) + 0.5) / 255.0
-        probs = torch.sigmoid(self.net(x))
+        # The members' mean probability (one member: its own).
+        probs = sum(torch.sigmoid(n(x)) for n in self.nets) / len(self.nets)
         probs = torch.nn.functional.interpolate(probs, size=(pixels.shape[2], pixels.shape[3]), mode="bilinear",
                                                 align_corners=False)
         return probs, (probs > 0.5).to(torch.uint8)
@@ -126,8 +138,9 @@ elif fmt == "onnx":
         "viewers show the image (EXIF orientation applied)",
         "output": f"probabilities: float32 [N, {unet['out_channels']}, H, W]; mask: uint8 [N, {unet['out_channels']}, "
         "H, W], 1 where the probability is above 0.5, one channel per label",
+        "members": len(nets),
         "inside": f"the image resized to {size}x{size} with the triangle filter genseg uses (antialiased bilinear), "
-        "rounded to whole pixel values, scaled to [0, 1]; the network; the probabilities resized back (bilinear)",
+        "rounded to whole pixel values, scaled to [0, 1]; the network (the mean of the members' probabilities for an ensemble); the probabilities resized back (bilinear)",
         "labels": spec.get("labels", [1]),
         "torch": torch.__version__,
     }
@@ -137,7 +150,7 @@ elif fmt == "onnx":
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         axes = {0: "batch", 2: "height", 3: "width"}
-        torch.onnx.export(EndToEnd(net, size), (example,), out, dynamo=False, opset_version=17,
+        torch.onnx.export(EndToEnd(nets, size), (example,), out, dynamo=False, opset_version=17,
                           input_names=["pixels"], output_names=["probabilities", "mask"],
                           dynamic_axes={"pixels": axes, "probabilities": axes, "mask": axes})
     model = onnx.load(out)

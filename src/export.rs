@@ -7,7 +7,7 @@
 use crate::data::files::stem;
 use crate::data::image_io::{decode, image_to_chw, to_channels};
 use crate::data::split::load_splits;
-use crate::infer::{load_model, predict_probs};
+
 use crate::models::segnet::NetConfig;
 use crate::runtime::write_atomic_with;
 use crate::train::TrainConfig;
@@ -75,15 +75,26 @@ impl Format {
     }
 }
 
-/// Exports `run` to `out` with `python`, checked against genseg's own prediction.
+/// Exports `run` (a run folder, or a fit folder: one ONNX graph averaging its models) to `out`
+/// with `python`, checked against genseg's own prediction.
 pub fn export(run: &Path, out: &Path, format: Format, python: &Path, device: Device) -> Result<Checked> {
     if out.is_dir() {
         bail!("--out {} is a folder; give the model file, e.g. {}", out.display(), out.join("model.onnx").display());
     }
-    let files = ["model.safetensors", "model.json", "config.json"].map(|f| run.join(f));
+    let members = crate::infer::ensemble::members(run)?;
+    if members.len() > 1 && format == Format::Torchscript {
+        bail!(
+            "{}: a fit folder of {} models exports as ONNX (one graph averaging them); give --out FILE.onnx",
+            run.display(),
+            members.len()
+        );
+    }
+    let files: Vec<PathBuf> =
+        members.iter().flat_map(|m| ["model.safetensors", "model.json", "config.json"].map(|f| m.join(f))).collect();
     let inputs: Vec<(&str, &Path)> = files.iter().map(|f| ("a file of --run", f.as_path())).collect();
     crate::runtime::refuse_overlap("--out", out, &inputs)?;
-    let (_vs, net, spec) = load_model(run, device)?;
+    let model = crate::infer::ensemble::Ensemble::load(run, device)?;
+    let spec = &model.spec;
     if spec.volume_shape.is_some() {
         bail!("{}: a 3-D model; export handles 2-D U-Nets", run.display());
     }
@@ -103,7 +114,7 @@ pub fn export(run: &Path, out: &Path, format: Format, python: &Path, device: Dev
                 let module = tch::CModule::load_on_device(tmp, device)
                     .with_context(|| format!("{}: not a TorchScript file", tmp.display()))?;
                 let theirs = tch::no_grad(|| module.forward_ts(&[images.to_device(device)]))?.sigmoid();
-                let ours = predict_probs(&net, &images, device);
+                let ours = model.probs(&images, device, Default::default());
                 Checked {
                     max_difference: max_difference(&ours, &theirs)?,
                     images: images.size()[0] as usize,
@@ -111,14 +122,14 @@ pub fn export(run: &Path, out: &Path, format: Format, python: &Path, device: Dev
                 }
             }
             Format::Onnx => {
-                let pictures = check_pictures(run, spec.channels, spec.size)?;
+                let pictures = check_pictures(&members[0], spec.channels, spec.size)?;
                 let folder = out.with_extension("check");
                 std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
                 let result = check_onnx(&mut command, (python, &script), &folder, &pictures, |pixels, img| {
                     let x = Tensor::from_slice(&image_to_chw(img, spec.channels, spec.size));
                     let x = x.view([1, spec.channels as i64, spec.size as i64, spec.size as i64]);
                     let (h, w) = (pixels.size()[2], pixels.size()[3]);
-                    predict_probs(&net, &x, device).upsample_bilinear2d([h, w], false, None, None)
+                    model.probs(&x, device, Default::default()).upsample_bilinear2d([h, w], false, None, None)
                 });
                 let _ = std::fs::remove_dir_all(&folder);
                 result?
@@ -213,15 +224,17 @@ fn check_onnx(
     })
 }
 
-/// Up to 4 test images of the run's own split at their own sizes, in the model's channels, or
-/// random images of other sizes when its data is not here.
+/// Up to 4 test images of the run's own split (validation images when it has no test split, as a
+/// fit's fold runs) at their own sizes, in the model's channels, or random images of other sizes
+/// when its data is not here.
 fn check_pictures(run: &Path, channels: usize, size: u32) -> Result<Vec<image::DynamicImage>> {
     let found = run_config(run).ok().and_then(|cfg| {
         let split = load_splits(&cfg.data, cfg.seed).ok()?;
         let folders = crate::data::files::Folders::of(&cfg.data.data).ok()?;
         let mut files: Vec<PathBuf> = std::fs::read_dir(&folders.images).ok()?.flatten().map(|e| e.path()).collect();
         files.sort();
-        let test: Vec<PathBuf> = files.into_iter().filter(|f| split.split.test.contains(&stem(f))).take(4).collect();
+        let held_out = if split.split.test.is_empty() { &split.split.val } else { &split.split.test };
+        let test: Vec<PathBuf> = files.into_iter().filter(|f| held_out.contains(&stem(f))).take(4).collect();
         test.iter().map(|f| decode(f).ok().map(|img| to_channels(&img, channels))).collect::<Option<Vec<_>>>()
     });
     match found {

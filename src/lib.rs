@@ -14,8 +14,10 @@
 //! - [`upper`]: GenSeg's upper level, the exact hypergradient through a segmentation step;
 //! - [`train`]: one training run of plain / augment / semi / separate / genseg into a run
 //!   folder (`semi`: semi-supervised, with unlabelled images);
-//! - [`infer`]: a trained model on new images or volumes; [`eval`]: metrics and reports;
+//! - [`infer`]: a trained model (or a fit's ensemble) on new images or volumes; [`eval`]: metrics and reports;
 //!   [`export`]: a trained model as ONNX or TorchScript;
+//! - [`fit`]: from a labelled folder and a time budget to a cross-validated ensemble (plan,
+//!   k-fold cross-validation of candidate arms, the chosen arm's fold models);
 //! - [`study`]: many runs over (N, seed, method) and their paired comparison; [`synth`] and
 //!   [`synth_eval`]: synthetic pairs and what they teach; [`demo`]: the demo;
 //! - [`viz`]: pictures and plots; [`bench`]: benchmarks and FLOP counts; [`runtime`]: device,
@@ -29,6 +31,7 @@ pub mod data;
 pub mod demo;
 pub mod eval;
 pub mod export;
+pub mod fit;
 pub mod gan;
 pub mod infer;
 pub mod learn;

@@ -33,6 +33,7 @@ fn run(cli: cli::Cli, given: &Given) -> Result<()> {
     let device = genseg::runtime::parse_device(&cli.device)?;
     match cli.command {
         Command::Check(args) => args.run()?,
+        Command::Fit(f) => f.run(device)?,
         Command::Train(t) => train(&t, None, given, device)?,
         Command::Predict { run, input, out, tta, precision } => {
             let options = genseg::infer::PredictOptions { tta, precision };

@@ -283,3 +283,8 @@ pub fn curves(path: &Path, loss: &[(f64, f64)], dice: &[(f64, f64)], best: Optio
         Ok(())
     })
 }
+
+/// `text` for an HTML page (report.html).
+pub fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}

@@ -4,6 +4,7 @@
 //! demo and the tests share them.
 pub mod data;
 pub mod experimental;
+pub mod fit;
 pub mod tools;
 pub mod train;
 mod values;
@@ -160,12 +161,16 @@ pub struct SynthEvalCommand {
 pub enum Command {
     /// Check a dataset folder: counts, sizes, mask values and every problem, naming the file
     Check(data::CheckArgs),
+    /// The best model for a labelled folder within a time budget: plan, cross-validate candidate
+    /// arms, deliver the chosen one's fold models as an ensemble (and model.onnx, report.html)
+    Fit(fit::FitArgs),
     /// Train a segmenter into a run folder (augment by default; see docs/OPTIONS.md)
     #[command(allow_negative_numbers = true)]
     Train(TrainCommand),
-    /// Predict masks for an image or a folder with a trained run
+    /// Predict masks for an image or a folder with a trained run or fit
     Predict {
-        /// The run folder (from train)
+        /// The run folder (from train) or fit folder (from fit: its ensemble, with each image's
+        /// disagreement in OUT/uncertainty.csv)
         #[arg(long)]
         run: PathBuf,
         /// An image, a volume, or a folder of them
@@ -185,7 +190,7 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// A trained run's segmenter as ONNX or TorchScript (checked against genseg's own prediction)
     Export {
-        /// The run folder (from train)
+        /// The run folder (from train), or a fit folder (ONNX: one graph averaging its models)
         #[arg(long)]
         run: PathBuf,
         /// The model file (.onnx for ONNX)

@@ -50,6 +50,24 @@ impl Fingerprint {
         Ok(Fingerprint { files, unlabelled: None })
     }
 
+    /// Refuses to go on in `out` when the fingerprint recorded there (data_fingerprint.json) is
+    /// not this one: a run or fit resumed onto changed data.
+    pub fn refuse_changed(&self, out: &Path, data: &Path) -> Result<()> {
+        let recorded = out.join("data_fingerprint.json");
+        let Ok(text) = std::fs::read_to_string(&recorded) else { return Ok(()) };
+        let before: Fingerprint =
+            serde_json::from_str(&text).with_context(|| format!("{} is corrupt", recorded.display()))?;
+        if let Some(change) = before.changes(self) {
+            anyhow::bail!(
+                "{} was trained on other data: since it started, {change} in {}; restore the data as it was, or train \
+                 into a new --out",
+                out.display(),
+                data.display()
+            );
+        }
+        Ok(())
+    }
+
     /// Every file, the unlabelled ones under `unlabelled/`.
     fn all_files(&self) -> BTreeMap<String, (u64, String)> {
         let mut all = self.files.clone();

@@ -33,11 +33,18 @@ pub struct Inventory {
 }
 
 fn list_files(dir: &Path, problems: &mut Vec<Problem>) -> Result<Vec<PathBuf>> {
+    list_files_but(dir, problems, &[])
+}
+
+/// [`list_files`] leaving out the files with the extensions `records` (what a tool writes beside
+/// its masks: genseg predict's uncertainty.csv, nnU-Net's JSON).
+fn list_files_but(dir: &Path, problems: &mut Vec<Problem>, records: &[&str]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let path = entry?.path();
         let hidden = path.file_name().map(|n| n.to_string_lossy().starts_with('.')).unwrap_or(true);
-        if hidden {
+        let record = path.extension().is_some_and(|e| records.iter().any(|r| e.eq_ignore_ascii_case(r)));
+        if hidden || record {
             continue;
         }
         match std::fs::metadata(&path) {
@@ -406,8 +413,13 @@ pub fn pair_mask_folders(pred: &Path, reference: &Path, suffixes: &[String]) -> 
             .map(str::to_string)
             .unwrap_or(s)
     };
+    // A dataset folder's masks are its masks/ (or labelsTr/).
+    let reference = &match super::files::Folders::of(reference) {
+        Ok(f) if f.masks != reference => f.masks,
+        _ => reference.to_path_buf(),
+    };
     let preds: BTreeMap<String, PathBuf> =
-        list_files(pred, &mut problems)?.into_iter().map(|p| (strip(&p), p)).collect();
+        list_files_but(pred, &mut problems, &["csv", "json"])?.into_iter().map(|p| (strip(&p), p)).collect();
     let refs: BTreeMap<String, PathBuf> =
         list_files(reference, &mut problems)?.into_iter().map(|p| (strip(&p), p)).collect();
     let (pairs, orphans) = pair_by_id(preds, refs, |side, id| match side {

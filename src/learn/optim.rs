@@ -5,6 +5,27 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 use torch_sys::C_tensor;
 
+/// Learning rate over the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    #[default]
+    Constant,
+    /// nnU-Net's polynomial decay: lr (1 - t / T)^0.9.
+    Poly,
+}
+
+impl Schedule {
+    /// The learning rate of iteration `iter` (0-based) of `iters`.
+    pub fn lr(self, base: f64, iter: usize, iters: usize) -> f64 {
+        match self {
+            Schedule::Constant => base,
+            Schedule::Poly => base * (1.0 - iter as f64 / iters.max(1) as f64).max(0.0).powf(0.9),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
@@ -216,6 +237,16 @@ pub fn gradients(loss: &Tensor, params: &[Tensor]) -> Vec<Tensor> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn poly_schedule_values() {
+        let lr = |i| Schedule::Poly.lr(0.01, i, 1000);
+        assert_eq!(lr(0), 0.01);
+        assert!((lr(500) - 0.01 * 0.5f64.powf(0.9)).abs() < 1e-15);
+        assert!((lr(900) - 0.01 * 0.1f64.powf(0.9)).abs() < 1e-15);
+        assert!(lr(999) > 0.0 && lr(999) < 1e-4);
+        assert_eq!(Schedule::Constant.lr(0.01, 999, 1000), 0.01);
+    }
+
     use super::*;
     use tch::{Device, Kind};
 

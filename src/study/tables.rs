@@ -163,9 +163,7 @@ impl Table {
     }
 }
 
-pub(super) fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
+pub(super) use crate::viz::escape_html as escape;
 
 /// Each method minus `augment` and minus `separate` (those the study has), paired by (N, seed):
 /// mean difference and 95 % bootstrap interval per N and pooled over N, for validation, test and

@@ -1,5 +1,6 @@
 //! What a training run is asked to do. Every default lives here ([`TrainConfig::new`]); the
 //! command line, the demo and the tests start from it.
+pub use super::record::Keep;
 pub use super::semi::SemiConfig;
 use crate::data::augment::AugmentConfig;
 use crate::data::nnaug::AugmentPreset;
@@ -8,6 +9,7 @@ use crate::data::SegDataset;
 use crate::eval::metrics::EmptyPolicy;
 use crate::gan::{GanConfig, PretrainConfig};
 use crate::learn::loss::RegionLoss;
+pub use crate::learn::optim::Schedule;
 use crate::learn::optim::{OptimConfig, OptimKind};
 use crate::models::deeplab::DeepLabConfig;
 use crate::models::resnet::Backbone;
@@ -186,6 +188,9 @@ pub struct TrainConfig {
     /// `semi`: pseudo-label confidence, unlabelled batch, feature dropout.
     #[serde(default)]
     pub semi: SemiConfig,
+    /// Which model becomes model.safetensors.
+    #[serde(default)]
+    pub keep: Keep,
 }
 
 fn one() -> usize {
@@ -204,27 +209,6 @@ fn half() -> f64 {
 /// step whatever the gradient's scale, and the hypergradient should nudge, not outrun, the GAN.
 fn upper_generator_lr() -> f64 {
     2e-5
-}
-
-/// Learning rate over the run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum Schedule {
-    #[default]
-    Constant,
-    /// nnU-Net's polynomial decay: lr (1 - t / T)^0.9.
-    Poly,
-}
-
-impl Schedule {
-    /// The learning rate of iteration `iter` (0-based) of `iters`.
-    pub fn lr(self, base: f64, iter: usize, iters: usize) -> f64 {
-        match self {
-            Schedule::Constant => base,
-            Schedule::Poly => base * (1.0 - iter as f64 / iters.max(1) as f64).max(0.0).powf(0.9),
-        }
-    }
 }
 
 /// Swin-UNet's Adam learning rate when `--lr` is not given: on kvasir_seg (16 labelled pairs,
@@ -300,6 +284,7 @@ impl TrainConfig {
             reweight: false,
             precision: Precision::Fp32,
             semi: SemiConfig::default(),
+            keep: Keep::Best,
         }
     }
 
@@ -420,16 +405,6 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn poly_schedule_values() {
-        let lr = |i| Schedule::Poly.lr(0.01, i, 1000);
-        assert_eq!(lr(0), 0.01);
-        assert!((lr(500) - 0.01 * 0.5f64.powf(0.9)).abs() < 1e-15);
-        assert!((lr(900) - 0.01 * 0.1f64.powf(0.9)).abs() < 1e-15);
-        assert!(lr(999) > 0.0 && lr(999) < 1e-4);
-        assert_eq!(Schedule::Constant.lr(0.01, 999, 1000), 0.01);
-    }
 
     #[test]
     fn synthetic_share_sets_count_and_weight() {

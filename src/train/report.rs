@@ -128,7 +128,7 @@ fn save_samples(path: &Path, gan: &Gan, train: &SegDataset, cfg: &TrainConfig, d
 /// Up to 8 cases from the worst to the best Dice, evenly spread, each under its id and Dice:
 /// the image | the prediction (red) with the reference outlined (green) (volumes: middle
 /// slices, any label).
-fn save_overlays(path: &Path, data: &SegDataset, probs: &Tensor, cases: &[CaseMetrics]) -> Result<()> {
+pub(crate) fn save_overlays(path: &Path, data: &SegDataset, probs: &Tensor, cases: &[CaseMetrics]) -> Result<()> {
     // A multi-label case's Dice: the mean over its labels (ids `{case}/{label}`).
     let dice = |id: &str| {
         let own: Vec<f64> = cases

@@ -4,7 +4,7 @@
 //! A run folder holds config.json, split.json, model.json, metrics.jsonl, the best model,
 //! curves.png, summary.json with test and out-of-domain metrics, per-case CSVs and overlay
 //! pictures. A run killed midway resumes from its checkpoint.
-use super::config::{Method, TrainConfig};
+use super::config::{Keep, Method, TrainConfig};
 use super::method::StepLog;
 use super::record::{LoopState, RunSummary};
 use super::report;
@@ -30,20 +30,7 @@ pub fn run(cfg: &TrainConfig, out: &Path, device: Device) -> Result<RunSummary> 
     if let Some(dir) = unlabelled {
         fingerprint.unlabelled = Some(Box::new(Fingerprint::of_files(dir, &crate::data::unlabelled::files(dir)?)?));
     }
-    let recorded = out.join("data_fingerprint.json");
-    if let Ok(text) = std::fs::read_to_string(&recorded) {
-        let before: Fingerprint =
-            serde_json::from_str(&text).with_context(|| format!("{} is corrupt", recorded.display()))?;
-        if let Some(change) = before.changes(&fingerprint) {
-            bail!(
-                "{} was trained on other data: since it started, {} in {}; restore the data as it was, or train into \
-                 a new --out",
-                out.display(),
-                change,
-                cfg.data.data.display()
-            );
-        }
-    }
+    fingerprint.refuse_changed(out, &cfg.data.data)?;
     run_on(cfg, out, device, || {
         let mut splits = load_splits(&cfg.data, cfg.seed)?;
         if unlabelled.is_some() {
@@ -107,9 +94,19 @@ pub fn run_on(
             }
             let (val_dice, val_iou) = t.validate(&splits, device);
             // Without validation cases the last model is kept.
-            if val_dice > state.best_val_dice || splits.val.is_empty() {
+            let better = val_dice > state.best_val_dice || splits.val.is_empty();
+            if better {
                 (state.best_val_dice, state.best_iter) = (val_dice, done);
-                save_vars(&t.seg.vs, &out.join("model.safetensors"))?;
+            }
+            match cfg.keep {
+                Keep::Best if better => save_vars(&t.seg.vs, &out.join("model.safetensors"))?,
+                Keep::Best => {}
+                Keep::Last => {
+                    save_vars(&t.seg.vs, &out.join("model.safetensors"))?;
+                    if better {
+                        save_vars(&t.seg.vs, &out.join("model_best.safetensors"))?;
+                    }
+                }
             }
             state.iter = done;
             state.seconds = seconds_before + started.elapsed().as_secs_f64();

@@ -1,5 +1,8 @@
 //! Prediction with a trained run: masks at each input's original size (2-D PNG) or label maps in
-//! each input volume's own geometry (NIfTI), plus overlay pictures.
+//! each input volume's own geometry (NIfTI), plus overlay pictures. A fit folder predicts as an
+//! [`ensemble`] of its fold models, with each image's disagreement in uncertainty.csv.
+pub mod ensemble;
+
 use crate::data::files::{is_nifti, stem};
 use crate::data::images::{load_images, ImageBatch};
 use crate::data::volume::{network_input, read_volume, write_volume, Volume};
@@ -8,6 +11,7 @@ use crate::precision::{full_precision, Precision};
 use crate::runtime::{all_finite, ensure_writable_dir, load_vars};
 use crate::viz::{foreground, overlay, picture, save_png, tensor_to_rgb};
 use anyhow::{bail, Context, Result};
+use ensemble::Ensemble;
 use image::GrayImage;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -90,8 +94,13 @@ pub fn predict_probs_with(seg: &SegNet, images: &Tensor, device: Device, options
     })
 }
 
-/// Loads the best model of a run folder.
+/// Loads the model of a run folder (model.safetensors).
 pub fn load_model(run: &Path, device: Device) -> Result<(VarStore, SegNet, ModelSpec)> {
+    load_model_weights(run, "model.safetensors", device)
+}
+
+/// [`load_model`] with the weights of another file of the run (model_best.safetensors).
+pub fn load_model_weights(run: &Path, weights: &str, device: Device) -> Result<(VarStore, SegNet, ModelSpec)> {
     let spec_path = run.join("model.json");
     let text = std::fs::read_to_string(&spec_path).with_context(|| {
         format!("{} not found: --run must be a folder written by `genseg train`", spec_path.display())
@@ -102,7 +111,7 @@ pub fn load_model(run: &Path, device: Device) -> Result<(VarStore, SegNet, Model
     }
     let mut vs = VarStore::new(device);
     let net = SegNet::new(&vs.root(), &spec.net);
-    load_vars(&mut vs, &run.join("model.safetensors"))?;
+    load_vars(&mut vs, &run.join(weights))?;
     if !all_finite(&vs) {
         bail!("{}: the model's weights are not finite (a diverged run); retrain it with a lower --lr", run.display());
     }
@@ -110,16 +119,18 @@ pub fn load_model(run: &Path, device: Device) -> Result<(VarStore, SegNet, Model
 }
 
 /// Writes OUT/{stem}.png (0/255 masks at the original size) or OUT/{stem}.nii.gz (label maps)
-/// and OUT/overlays/{stem}.png.
+/// and OUT/overlays/{stem}.png; with a fit folder (several models) also OUT/uncertainty.csv.
 pub fn predict(run: &Path, input: &Path, out: &Path, options: PredictOptions, device: Device) -> Result<Vec<PathBuf>> {
     options.precision.check(device)?;
-    let (_vs, unet, spec) = load_model(run, device)?;
-    let trained_on = training_folders(run);
+    let model = Ensemble::load(run, device)?;
+    let spec = &model.spec;
+    let members = ensemble::members(run)?;
+    let trained_on: Vec<PathBuf> = members.iter().flat_map(|m| training_folders(m)).collect();
     let mut inputs = vec![("the input", input), ("--run", run)];
     inputs.extend(trained_on.iter().map(|d| ("the run's training data", d.as_path())));
     crate::runtime::refuse_overlap("--out", out, &inputs)?;
     if let Some(shape) = spec.volume_shape {
-        return predict_volumes(&unet, &spec, shape, input, out, options, device);
+        return predict_volumes(&model, shape, input, out, options, device);
     }
     if ![1, 3].contains(&spec.channels) {
         bail!(
@@ -132,8 +143,10 @@ pub fn predict(run: &Path, input: &Path, out: &Path, options: PredictOptions, de
     // Every input is decoded before the first output is written.
     let ImageBatch { files, images, sizes } = load_images(input, spec.channels, spec.size)?;
     let overlays = output_folders(out)?;
-    let probs = predict_probs_with(&unet, &images, device, options);
+    let member_probs = model.member_probs(&images, device, options);
+    let probs = ensemble::mean(&member_probs);
     let mut written = Vec::new();
+    let mut stems = Vec::new();
     for (i, file) in files.iter().enumerate() {
         let (w, h) = sizes[i];
         // Upsample probabilities, then threshold: smoother outlines than resizing a binary mask.
@@ -146,8 +159,28 @@ pub fn predict(run: &Path, input: &Path, out: &Path, options: PredictOptions, de
         let original = crate::data::image_io::decode(file)?.to_rgb8();
         crate::viz::save_png(&overlays.join(format!("{stem}.png")), &crate::viz::overlay(&original, &bits, None))?;
         written.push(path);
+        stems.push(stem);
     }
+    write_uncertainty(out, &stems, &member_probs, &probs)?;
     Ok(written)
+}
+
+/// OUT/uncertainty.csv: each case's disagreement between the ensemble's members (a fit folder's
+/// fold models), highest first; nothing for a single model.
+fn write_uncertainty(out: &Path, stems: &[String], member_probs: &[Tensor], probs: &Tensor) -> Result<()> {
+    if member_probs.len() < 2 {
+        return Ok(());
+    }
+    let scores = ensemble::disagreement(member_probs, probs);
+    let mut rows: Vec<(&String, f64)> = stems.iter().zip(scores).collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["case", "disagreement"])?;
+    for (stem, d) in rows {
+        w.write_record([stem.clone(), format!("{d:.4}")])?;
+    }
+    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::runtime::write_atomic(&out.join("uncertainty.csv"), &bytes)
 }
 
 /// OUT and OUT/overlays, created and proven writable; returns the overlays folder.
@@ -177,8 +210,7 @@ fn volume_files(input: &Path) -> Result<Vec<PathBuf>> {
 /// own grid (the crop undone) and written with its own header, so affine and spacing match the
 /// input. A voxel gets the label of its most probable channel when that probability passes 0.5.
 fn predict_volumes(
-    unet: &SegNet,
-    spec: &ModelSpec,
+    model: &Ensemble,
     shape: [usize; 3],
     input: &Path,
     out: &Path,
@@ -197,12 +229,14 @@ fn predict_volumes(
         })
         .collect::<Result<_>>()?;
     let overlays = output_folders(out)?;
-    let mut written = Vec::new();
+    let spec = &model.spec;
+    let (mut written, mut stems, mut all_members, mut all_probs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (file, volume) in volumes {
         let (crop, image) = network_input(&volume, shape);
         let [d, h, w] = shape.map(|s| s as i64);
         let x = Tensor::from_slice(&image).view([1, 1, d, h, w]);
-        let probs = predict_probs_with(unet, &x, device, options).get(0);
+        let member_probs = model.member_probs(&x, device, options);
+        let probs = ensemble::mean(&member_probs).get(0);
         let (best, channel) = probs.max_dim(0, false);
         let label_of = Tensor::from_slice(&spec.labels.iter().map(|&l| l as f32).collect::<Vec<_>>());
         let labels = label_of.index_select(0, &channel.view(-1)).view([d, h, w]) * best.gt(0.5).to_kind(Kind::Float);
@@ -213,6 +247,15 @@ fn predict_volumes(
         let overlay = overlay(&tensor_to_rgb(&picture(&x.get(0))), &foreground(&probs), None);
         save_png(&overlays.join(format!("{id}.png")), &overlay)?;
         written.push(path);
+        all_probs.push(probs.unsqueeze(0));
+        all_members.push(member_probs);
+        stems.push(id);
+    }
+    if let Some(first) = all_members.first() {
+        let per_member: Vec<Tensor> = (0..first.len())
+            .map(|m| Tensor::cat(&all_members.iter().map(|v| v[m].shallow_clone()).collect::<Vec<_>>(), 0))
+            .collect();
+        write_uncertainty(out, &stems, &per_member, &Tensor::cat(&all_probs, 0))?;
     }
     Ok(written)
 }

@@ -1,0 +1,57 @@
+"""results.csv and the paired table of the fit study (docs/study/fit/run.sh).
+
+Usage: python3 docs/study/fit/table.py STUDY_DIR > results.md
+Writes STUDY_DIR/results.csv (method, set, n, seed, test_dice, test_iou, test_cases, ood_dice,
+ood_iou, ood_cases, seconds) from every finished cell and prints, per set, the mean test Dice of
+each arm and fit - train paired by seed with a 95 % bootstrap interval.
+"""
+import csv, json, os, random, sys
+
+study = sys.argv[1]
+rows = []
+for cell in sorted(os.listdir(study)):
+    c = os.path.join(study, cell)
+    if not os.path.isfile(os.path.join(c, "done")):
+        continue
+    name, seed = cell.rsplit("-s", 1)
+    seconds = dict(zip(*[iter(open(os.path.join(c, "seconds")).read().split())] * 2))
+    for arm in ["train", "fit", "fit-best", "nnunet"]:
+        ev = os.path.join(c, f"eval-{arm}", "summary.json")
+        if not os.path.isfile(ev):
+            continue
+        s = json.load(open(ev))["summary"]
+        row = {"method": arm, "set": name, "n": 16, "seed": int(seed), "test_dice": s["dice"]["mean"],
+               "test_iou": s["iou"]["mean"], "test_cases": s["cases"], "ood_dice": "", "ood_iou": "", "ood_cases": "",
+               "seconds": seconds.get(arm, "")}
+        ood = os.path.join(c, f"ood-eval-{arm}", "summary.json")
+        if os.path.isfile(ood):
+            o = json.load(open(ood))["summary"]
+            row.update(ood_dice=o["dice"]["mean"], ood_iou=o["iou"]["mean"], ood_cases=o["cases"])
+        rows.append(row)
+with open(os.path.join(study, "results.csv"), "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else ["method"])
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.5f}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def interval(d):
+    rng = random.Random(0)
+    means = sorted(sum(rng.choice(d) for _ in d) / len(d) for _ in range(10000))
+    return sum(d) / len(d), means[250], means[9749]
+
+
+PAIRS = [("fit", "train"), ("fit-best", "fit"), ("nnunet", "fit")]
+print("| set | metric | arm - base | base | arm | difference (seeds) | verdict |\n|---|---|---|---|---|---|---|")
+for name in sorted({r["set"] for r in rows}):
+    for metric in ["test_dice", "ood_dice"]:
+        by = {(r["method"], r["seed"]): r[metric] for r in rows if r["set"] == name and r[metric] != ""}
+        for arm, base in PAIRS:
+            seeds = sorted(s for (m, s) in by if m == arm and (base, s) in by)
+            if not seeds:
+                continue
+            d = [by[(arm, s)] - by[(base, s)] for s in seeds]
+            m, lo, hi = interval(d)
+            verdict = "too few seeds" if len(d) < 3 else ("within noise" if lo <= 0 <= hi else ("better" if lo > 0 else "worse"))
+            mean = lambda a: sum(by[(a, s)] for s in seeds) / len(seeds)
+            print(f"| {name} | {metric} | {arm} - {base} | {mean(base):.3f} | {mean(arm):.3f} | {m:+.3f} [{lo:+.3f}, {hi:+.3f}] ({len(d)}) | {verdict} |")

@@ -1,0 +1,86 @@
+//! `fit`'s flags: the data, a budget, folds; everything else is planned from the data.
+use anyhow::Result;
+use clap::Args;
+use genseg::data::set::LoadOptions;
+use genseg::fit::FitConfig;
+use std::path::PathBuf;
+
+#[derive(Args, Clone)]
+pub struct FitArgs {
+    /// Dataset folder of labelled pairs: images/ + masks/, or nnU-Net's imagesTr/ + labelsTr/;
+    /// every pair trains and validates (k-fold)
+    pub data: PathBuf,
+    /// Folder of images without masks; adds the semi-supervised candidate (none may be a
+    /// labelled image)
+    #[arg(long)]
+    pub unlabelled: Option<PathBuf>,
+    /// Wall-clock budget of the whole fit, e.g. 20m, 90s, 1h30m (the plan and the cross-validation
+    /// fit it; kept within 10 %)
+    #[arg(long, default_value = "20m", value_parser = genseg::fit::plan::parse_budget)]
+    pub budget: f64,
+    /// Cross-validation folds [default: 5, fewer for fewer than 10 pairs]
+    #[arg(long)]
+    pub folds: Option<usize>,
+    /// The candidates to cross-validate, comma separated, all of them whatever the budget
+    /// [default: augment, copy-paste, semi with --unlabelled, more when the budget allows]
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub candidates: Option<Vec<genseg::fit::Candidate>>,
+    /// Seed of the folds and of every run
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// 1 or 3 input channels (default: from the first image)
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Extra mask file suffix to strip when pairing (repeatable)
+    #[arg(long = "mask-suffix")]
+    pub mask_suffix: Vec<String>,
+    /// Python with torch, onnx and onnxruntime for model.onnx [default: the venv genseg was built
+    /// with]
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// Skip model.onnx (predict reads the fit folder either way)
+    #[arg(long)]
+    pub no_onnx: bool,
+    /// The fit folder (created; rerun the same command to resume)
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl FitArgs {
+    pub fn run(&self, device: tch::Device) -> Result<()> {
+        let s = genseg::fit::run(&self.config()?, &self.out, device)?;
+        let out = self.out.display();
+        genseg::out!(
+            "chosen: {} (cross-validated Dice {:.3}), an ensemble of {} models, in {:.0} s",
+            s.chosen.name(),
+            s.cv_dice,
+            s.members,
+            s.seconds
+        );
+        genseg::out!("fit folder: {out} (report.html); predict with: genseg predict --run {out} IMAGES --out DIR");
+        if let Some(onnx) = s.onnx {
+            genseg::out!("ONNX: {}", onnx.display());
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> Result<FitConfig> {
+        let mut load = LoadOptions { channels: self.channels, ..LoadOptions::default() };
+        load.mask_suffixes.extend(self.mask_suffix.iter().cloned());
+        // Absolute, so a resumed fit is the same fit from any folder.
+        let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+        Ok(FitConfig {
+            data: absolute(&self.data),
+            load,
+            unlabelled: self.unlabelled.as_ref().map(absolute),
+            budget_s: self.budget,
+            folds: self.folds,
+            seed: self.seed,
+            candidates: self.candidates.clone(),
+            python: match self.no_onnx {
+                true => None,
+                false => Some(self.python.clone().unwrap_or_else(genseg::export::default_python)),
+            },
+        })
+    }
+}

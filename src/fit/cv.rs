@@ -1,0 +1,281 @@
+//! Cross-validation of the plan's candidates: k seeded folds over every labelled pair (each pair
+//! validates once), every candidate trained on every fold as an ordinary run folder, fold by
+//! fold so that a budget that runs out leaves every candidate with the same folds. Each run's
+//! iteration cap is what the budget left affords at the rate measured so far. Every fold model
+//! is scored per validation case; candidates compare by those scores, paired by case.
+use super::plan::{Plan, OVERHEAD};
+use super::{Candidate, Clock, FitConfig};
+use crate::data::split::{load_splits, DataConfig};
+use crate::data::SegDataset;
+use crate::eval::metrics::CaseMetrics;
+use crate::eval::stats::mean_interval;
+use crate::runtime::write_atomic;
+use crate::train::config::{Keep, Schedule};
+use crate::train::{RunSummary, TrainConfig};
+use anyhow::{bail, Context, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::{Device, Tensor};
+
+/// A fold run gets at least this many iterations, or the cross-validation ends there.
+const MIN_ITERS: usize = 50;
+
+/// What cross-validation measured, and the choice (plan.json's `cv`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CvResult {
+    pub rows: Vec<CvRow>,
+    pub chosen: Candidate,
+    pub reason: String,
+}
+
+/// One candidate over its finished folds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CvRow {
+    pub candidate: Candidate,
+    /// Fold run folders, relative to the fit folder.
+    pub runs: Vec<PathBuf>,
+    /// Mean validation Dice over the pairs of those folds, each scored by the fold model that did
+    /// not train on it (its last model), with its 95 % bootstrap interval.
+    #[serde(with = "crate::runtime::json_f64")]
+    pub mean: f64,
+    pub interval: Option<(f64, f64)>,
+    /// Paired by case against the first candidate: difference, interval and verdict.
+    pub vs_reference: Option<String>,
+    /// Validation Dice per case id.
+    pub cases: Vec<(String, f64)>,
+    /// The same cases scored by each fold's best-validation checkpoint instead: chosen on these
+    /// very cases, so an optimistic figure; below the last models' it is evidence against it.
+    pub best_checkpoint_mean: Option<f64>,
+    /// Iterations each fold run trained, and where its best checkpoint was.
+    pub stopped_iters: Vec<usize>,
+    pub best_iters: Vec<usize>,
+    pub seconds: f64,
+}
+
+impl CvResult {
+    pub fn row(&self, c: Candidate) -> Option<&CvRow> {
+        self.rows.iter().find(|r| r.candidate == c)
+    }
+
+    /// The chosen candidate's fold runs: the ensemble.
+    pub fn members(&self, c: Candidate) -> Vec<PathBuf> {
+        self.row(c).map(|r| r.runs.clone()).unwrap_or_default()
+    }
+}
+
+/// A finished fold run with its validation cases, their scores and probabilities.
+pub struct FoldScore {
+    pub candidate: Candidate,
+    pub run: PathBuf,
+    pub summary: RunSummary,
+    pub cases: Vec<CaseMetrics>,
+    /// The validation cases scored by model_best.safetensors.
+    pub best_cases: Vec<CaseMetrics>,
+    pub val: SegDataset,
+    pub probs: Tensor,
+}
+
+/// The validation ids of each fold: the sorted ids shuffled by `seed`, the i-th to fold i mod k.
+pub fn assign_folds(ids: &[String], k: usize, seed: u64) -> Vec<Vec<String>> {
+    let mut order = ids.to_vec();
+    order.sort();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    (0..k).map(|f| order.iter().skip(f).step_by(k).cloned().collect()).collect()
+}
+
+/// Writes folds/foldK.train.txt and .val.txt; returns their paths.
+fn write_folds(plan: &Plan, seed: u64, out: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let dir = out.join("folds");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let folds = assign_folds(&plan.profile.ids, plan.folds, seed);
+    let mut files = Vec::new();
+    for (k, val) in folds.iter().enumerate() {
+        let train: Vec<&String> = plan.profile.ids.iter().filter(|id| !val.contains(id)).collect();
+        let (t, v) = (dir.join(format!("fold{k}.train.txt")), dir.join(format!("fold{k}.val.txt")));
+        let lines = |ids: Vec<&String>| ids.iter().map(|s| format!("{s}\n")).collect::<String>();
+        write_atomic(&t, lines(train).as_bytes())?;
+        write_atomic(&v, lines(val.iter().collect()).as_bytes())?;
+        files.push((std::path::absolute(&t)?, std::path::absolute(&v)?));
+    }
+    Ok(files)
+}
+
+/// `train`'s configuration for candidate `c` on one fold, at the plan's resolution and network.
+fn fold_config(
+    cfg: &FitConfig,
+    plan: &Plan,
+    c: Candidate,
+    (train, val): &(PathBuf, PathBuf),
+    iters: usize,
+) -> TrainConfig {
+    let mut data = DataConfig::new(&cfg.data);
+    data.load = crate::data::set::LoadOptions { size: plan.size, ..cfg.load.clone() };
+    (data.train_ids, data.val_ids) = (Some(train.clone()), Some(val.clone()));
+    let mut t = TrainConfig::new(data);
+    (t.seed, t.width, t.depth, t.batch_size, t.iters) = (cfg.seed, plan.width, plan.depth, plan.batch_size, iters);
+    // nnU-Net's way: the planned iterations, the learning rate decaying to 0, the last model
+    // kept, so that the fold's validation cases score the model instead of choosing it (on 2-8
+    // cases a best-validation choice is mostly noise: docs/RESULTS.md, "Does fit beat train?").
+    (t.patience, t.schedule, t.keep) = (0, Schedule::Poly, Keep::Last);
+    c.apply(&mut t, cfg.unlabelled.as_deref());
+    t
+}
+
+/// The configuration a fold run folder was started with (a resumed fit keeps it).
+fn started_config(dir: &Path) -> Result<Option<TrainConfig>> {
+    let Ok(text) = std::fs::read_to_string(dir.join("config.json")) else { return Ok(None) };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}/config.json is corrupt", dir.display()))?;
+    Ok(Some(serde_json::from_value(value["config"].clone())?))
+}
+
+/// Trains (or resumes) every (fold, candidate) run the budget affords and scores them.
+pub fn run(
+    cfg: &FitConfig,
+    plan: &Plan,
+    out: &Path,
+    clock: &Clock,
+    device: Device,
+) -> Result<(CvResult, Vec<FoldScore>)> {
+    let folds = write_folds(plan, cfg.seed, out)?;
+    let order: Vec<(usize, Candidate)> =
+        (0..plan.folds).flat_map(|k| plan.candidates.iter().map(move |&c| (k, c))).collect();
+    let mut scores: Vec<FoldScore> = Vec::new();
+    for (i, &(k, c)) in order.iter().enumerate() {
+        let rel = Path::new("runs").join(c.name()).join(format!("fold{k}"));
+        let dir = out.join(&rel);
+        let tcfg = match started_config(&dir)? {
+            Some(t) => t,
+            None => {
+                // Seconds per iteration: measured on the finished runs (per unit of cost), else planned.
+                let measured: Vec<f64> =
+                    scores.iter().map(|s| s.summary.seconds_per_iter / s.candidate.cost()).collect();
+                let unit = match measured.is_empty() {
+                    true => plan.ms_per_step * OVERHEAD / 1000.0,
+                    false => measured.iter().sum::<f64>() / measured.len() as f64,
+                };
+                let per_iter: f64 = order[i..].iter().map(|&(_, c)| unit * c.cost()).sum();
+                let left = plan.training_s - clock.spent();
+                let iters = ((left / per_iter).max(0.0) as usize).min(plan.iters);
+                if iters < MIN_ITERS {
+                    tracing::warn!(
+                        "fit: the budget is spent after {} of {} fold runs; choosing on the folds every candidate finished",
+                        i,
+                        order.len()
+                    );
+                    break;
+                }
+                fold_config(cfg, plan, c, &folds[k], iters)
+            }
+        };
+        tracing::info!(
+            "fit: cross-validation fold {}/{}, candidate {} ({}/{} runs), {} of the budget left",
+            k + 1,
+            plan.folds,
+            c.name(),
+            i + 1,
+            order.len(),
+            crate::progress::clock((cfg.budget_s - clock.spent()).max(0.0))
+        );
+        let summary = crate::train::segment::run(&tcfg, &dir, device)?;
+        clock.save()?;
+        let (_vs, net, _spec) = crate::infer::load_model(&dir, device)?;
+        let val = load_splits(&tcfg.data, tcfg.seed)?.val;
+        let (cases, probs) = crate::eval::evaluate(&net, &val, device, tcfg.empty_policy);
+        let best_cases = match dir.join("model_best.safetensors").is_file() {
+            true => {
+                let (_vs, best, _spec) = crate::infer::load_model_weights(&dir, "model_best.safetensors", device)?;
+                crate::eval::evaluate(&best, &val, device, tcfg.empty_policy).0
+            }
+            false => vec![],
+        };
+        scores.push(FoldScore { candidate: c, run: rel, summary, cases, best_cases, val, probs });
+    }
+    Ok((summarise(plan, &scores)?, scores))
+}
+
+/// One row per candidate over the folds every candidate finished; the choice.
+fn summarise(plan: &Plan, scores: &[FoldScore]) -> Result<CvResult> {
+    let folds_of = |c: Candidate| scores.iter().filter(|s| s.candidate == c).count();
+    let common = plan.candidates.iter().map(|&c| folds_of(c)).min().unwrap_or(0);
+    if common == 0 {
+        bail!(
+            "the budget of {:.0} s ran out before every candidate finished one fold; give a larger --budget",
+            plan.budget_s
+        );
+    }
+    let row = |c: Candidate| {
+        let own: Vec<&FoldScore> = scores.iter().filter(|s| s.candidate == c).take(common).collect();
+        let cases: Vec<(String, f64)> =
+            own.iter().flat_map(|s| s.cases.iter().map(|m| (m.id.clone(), m.dice))).collect();
+        let dice: Vec<f64> = cases.iter().map(|c| c.1).collect();
+        let interval = mean_interval(&dice);
+        let best: Vec<f64> = own.iter().flat_map(|s| s.best_cases.iter().map(|m| m.dice)).collect();
+        CvRow {
+            best_checkpoint_mean: mean_interval(&best).map(|i| i.mean),
+            candidate: c,
+            runs: own.iter().map(|s| s.run.clone()).collect(),
+            mean: interval.map(|i| i.mean).unwrap_or(f64::NAN),
+            interval: interval.map(|i| (i.lo, i.hi)),
+            vs_reference: None,
+            cases,
+            stopped_iters: own.iter().map(|s| s.summary.stopped_iter).collect(),
+            best_iters: own.iter().map(|s| s.summary.best_iter).collect(),
+            seconds: own.iter().map(|s| s.summary.seconds).sum(),
+        }
+    };
+    let mut rows: Vec<CvRow> = plan.candidates.iter().map(|&c| row(c)).collect();
+    let reference = rows[0].clone();
+    for r in rows.iter_mut().skip(1) {
+        let diffs: Vec<f64> = r
+            .cases
+            .iter()
+            .filter_map(|(id, d)| reference.cases.iter().find(|(rid, _)| rid == id).map(|(_, rd)| d - rd))
+            .filter(|d| d.is_finite())
+            .collect();
+        r.vs_reference = mean_interval(&diffs).map(|i| {
+            format!("{} - {}: {} ({}) {}", r.candidate.name(), reference.candidate.name(), i.signed(), i.n, i.verdict())
+        });
+    }
+    // The highest mean; on a tie the earlier (cheaper) candidate.
+    let best = rows.iter().fold(&rows[0], |best, r| if r.mean > best.mean { r } else { best });
+    let others: Vec<String> = rows
+        .iter()
+        .filter(|r| r.candidate != best.candidate)
+        .map(|r| format!("{} {:.3}", r.candidate.name(), r.mean))
+        .collect();
+    let mut reason = format!(
+        "{}: the highest cross-validated Dice, {:.3} over {} pairs in {common} fold(s)",
+        best.candidate.name(),
+        best.mean,
+        best.cases.len()
+    );
+    if !others.is_empty() {
+        reason += &format!(" ({})", others.join(", "));
+    }
+    reason += &best.vs_reference.as_ref().map(|v| format!("; {v}")).unwrap_or_default();
+    reason += &format!("; the ensemble is its {common} fold models (mean of probabilities)");
+    Ok(CvResult { chosen: best.candidate, reason, rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pair validates exactly once, folds differ in size by at most one, and the seed decides.
+    #[test]
+    fn every_pair_validates_once() {
+        let ids: Vec<String> = (0..17).map(|i| format!("c{i:02}")).collect();
+        let folds = assign_folds(&ids, 5, 3);
+        let mut all: Vec<String> = folds.concat();
+        all.sort();
+        assert_eq!(all, ids);
+        let sizes: Vec<usize> = folds.iter().map(Vec::len).collect();
+        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
+        assert_eq!(assign_folds(&ids, 5, 3), folds);
+        assert_ne!(assign_folds(&ids, 5, 4), folds);
+    }
+}

@@ -1,0 +1,371 @@
+//! From a labelled folder and a time budget to what `fit` trains (nnU-Net's fingerprint -> plan):
+//! the data's [`Profile`], then the working resolution, network, iterations, folds and candidate
+//! arms that fit the budget, each choice with its reason.
+use super::Candidate;
+use crate::data::files::Folders;
+use crate::data::set::LoadOptions;
+use crate::learn::loss::{segmentation_loss, RegionLoss};
+use crate::learn::optim::{gradients, OptimConfig, Optimizer};
+use crate::models::segnet::{NetConfig, SegNet};
+use crate::models::unet::{UNetConfig, Upsampling};
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Instant;
+use tch::nn::{ModuleT, VarStore};
+use tch::{Device, Kind, Tensor};
+
+/// What the plan reads off the data.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Profile {
+    /// 2 (images) or 3 (volumes).
+    pub dims: usize,
+    pub channels: usize,
+    pub pairs: usize,
+    /// The pairs' case ids (what the folds split).
+    pub ids: Vec<String>,
+    /// The median of each image's shorter side, in pixels (2-D).
+    pub median_side: Option<u32>,
+    /// Foreground share of a mask: median and smallest non-empty, over the pairs.
+    pub foreground_median: f64,
+    pub foreground_min: f64,
+    pub empty_masks: usize,
+}
+
+impl Profile {
+    pub fn of(data: &Path, load: &LoadOptions) -> Result<Profile> {
+        let set = crate::data::load(data, load)?;
+        let area: f64 = set.shape.iter().product::<i64>() as f64;
+        let shares: Vec<f64> = (0..set.len() as i64)
+            .map(|i| f64::try_from(set.masks.get(i).gt(0.5).sum(Kind::Float)).unwrap_or(0.0) / area)
+            .collect();
+        let filled: Vec<f64> = shares.iter().copied().filter(|&s| s > 0.0).collect();
+        let median_side = match set.dims() {
+            2 => {
+                let folders = Folders::of(data)?;
+                let sides: Vec<f64> = std::fs::read_dir(&folders.images)?
+                    .flatten()
+                    .filter_map(|e| image::image_dimensions(e.path()).ok())
+                    .map(|(w, h)| w.min(h) as f64)
+                    .collect();
+                Some(crate::eval::stats::median(&sides) as u32).filter(|&s| s > 0)
+            }
+            _ => None,
+        };
+        Ok(Profile {
+            dims: set.dims(),
+            channels: set.channels,
+            pairs: set.len(),
+            ids: set.ids.clone(),
+            median_side,
+            foreground_median: crate::eval::stats::median(&shares),
+            foreground_min: filled.iter().copied().fold(f64::NAN, f64::min),
+            empty_masks: shares.len() - filled.len(),
+        })
+    }
+}
+
+/// What `fit` trains, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Plan {
+    pub profile: Profile,
+    /// Wall-clock budget of the whole fit, seconds.
+    pub budget_s: f64,
+    /// Of it, the seconds the cross-validation may take (the rest: planning, export, report).
+    pub training_s: f64,
+    pub device: String,
+    /// Square side in pixels (2-D); volumes keep their load shape.
+    pub size: u32,
+    pub width: i64,
+    pub depth: usize,
+    pub batch_size: i64,
+    /// Iteration cap of each fold run (early stopping may end it sooner).
+    pub iters: usize,
+    pub folds: usize,
+    /// In the order they are tried; the first is the reference of the paired differences.
+    pub candidates: Vec<Candidate>,
+    /// Measured milliseconds per U-Net training step at each side tried, and at the chosen one.
+    pub step_ms: Vec<(u32, f64)>,
+    pub ms_per_step: f64,
+    pub reasons: Vec<String>,
+}
+
+/// Iteration cap of a fold run when the budget allows it: `train`'s default.
+pub const FULL_ITERS: usize = 1000;
+/// Fewer iterations than this and candidates are dropped before iterations are cut further.
+const FEW_ITERS: usize = 300;
+/// Sides tried, smallest first.
+const SIDES: [u32; 7] = [64, 96, 128, 192, 256, 384, 512];
+/// A real training iteration (batch drawing, augmentation, validation every 50) over a bare
+/// measured step, before the first fold run measures it.
+pub const OVERHEAD: f64 = 1.5;
+
+/// Folds for `n` pairs: `asked` (5 by default), fewer when n is small so that every fold
+/// validates at least 2 pairs and trains at least 2.
+pub fn fold_count(n: usize, asked: Option<usize>) -> Result<usize> {
+    if n < 4 {
+        bail!("{n} labelled pairs: fit cross-validates and needs at least 4 (2 to train, 2 to validate)");
+    }
+    let k = asked.unwrap_or(5);
+    if k < 2 {
+        bail!("--folds {k}: cross-validation needs at least 2 folds");
+    }
+    Ok(k.min(n / 2))
+}
+
+/// Milliseconds per training step of `net` on random `[batch, channels, shape...]` inputs (forward,
+/// BCE + Dice, backward, Adam): the median of several steps.
+pub fn step_ms(net: &NetConfig, channels: i64, shape: &[i64], batch: i64, device: Device) -> f64 {
+    tch::manual_seed(0);
+    let vs = VarStore::new(device);
+    let seg = SegNet::new(&vs.root(), net);
+    let mut opt = Optimizer::new(OptimConfig::adam(1e-3, 0.9), vs.trainable_variables());
+    let mut dims = vec![batch, channels];
+    dims.extend_from_slice(shape);
+    let x = Tensor::rand(dims.as_slice(), (Kind::Float, device));
+    dims[1] = 1;
+    let y = Tensor::rand(dims.as_slice(), (Kind::Float, device)).gt(0.7).to_kind(Kind::Float);
+    let mut step = || {
+        let loss = segmentation_loss(&seg.forward_t(&x, true), &y, RegionLoss::Dice);
+        let g = gradients(&loss, opt.params());
+        opt.step(&g);
+        if device.is_cuda() {
+            tch::Cuda::synchronize(0);
+        }
+    };
+    // The first steps set up kernels and memory: two warm-up steps, then the median of up to 7
+    // (at least 3, at most about 2 s of them).
+    step();
+    step();
+    let started = Instant::now();
+    let mut times = Vec::new();
+    while times.len() < 3 || (times.len() < 7 && started.elapsed().as_secs_f64() < 2.0) {
+        let t = Instant::now();
+        step();
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    crate::eval::stats::median(&times)
+}
+
+/// What the planner is given besides the data.
+pub struct PlanInput<'a> {
+    pub profile: Profile,
+    pub load: &'a LoadOptions,
+    pub budget_s: f64,
+    pub folds: usize,
+    /// Candidates every fit tries, then those tried when the budget leaves room, in order.
+    pub required: Vec<Candidate>,
+    pub optional: Vec<Candidate>,
+    /// Whether required candidates may be left out when the budget is short (not when the user
+    /// named them).
+    pub droppable: bool,
+}
+
+/// The plan: the largest side at which every required candidate gets [`FULL_ITERS`] on every
+/// fold; then as many iterations as the budget allows there (dropping candidates from the end
+/// below [`FEW_ITERS`]); then optional candidates while they fit at full iterations.
+pub fn plan(input: PlanInput, device: Device) -> Plan {
+    let PlanInput { profile, load, budget_s, folds, mut required, optional, droppable } = input;
+    let cuda = device.is_cuda();
+    let (width, batch_size) = if cuda { (32, 8) } else { (16, 4) };
+    // Planning, the ensemble's export and the report take the rest.
+    let training_s = (budget_s * 0.9 - 15.0).max(budget_s * 0.5);
+    let mut reasons = vec![format!(
+        "{} pairs, {}-D, {} channel(s), median foreground share {:.3}; {folds} folds",
+        profile.pairs, profile.dims, profile.channels, profile.foreground_median
+    )];
+    let depth_at = |side: u32| if side >= 128 { 5 } else { 4 };
+    let net_at = |side: u32| {
+        NetConfig::Unet(UNetConfig {
+            in_channels: profile.channels as i64,
+            out_channels: 1,
+            width,
+            depth: depth_at(side),
+            upsampling: Upsampling::Transposed,
+            dims: profile.dims,
+            deep_supervision: false,
+        })
+    };
+    let cost = |cands: &[Candidate], step_ms: f64, iters: usize| {
+        let factor: f64 = cands.iter().map(|c| c.cost()).sum();
+        folds as f64 * factor * iters as f64 * step_ms * OVERHEAD / 1000.0
+    };
+    let mut step_ms_at = Vec::new();
+    let (size, ms) = if profile.dims == 3 {
+        let shape: Vec<i64> = load.volume.shape.iter().map(|&s| s as i64).collect();
+        let ms = self::step_ms(&net_at(64), profile.channels as i64, &shape, batch_size, device);
+        step_ms_at.push((0, ms));
+        reasons.push(format!("volumes at their load shape {:?}: {ms:.0} ms a step", load.volume.shape));
+        (load.size, ms)
+    } else {
+        let native = profile.median_side.unwrap_or(64);
+        let mut sides: Vec<u32> = SIDES.iter().copied().filter(|&s| s <= native).collect();
+        if sides.is_empty() {
+            // Small images: their own side, a multiple of 8 for a depth-4 U-Net.
+            sides.push((native / 8 * 8).max(16));
+        }
+        let mut chosen = None;
+        for &side in &sides {
+            let ms =
+                self::step_ms(&net_at(side), profile.channels as i64, &[side as i64, side as i64], batch_size, device);
+            step_ms_at.push((side, ms));
+            if chosen.is_none() || cost(&required, ms, FULL_ITERS) <= training_s {
+                chosen = Some((side, ms));
+            }
+            if cost(&required, ms, FULL_ITERS) > training_s {
+                break;
+            }
+        }
+        let (side, ms) = chosen.expect("at least one side");
+        reasons.push(format!(
+            "{side} px: the largest side (of {sides:?}, none above the median image side {native} px) at which {} \
+             candidate(s) x {folds} folds x {FULL_ITERS} iterations fit {:.0} s of training ({ms:.0} ms a step measured)",
+            required.len(),
+            training_s
+        ));
+        (side, ms)
+    };
+    let iters = loop {
+        let iters = ((training_s / cost(&required, ms, 1)) as usize).min(FULL_ITERS);
+        if iters >= FEW_ITERS || required.len() == 1 || !droppable {
+            break iters;
+        }
+        let dropped = required.pop().expect("more than one candidate");
+        reasons.push(format!("{}: left out, the budget gives too few iterations for it", dropped.name()));
+    };
+    let iters = iters.max(50);
+    if iters < FULL_ITERS {
+        reasons.push(format!("{iters} iterations a fold run: what the budget affords (full: {FULL_ITERS})"));
+    }
+    let mut candidates = required;
+    for c in optional {
+        let mut with = candidates.clone();
+        with.push(c);
+        if cost(&with, ms, iters) <= training_s {
+            reasons.push(format!("{}: the budget leaves room for it", c.name()));
+            candidates = with;
+        } else {
+            reasons.push(format!("{}: not tried, it does not fit the budget", c.name()));
+        }
+    }
+    Plan {
+        profile,
+        budget_s,
+        training_s,
+        device: if cuda { "cuda".into() } else { "cpu".into() },
+        size,
+        width,
+        depth: depth_at(size),
+        batch_size,
+        iters,
+        folds,
+        candidates,
+        step_ms: step_ms_at,
+        ms_per_step: ms,
+        reasons,
+    }
+}
+
+/// `20m`, `90s`, `1h30m`, `600` (seconds).
+pub fn parse_budget(text: &str) -> Result<f64> {
+    let t = text.trim();
+    if let Ok(s) = t.parse::<f64>() {
+        return positive(s, text);
+    }
+    let (mut total, mut number) = (0.0, String::new());
+    for ch in t.chars() {
+        match ch {
+            '0'..='9' | '.' => number.push(ch),
+            'h' | 'm' | 's' => {
+                let v: f64 =
+                    number.parse().map_err(|_| anyhow::anyhow!("--budget {text}: give e.g. 20m, 90s or 1h30m"))?;
+                total += v * match ch {
+                    'h' => 3600.0,
+                    'm' => 60.0,
+                    _ => 1.0,
+                };
+                number.clear();
+            }
+            _ => bail!("--budget {text}: give e.g. 20m, 90s or 1h30m"),
+        }
+    }
+    if !number.is_empty() {
+        bail!("--budget {text}: give a unit after {number} (h, m or s)");
+    }
+    positive(total, text)
+}
+
+fn positive(s: f64, text: &str) -> Result<f64> {
+    if !(s.is_finite() && s > 0.0) {
+        bail!("--budget {text}: give a positive time, e.g. 20m");
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_parse_with_units() {
+        assert_eq!(parse_budget("20m").unwrap(), 1200.0);
+        assert_eq!(parse_budget("1h30m").unwrap(), 5400.0);
+        assert_eq!(parse_budget("90s").unwrap(), 90.0);
+        assert_eq!(parse_budget("600").unwrap(), 600.0);
+        for bad in ["", "0", "-5", "20x", "m", "20m5"] {
+            assert!(parse_budget(bad).unwrap_err().to_string().contains("--budget"), "{bad}");
+        }
+    }
+
+    fn profile(side: u32) -> Profile {
+        Profile {
+            dims: 2,
+            channels: 1,
+            pairs: 20,
+            ids: vec![],
+            median_side: Some(side),
+            foreground_median: 0.1,
+            foreground_min: 0.05,
+            empty_masks: 0,
+        }
+    }
+
+    fn input(side: u32, budget_s: f64, droppable: bool) -> PlanInput<'static> {
+        static LOAD: std::sync::OnceLock<LoadOptions> = std::sync::OnceLock::new();
+        PlanInput {
+            profile: profile(side),
+            load: LOAD.get_or_init(LoadOptions::default),
+            budget_s,
+            folds: 5,
+            required: vec![Candidate::Augment, Candidate::CopyPaste],
+            optional: vec![Candidate::AugmentNnunet],
+            droppable,
+        }
+    }
+
+    /// A generous budget: the images' own side (never above it), full iterations, the optional
+    /// candidate too. A tiny one: copy-paste left out before iterations are cut, unless named.
+    #[test]
+    fn the_budget_decides_side_iterations_and_candidates() {
+        let p = plan(input(24, 1e6, true), Device::Cpu);
+        assert_eq!((p.size, p.depth, p.iters), (24, 4, FULL_ITERS));
+        assert_eq!(p.candidates, [Candidate::Augment, Candidate::CopyPaste, Candidate::AugmentNnunet]);
+        assert!(p.training_s < p.budget_s);
+        let p = plan(input(24, 20.0, true), Device::Cpu);
+        assert_eq!(p.candidates, [Candidate::Augment]);
+        assert!(p.iters < FULL_ITERS, "{}", p.iters);
+        let p = plan(input(24, 20.0, false), Device::Cpu);
+        assert_eq!(p.candidates, [Candidate::Augment, Candidate::CopyPaste]);
+    }
+
+    #[test]
+    fn folds_shrink_for_few_pairs() {
+        assert_eq!(fold_count(40, None).unwrap(), 5);
+        assert_eq!(fold_count(16, None).unwrap(), 5);
+        assert_eq!(fold_count(8, None).unwrap(), 4);
+        assert_eq!(fold_count(5, None).unwrap(), 2);
+        assert_eq!(fold_count(40, Some(10)).unwrap(), 10);
+        assert!(fold_count(3, None).is_err());
+        assert!(fold_count(40, Some(1)).is_err());
+    }
+}

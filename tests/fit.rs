@@ -1,0 +1,99 @@
+//! `genseg fit` end to end on a phantom set: killed midway, it resumes without retraining a
+//! finished fold run, keeps its budget, delivers an ensemble that predicts (with uncertainty),
+//! an ONNX file of it, a report, and refuses to resume onto changed data.
+mod common;
+use common::{arg, genseg, stderr, stdout};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+fn json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn modified(path: &std::path::Path) -> SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+#[test]
+#[ignore = "slow: a 150 s fit, killed and resumed (make test)"]
+fn a_killed_fit_resumes_keeps_its_budget_and_predicts_with_its_ensemble() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("phantom");
+    genseg::data::phantom::write_dataset(&data, 24, 32, 5).unwrap();
+    let out = d.path().join("fit");
+    let budget = 150.0;
+    let args = [
+        "fit",
+        arg(&data),
+        "--out",
+        arg(&out),
+        "--budget",
+        "150s",
+        "--folds",
+        "3",
+        "--candidates",
+        "augment,copy-paste",
+        "--device",
+        "cpu",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_genseg")).args(args).spawn().unwrap();
+    let first = out.join("runs/augment/fold0/summary.json");
+    let start = Instant::now();
+    while !first.exists() && start.elapsed() < Duration::from_secs(150) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(first.exists(), "no fold run finished within 150 s");
+    assert!(!out.join("ensemble.json").exists(), "the fit ended before it could be killed");
+    let kept = modified(&first);
+
+    let o = genseg(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("chosen:"), "{}", stdout(&o));
+    assert_eq!(modified(&first), kept, "a finished fold run was trained again");
+    // The budget over both sessions, within 10 %.
+    let spent = json(&out.join("clock.json"))["spent_s"].as_f64().unwrap();
+    assert!(spent <= budget * 1.1, "spent {spent:.0} s of a {budget} s budget");
+
+    let record = json(&out.join("plan.json"));
+    let plan = &record["plan"];
+    assert_eq!(plan["folds"], 3);
+    assert_eq!(plan["candidates"], serde_json::json!(["augment", "copy-paste"]), "{plan}");
+    let cv = &record["cv"];
+    let chosen = cv["chosen"].as_str().unwrap();
+    let rows = cv["rows"].as_array().unwrap();
+    // Every candidate has the same folds (all 3 unless a loaded machine spent the budget first),
+    // and each of their 8 pairs validates once.
+    let folds_done = rows[0]["runs"].as_array().unwrap().len();
+    assert!(folds_done >= 1);
+    for row in rows {
+        assert_eq!(row["runs"].as_array().unwrap().len(), folds_done, "{}", row["candidate"]);
+        let mut ids: Vec<&str> = row["cases"].as_array().unwrap().iter().map(|c| c[0].as_str().unwrap()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 8 * folds_done, "{}", row["candidate"]);
+    }
+    let ensemble = json(&out.join("ensemble.json"));
+    assert_eq!(ensemble["candidate"], chosen);
+    assert_eq!(ensemble["members"].as_array().unwrap().len(), folds_done);
+    for file in ["report.html", "overlays_val.png", "model.onnx"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+
+    // predict with the fit folder: one mask per image, and the members' disagreement.
+    let pred = d.path().join("pred");
+    let o = genseg(&["predict", "--run", arg(&out), arg(&data.join("images")), "--out", arg(&pred)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let uncertainty = std::fs::read_to_string(pred.join("uncertainty.csv")).unwrap();
+    assert_eq!(uncertainty.lines().count(), 25, "{uncertainty}");
+    let o = genseg(&["evaluate", arg(&pred), arg(&data), "--out", arg(&d.path().join("eval"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // A finished fit resumed onto changed data is refused, naming the change.
+    std::fs::copy(data.join("images/phantom_000.png"), data.join("images/extra.png")).unwrap();
+    std::fs::copy(data.join("masks/phantom_000.png"), data.join("masks/extra.png")).unwrap();
+    let o = genseg(&args);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("other data") && stderr(&o).contains("extra.png"), "{}", stderr(&o));
+}
