@@ -23,6 +23,8 @@ for cell in sorted(os.listdir(study)):
         row = {"method": arm, "set": name, "n": 16, "seed": int(seed), "test_dice": s["dice"]["mean"],
                "test_iou": s["iou"]["mean"], "test_cases": s["cases"], "ood_dice": "", "ood_iou": "", "ood_cases": "",
                "seconds": seconds.get(arm, "")}
+        if arm == "train":  # its training time (a resumed launch of the study skipped it)
+            row["seconds"] = round(json.load(open(os.path.join(c, "train", "summary.json")))["seconds"])
         ood = os.path.join(c, f"ood-eval-{arm}", "summary.json")
         if os.path.isfile(ood):
             o = json.load(open(ood))["summary"]
@@ -55,3 +57,20 @@ for name in sorted({r["set"] for r in rows}):
             verdict = "too few seeds" if len(d) < 3 else ("within noise" if lo <= 0 <= hi else ("better" if lo > 0 else "worse"))
             mean = lambda a: sum(by[(a, s)] for s in seeds) / len(seeds)
             print(f"| {name} | {metric} | {arm} - {base} | {mean(base):.3f} | {mean(arm):.3f} | {m:+.3f} [{lo:+.3f}, {hi:+.3f}] ({len(d)}) | {verdict} |")
+
+print("\nPer cell: the plan's iterations and measured step, each candidate's cross-validated Dice (last models), the "
+      "choice, its best-validation checkpoints on the same cases (optimistic), fit's seconds, test Dice of train and fit.\n")
+print("| set | seed | iterations | step | cross-validated Dice | chosen | best checkpoints | fit s | train | fit |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for r in rows:
+    if r["method"] != "fit":
+        continue
+    c = os.path.join(study, f"{r['set']}-s{r['seed']}")
+    rec = json.load(open(os.path.join(c, "fit", "plan.json")))
+    plan, cv = rec["plan"], rec["cv"]
+    cands = {x["candidate"]: x for x in cv["rows"]}
+    train = next(x for x in rows if x["method"] == "train" and x["set"] == r["set"] and x["seed"] == r["seed"])
+    print(f"| {r['set']} | {r['seed']} | {plan['iters']} | {plan['ms_per_step']:.0f} ms | "
+          + " / ".join(f"{k} {v['mean']:.3f}" for k, v in cands.items())
+          + f" | {cv['chosen']} | {cands[cv['chosen']]['best_checkpoint_mean']:.3f} | {r['seconds']} | "
+          f"{train['test_dice']:.3f} | {r['test_dice']:.3f} |")
