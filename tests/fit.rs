@@ -90,6 +90,10 @@ fn a_killed_fit_resumes_keeps_its_budget_and_predicts_with_its_ensemble() {
     let o = genseg(&["evaluate", arg(&pred), arg(&data), "--out", arg(&d.path().join("eval"))]);
     assert!(o.status.success(), "{}", stderr(&o));
 
+    // TorchScript holds one network: a fit folder exports as ONNX only.
+    let o = genseg(&["export", "--run", arg(&out), "--out", arg(&d.path().join("m.pt"))]);
+    assert!(!o.status.success() && stderr(&o).contains("exports as ONNX"), "{}", stderr(&o));
+
     // A finished fit resumed onto changed data is refused, naming the change.
     std::fs::copy(data.join("images/phantom_000.png"), data.join("images/extra.png")).unwrap();
     std::fs::copy(data.join("masks/phantom_000.png"), data.join("masks/extra.png")).unwrap();

@@ -1,6 +1,5 @@
 //! What a training run is asked to do. Every default lives here ([`TrainConfig::new`]); the
 //! command line, the demo and the tests start from it.
-pub use super::record::Keep;
 pub use super::semi::SemiConfig;
 use crate::data::augment::AugmentConfig;
 use crate::data::nnaug::AugmentPreset;
@@ -209,6 +208,18 @@ fn half() -> f64 {
 /// step whatever the gradient's scale, and the hypergradient should nudge, not outrun, the GAN.
 fn upper_generator_lr() -> f64 {
     2e-5
+}
+
+/// Which model a run keeps as model.safetensors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Keep {
+    /// The best validation Dice (`train`: its validation cases choose the model).
+    #[default]
+    Best,
+    /// The last model, as nnU-Net keeps (`fit`'s fold runs: their validation cases score the model
+    /// instead of choosing it); the best is kept too, as model_best.safetensors.
+    Last,
 }
 
 /// Swin-UNet's Adam learning rate when `--lr` is not given: on kvasir_seg (16 labelled pairs,

@@ -21,18 +21,6 @@ pub struct LabelSummary {
     pub ood: Option<Summary>,
 }
 
-/// Which model a run keeps as model.safetensors.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Keep {
-    /// The best validation Dice (`train`: its validation cases choose the model).
-    #[default]
-    Best,
-    /// The last model, as nnU-Net keeps (`fit`'s fold runs: their validation cases score the model
-    /// instead of choosing it); the best is kept too, as model_best.safetensors.
-    Last,
-}
-
 /// summary.json: what a finished run scored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {

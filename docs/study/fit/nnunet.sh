@@ -12,10 +12,12 @@ for cell in "$@"; do
   c="$STUDY/$cell"
   [ -f "$c/eval-nnunet/summary.json" ] && continue
   mkdir -p "$c/nnunet" && ln -sfn "$VENV" "$c/nnunet/venv"
-  start=$(date +%s)
-  bash "$ROOT/scripts/nnunet_peer.sh" "$c/train" "$c/nnunet" 1 cpu > "$c/nnunet.log" 2>&1
-  echo "nnunet $(( $(date +%s) - start ))" >> "$c/seconds"
-  python3 - "$c/nnunet/pred" "$c/test/images" "$c/pred-nnunet" <<'PY'
+  if [ ! -d "$c/nnunet/pred" ]; then
+    start=$(date +%s)
+    bash "$ROOT/scripts/nnunet_peer.sh" "$c/train" "$c/nnunet" 1 cpu > "$c/nnunet.log" 2>&1
+    echo "nnunet $(( $(date +%s) - start ))" >> "$c/seconds"
+  fi
+  "$ROOT/.venv/bin/python" - "$c/nnunet/pred" "$c/test/images" "$c/pred-nnunet" <<'PY'
 import os, sys
 from PIL import Image
 pred, images, out = sys.argv[1:]
@@ -28,5 +30,5 @@ for f in os.listdir(pred):
     mask.save(os.path.join(out, case + ".png"))
 PY
   "$ROOT/target/debug/genseg" evaluate "$c/pred-nnunet" "$c/test" --out "$c/eval-nnunet" > /dev/null
-  rm -rf "$c/pred-nnunet" "$c/nnunet/preprocessed" "$c/nnunet/results" "$c/nnunet/raw"
+  rm -rf "$c/pred-nnunet" "$c/nnunet/preprocessed" "$c/nnunet/results" "$c/nnunet/raw" "$c/nnunet/pred"
 done
