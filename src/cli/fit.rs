@@ -1,5 +1,6 @@
 //! `fit`'s flags: the data, a budget, folds; everything else is planned from the data.
 use anyhow::Result;
+use clap::builder::TypedValueParser;
 use clap::Args;
 use genseg::data::set::LoadOptions;
 use genseg::fit::FitConfig;
@@ -19,7 +20,7 @@ pub struct FitArgs {
     #[arg(long, default_value = "20m", value_parser = genseg::fit::plan::parse_budget)]
     pub budget: f64,
     /// Cross-validation folds [default: 5, fewer for fewer than 10 pairs]
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(2..).map(|k| k as usize))]
     pub folds: Option<usize>,
     /// The candidates to cross-validate, comma separated, all of them whatever the budget
     /// [default: augment, copy-paste, semi with --unlabelled, more when the budget allows]

@@ -155,16 +155,28 @@ pub fn run(cfg: &FitConfig, out: &Path, device: Device) -> Result<FitSummary> {
     let mut inputs = vec![("the data folder", cfg.data.as_path())];
     inputs.extend(cfg.unlabelled.as_deref().map(|p| ("--unlabelled", p)));
     crate::runtime::refuse_overlap("--out", out, &inputs)?;
+    let created = !out.exists();
     ensure_writable_dir(out)?;
-    let _lock = lock_folder(out)?;
+    let lock = lock_folder(out)?;
     let mut fingerprint = Fingerprint::of(&cfg.data)?;
     if let Some(dir) = &cfg.unlabelled {
         fingerprint.unlabelled = Some(Box::new(Fingerprint::of_files(dir, &crate::data::unlabelled::files(dir)?)?));
     }
     fingerprint.refuse_changed(out, &cfg.data)?;
-    write_json(&out.join("data_fingerprint.json"), &fingerprint)?;
     let clock = Clock::resume(out);
-    let record = plan_stage(cfg, out, device)?;
+    // Data or settings refused before a plan exists leave no folder this call created.
+    let record = match plan_stage(cfg, out, device) {
+        Ok(record) => record,
+        Err(e) => {
+            drop(lock);
+            if created {
+                let _ = std::fs::remove_dir_all(out);
+            }
+            return Err(e);
+        }
+    };
+    let _lock = lock;
+    write_json(&out.join("data_fingerprint.json"), &fingerprint)?;
     let (cv, scores) = cv::run(cfg, &record.plan, out, &clock, device)?;
     let chosen = cv.chosen;
     let members: Vec<PathBuf> = cv.members(chosen);

@@ -351,10 +351,10 @@ mod tests {
         assert_eq!((p.size, p.depth, p.iters), (24, 4, FULL_ITERS));
         assert_eq!(p.candidates, [Candidate::Augment, Candidate::CopyPaste, Candidate::AugmentNnunet]);
         assert!(p.training_s < p.budget_s);
-        let p = plan(input(24, 20.0, true), Device::Cpu);
+        let p = plan(input(24, 5.0, true), Device::Cpu);
         assert_eq!(p.candidates, [Candidate::Augment]);
         assert!(p.iters < FULL_ITERS, "{}", p.iters);
-        let p = plan(input(24, 20.0, false), Device::Cpu);
+        let p = plan(input(24, 5.0, false), Device::Cpu);
         assert_eq!(p.candidates, [Candidate::Augment, Candidate::CopyPaste]);
     }
 
