@@ -8,7 +8,7 @@ TORCH  := $(VENV)/.deps-torch-2.11.0-onnx-1.23.2-torchvision-0.26.0
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup build demo test test-fast lint bench
+.PHONY: setup browser build demo test test-fast lint bench
 setup: $(TORCH)
 
 $(TORCH):
@@ -23,8 +23,13 @@ build: setup
 demo: setup
 	cargo run -- demo --out demo-out
 
-## Everything CI runs after lint: unit tests, phantom-data tests and the slow real-data tests.
-test: setup
+## Debian's chromium and chromedriver for the serve browser test (installed when missing).
+browser:
+	@command -v chromedriver >/dev/null && command -v chromium >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+## Everything CI runs after lint: unit tests, phantom-data tests, the browser test and the slow real-data tests.
+test: setup browser
 	cargo test -- --include-ignored
 
 ## Unit tests and phantom-data tests only (the real-data tests are #[ignore]d here).

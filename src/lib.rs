@@ -18,6 +18,8 @@
 //!   [`export`]: a trained model as ONNX or TorchScript;
 //! - [`fit`]: from a labelled folder and a time budget to a cross-validated ensemble (plan,
 //!   k-fold cross-validation of candidate arms, the chosen arm's fold models);
+//! - [`serve`]: the annotation server (`genseg serve`): a web page to annotate and correct the
+//!   model's proposals, active learning, background retrains;
 //! - [`study`]: many runs over (N, seed, method) and their paired comparison; [`synth`] and
 //!   [`synth_eval`]: synthetic pairs and what they teach; [`demo`]: the demo;
 //! - [`viz`]: pictures and plots; [`bench`]: benchmarks and FLOP counts; [`runtime`]: device,
@@ -39,6 +41,7 @@ pub mod models;
 pub mod precision;
 pub mod progress;
 pub mod runtime;
+pub mod serve;
 pub mod study;
 pub mod synth;
 pub mod synth_eval;

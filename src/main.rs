@@ -34,6 +34,7 @@ fn run(cli: cli::Cli, given: &Given) -> Result<()> {
     match cli.command {
         Command::Check(args) => args.run()?,
         Command::Fit(f) => f.run(device)?,
+        Command::Serve(s) => s.run(&cli.device, cli.threads, device)?,
         Command::Train(t) => train(&t, None, given, device)?,
         Command::Predict { run, input, out, tta, precision } => {
             let options = genseg::infer::PredictOptions { tta, precision };
@@ -88,6 +89,7 @@ fn run(cli: cli::Cli, given: &Given) -> Result<()> {
             Experimental::Train { run, more } => train(&run, Some(&more), given, device)?,
             Experimental::Study { study: s, more } => study(&s, Some(&more), cli.threads, given, device)?,
             Experimental::PretrainGenerator { args, research, out } => pretrain(&args, Some(&research), &out, device)?,
+            Experimental::AnnotationCampaign(c) => c.run(device)?,
             Experimental::SynthEval(s) => {
                 let run = s.args.config(&s.split, Some(&s.more), Methods::Arms(&[]), given)?;
                 let cfg = genseg::synth_eval::SynthEvalConfig { run, synthetic_n: s.synthetic_n, samples: s.samples };

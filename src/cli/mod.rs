@@ -5,6 +5,7 @@
 pub mod data;
 pub mod experimental;
 pub mod fit;
+pub mod serve;
 pub mod tools;
 pub mod train;
 mod values;
@@ -164,6 +165,9 @@ pub enum Command {
     /// The best model for a labelled folder within a time budget: plan, cross-validate candidate
     /// arms, deliver the chosen one's fold models as an ensemble (and model.onnx, report.html)
     Fit(fit::FitArgs),
+    /// Annotate in the browser: the next image by active learning, the model's proposal to
+    /// correct, a background retrain every few saves
+    Serve(serve::ServeArgs),
     /// Train a segmenter into a run folder (augment by default; see docs/OPTIONS.md)
     #[command(allow_negative_numbers = true)]
     Train(TrainCommand),
@@ -313,6 +317,9 @@ pub enum Experimental {
     /// diversity, held-out L1 and a picture (pretrains the generator into OUT/generator first)
     #[command(allow_negative_numbers = true)]
     SynthEval(SynthEvalCommand),
+    /// The serve loop with a simulated annotator (a labelled set's true masks): test Dice per
+    /// round and the pixels corrected against drawn from scratch
+    AnnotationCampaign(serve::CampaignArgs),
 }
 
 #[cfg(test)]

@@ -76,6 +76,41 @@ pub fn label_names(root: &Path) -> BTreeMap<u32, String> {
     read(root).ok().flatten().map(|d| d.labels).unwrap_or_default()
 }
 
+/// Writes binary pairs (case id, image file, mask file) as an nnU-Net v2 raw data set in the new
+/// or empty folder `out`: imagesTr/{case}_0000.png (RGB when any image has colour, nnU-Net's
+/// natural-image reader), labelsTr/{case}.png with values 0/1, dataset.json.
+pub fn write_raw(pairs: &[(String, std::path::PathBuf, std::path::PathBuf)], out: &Path) -> Result<()> {
+    use super::image_io::{decode, decode_mask, is_color, to_channels};
+    if std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(false) {
+        bail!("{} is not empty; give a new or empty folder for the nnU-Net data set", out.display());
+    }
+    let (images_dir, labels_dir) = (out.join("imagesTr"), out.join("labelsTr"));
+    for dir in [&images_dir, &labels_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let decoded: Vec<_> = pairs.iter().map(|(_, image, _)| decode(image)).collect::<Result<_>>()?;
+    let channels = if decoded.iter().any(is_color) { 3 } else { 1 };
+    for ((case, _, mask), img) in pairs.iter().zip(&decoded) {
+        let file = images_dir.join(format!("{case}_0000.png"));
+        to_channels(img, channels).save(&file).with_context(|| format!("cannot write {}", file.display()))?;
+        let mut label = decode_mask(mask, true)?.mask;
+        label.pixels_mut().for_each(|p| p.0[0] = (p.0[0] > 0) as u8);
+        let file = labels_dir.join(format!("{case}.png"));
+        label.save(&file).with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    let names: serde_json::Map<String, Value> = match channels {
+        3 => ["R", "G", "B"].iter().enumerate().map(|(i, n)| (i.to_string(), Value::from(*n))).collect(),
+        _ => [("0".to_string(), Value::from("grey"))].into_iter().collect(),
+    };
+    let json = serde_json::json!({
+        "channel_names": names,
+        "labels": { "background": 0, "foreground": 1 },
+        "numTraining": pairs.len(),
+        "file_ending": ".png",
+    });
+    crate::runtime::write_json(&out.join("dataset.json"), &json)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -149,10 +149,7 @@ pub fn predict(run: &Path, input: &Path, out: &Path, options: PredictOptions, de
     let mut stems = Vec::new();
     for (i, file) in files.iter().enumerate() {
         let (w, h) = sizes[i];
-        // Upsample probabilities, then threshold: smoother outlines than resizing a binary mask.
-        let p = probs.get(i as i64).unsqueeze(0).upsample_bilinear2d([h as i64, w as i64], false, None, None);
-        let bits = crate::viz::mask_to_bools(&p);
-        let mask = GrayImage::from_fn(w, h, |x, y| image::Luma([if bits[(y * w + x) as usize] { 255 } else { 0 }]));
+        let (mask, bits) = mask_at_size(&probs.get(i as i64), (w, h));
         let stem = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| format!("case{i}"));
         let path = out.join(format!("{stem}.png"));
         crate::runtime::write_atomic_with(&path, |tmp| Ok(mask.save_with_format(tmp, image::ImageFormat::Png)?))?;
@@ -163,6 +160,16 @@ pub fn predict(run: &Path, input: &Path, out: &Path, options: PredictOptions, de
     }
     write_uncertainty(out, &stems, &member_probs, &probs)?;
     Ok(written)
+}
+
+/// One image's probabilities `[1, s, s]` at the network's side as a 0/255 mask of (width,
+/// height), and its pixels as booleans. Probabilities are upsampled, then thresholded: smoother
+/// outlines than resizing a binary mask.
+pub fn mask_at_size(probs: &Tensor, (w, h): (u32, u32)) -> (GrayImage, Vec<bool>) {
+    let p = probs.unsqueeze(0).upsample_bilinear2d([h as i64, w as i64], false, None, None);
+    let bits = crate::viz::mask_to_bools(&p);
+    let mask = GrayImage::from_fn(w, h, |x, y| image::Luma([if bits[(y * w + x) as usize] { 255 } else { 0 }]));
+    (mask, bits)
 }
 
 /// OUT/uncertainty.csv: each case's disagreement between the ensemble's members (a fit folder's

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
+pub mod server;
 use genseg::data::split::DataConfig;
 use genseg::data::LoadOptions;
 use genseg::gan::GanConfig;
