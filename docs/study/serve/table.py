@@ -88,14 +88,19 @@ md += ["", "## Annotation effort: pixels changed on the model's proposal / pixel
        "Per round (the model trained on `annotated_before` images proposes; 0 = drawn from scratch),",
        "summed over the round's images and seeds; 1.00 = as much work as drawing from scratch.", ""]
 befores = sorted({int(r["annotated_before"]) for r in effort})
-md += ["| set | strategy | " + " | ".join(str(b) for b in befores) + " | from 16 on |", "|---|---|" + "---|" * (len(befores) + 1)]
+md += ["The last column (defined after the first results were seen, so not part of the fixed design)",
+       "counts an annotator who presses Clear when correcting would cost more than drawing: per image",
+       "the smaller of the two.", ""]
+md += ["| set | strategy | " + " | ".join(str(b) for b in befores) + " | from 16 on | from 16 on, clearing bad proposals |",
+       "|---|---|" + "---|" * (len(befores) + 2)]
 for s in sets:
     for st in STRATEGIES:
         sel = [r for r in effort if r["set"] == s and r["strategy"] == st]
         ratio = lambda rs: sum(int(r["changed_pixels"]) for r in rs) / max(1, sum(int(r["mask_pixels"]) for r in rs))
         cells = [f"{ratio([r for r in sel if int(r['annotated_before']) == b]):.2f}" for b in befores]
         late = [r for r in sel if int(r["annotated_before"]) >= 16]
-        md.append(f"| {s} | {st} | " + " | ".join(cells) + f" | {ratio(late):.2f} |")
+        cleared = sum(min(int(r["changed_pixels"]), int(r["mask_pixels"])) for r in late) / max(1, sum(int(r["mask_pixels"]) for r in late))
+        md.append(f"| {s} | {st} | " + " | ".join(cells) + f" | {ratio(late):.2f} | {cleared:.2f} |")
 with open(os.path.join(out, "results.md"), "w") as f:
     f.write("\n".join(md) + "\n")
 print("\n".join(md))
