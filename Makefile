@@ -8,7 +8,7 @@ TORCH  := $(VENV)/.deps-torch-2.11.0-onnx-1.23.2-torchvision-0.26.0
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup browser build demo test test-fast lint bench
+.PHONY: setup browser slurm build demo test test-fast lint bench
 setup: $(TORCH)
 
 $(TORCH):
@@ -28,8 +28,13 @@ browser:
 	@command -v chromedriver >/dev/null && command -v chromium >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
 
-## Everything CI runs after lint: unit tests, phantom-data tests, the browser test and the slow real-data tests.
-test: setup browser
+## Debian's Slurm and munge for the test that runs a study on a one-node Slurm (installed when missing).
+slurm:
+	@command -v slurmctld >/dev/null && command -v munged >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null)
+
+## Everything CI runs after lint: unit tests, phantom-data tests, the browser and Slurm tests, the slow real-data tests.
+test: setup browser slurm
 	cargo test -- --include-ignored
 
 ## Unit tests and phantom-data tests only (the real-data tests are #[ignore]d here).

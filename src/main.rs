@@ -126,6 +126,9 @@ fn study(
     if s.shard.is_some() {
         return genseg::study::run(&cfg, &s.out, device).map(drop);
     }
+    if let Some(options) = &s.slurm {
+        return cli::tools::submit_to_slurm(s, options, &cfg);
+    }
     let threads = genseg::runtime::threads_per_worker(threads, s.jobs);
     genseg::study::run_in_workers(&cfg, &s.out, device, s.jobs, |i| worker_args(i, s.jobs, threads))?;
     out!("{}", std::fs::read_to_string(s.out.join("results.md"))?);

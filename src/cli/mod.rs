@@ -131,6 +131,12 @@ pub struct StudyCommand {
     /// Write results.csv/md, the plots and report.html from the finished runs, training nothing
     #[arg(long, conflicts_with_all = ["jobs", "shard"], help_heading = "Study")]
     pub tables_only: bool,
+    /// Hand the unfinished cells to Slurm as a job array, then a job that writes the tables
+    /// (rerun to resubmit what did not finish); =OPTIONS go to every sbatch call, e.g.
+    /// --slurm="--partition=gpu --gres=gpu:1 --time=2:00:00"
+    #[arg(long, value_name = "SBATCH_OPTIONS", num_args = 0..=1, require_equals = true, default_missing_value = "",
+          allow_hyphen_values = true, conflicts_with_all = ["jobs", "shard", "tables_only"], help_heading = "Study")]
+    pub slurm: Option<String>,
     /// The study folder (created; rerun to resume)
     #[arg(long, help_heading = OUTPUT)]
     pub out: PathBuf,

@@ -92,22 +92,54 @@ pub fn study_config(s: &StudyCommand, more: Option<&super::ExperimentalArgs>, gi
     })
 }
 
+/// This process's arguments without the flags `valued` (each with its value) and `switches`.
+fn args_without(valued: &[&str], switches: &[&str]) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut given = std::env::args().skip(1);
+    while let Some(a) = given.next() {
+        // `--flag value`, `--flag=value`, `--switch` and `--switch=value` forms.
+        let flag = a.split('=').next().unwrap_or_default();
+        if valued.contains(&a.as_str()) {
+            given.next();
+        } else if !(switches.contains(&flag) || valued.contains(&flag) && a.contains('=')) {
+            args.push(a);
+        }
+    }
+    args
+}
+
 /// The command line of `--jobs` worker `i` of `jobs`: this process's arguments without `--jobs`
 /// and `--threads`, with `threads` libtorch threads and `--shard i/jobs`.
 pub fn worker_args(i: usize, jobs: usize, threads: usize) -> Vec<String> {
     let mut args = vec!["--threads".to_string(), threads.to_string()];
-    let mut given = std::env::args().skip(1);
-    while let Some(a) = given.next() {
-        match a.as_str() {
-            "--jobs" | "--threads" => {
-                given.next();
-            }
-            _ if a.starts_with("--jobs=") || a.starts_with("--threads=") => {}
-            _ => args.push(a),
-        }
-    }
+    args.extend(args_without(&["--jobs", "--threads"], &[]));
     args.extend(["--shard".to_string(), format!("{i}/{jobs}")]);
     args
+}
+
+/// `study --slurm`: submits the unfinished cells and says what went where.
+pub fn submit_to_slurm(s: &StudyCommand, options: &str, cfg: &StudyConfig) -> Result<()> {
+    let extra: Vec<String> = options.split_whitespace().map(String::from).collect();
+    match genseg::study::slurm::submit(cfg, &s.out, &slurm_worker()?, &extra)? {
+        Some(sub) => genseg::out!(
+            "submitted cells {:?} as Slurm job array {} and the tables as job {} (after the array); logs in {}",
+            sub.cells,
+            sub.array_job,
+            sub.tables_job,
+            s.out.join("slurm").display()
+        ),
+        None => genseg::out!("every cell has finished; tables in {}", s.out.display()),
+    }
+    Ok(())
+}
+
+/// The command line of a Slurm task of this study: this program and its arguments without the
+/// submission's `--slurm` and `--jobs`, `--threads` (the task script
+/// adds the threads Slurm gives it and its cell).
+pub fn slurm_worker() -> Result<Vec<String>> {
+    let mut args = vec![std::env::current_exe()?.to_string_lossy().to_string()];
+    args.extend(args_without(&["--jobs", "--threads"], &["--slurm"]));
+    Ok(args)
 }
 
 #[derive(Args, Clone)]

@@ -159,15 +159,15 @@ pub fn run(
                 };
                 let per_iter: f64 = order[i..].iter().map(|&(_, c)| unit * c.cost()).sum();
                 let left = plan.training_s - clock.spent();
-                let iters = ((left / per_iter).max(0.0) as usize).min(plan.iters);
-                if iters < MIN_ITERS {
+                let first_of_candidate = !scores.iter().any(|s| s.candidate == c);
+                let Some(iters) = fold_iterations(left, per_iter, plan.iters, first_of_candidate) else {
                     tracing::warn!(
                         "fit: the budget is spent after {} of {} fold runs; choosing on the folds every candidate finished",
                         i,
                         order.len()
                     );
                     break;
-                }
+                };
                 fold_config(cfg, plan, c, &folds[k], iters)
             }
         };
@@ -195,6 +195,19 @@ pub fn run(
         scores.push(FoldScore { candidate: c, run: rel, summary, cases, best_cases, val, probs });
     }
     Ok((summarise(plan, &scores)?, scores))
+}
+
+/// Iterations of the next fold run: what the time `left` affords at `per_iter` seconds for it
+/// and every run after it, at most the plan's; `None` below [`MIN_ITERS`] (the budget is spent).
+/// A candidate's first fold run always gets [`MIN_ITERS`] at least: the plan promised it, and
+/// a step measured slow on a loaded machine must not leave the fit without any model.
+fn fold_iterations(left: f64, per_iter: f64, plan_iters: usize, first_of_candidate: bool) -> Option<usize> {
+    let iters = ((left / per_iter).max(0.0) as usize).min(plan_iters);
+    match (iters >= MIN_ITERS, first_of_candidate) {
+        (true, _) => Some(iters),
+        (false, true) => Some(MIN_ITERS.min(plan_iters.max(1))),
+        (false, false) => None,
+    }
 }
 
 /// One row per candidate over the folds every candidate finished; the choice.
@@ -264,6 +277,15 @@ fn summarise(plan: &Plan, scores: &[FoldScore]) -> Result<CvResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slow_machine_still_trains_each_candidates_first_fold() {
+        // 35 s left, 1.13 s an iteration for the remaining runs: 30 iterations, below the minimum.
+        assert_eq!(fold_iterations(35.0, 1.13, 50, true), Some(MIN_ITERS));
+        assert_eq!(fold_iterations(35.0, 1.13, 50, false), None, "later folds stop the fit instead");
+        assert_eq!(fold_iterations(-5.0, 1.0, 40, true), Some(40), "never more than the plan");
+        assert_eq!(fold_iterations(500.0, 1.0, 300, false), Some(300));
+    }
 
     /// Every pair validates exactly once, folds differ in size by at most one, and the seed decides.
     #[test]

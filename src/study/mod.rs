@@ -15,6 +15,7 @@ use tch::Device;
 
 mod compare;
 mod report;
+pub mod slurm;
 mod tables;
 
 pub use compare::{compare, StudyArm};
