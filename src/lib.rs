@@ -22,6 +22,7 @@
 //!   model's proposals, active learning, background retrains;
 //! - [`study`]: many runs over (N, seed, method) and their paired comparison; [`synth`] and
 //!   [`synth_eval`]: synthetic pairs and what they teach; [`demo`]: the demo;
+//! - [`slurm`]: job scripts and `sbatch` for `study --slurm` and `fit --slurm`;
 //! - [`viz`]: pictures and plots; [`bench`]: benchmarks and FLOP counts; [`runtime`]: device,
 //!   threads, versions, atomic file output, weight files; [`precision`]: bf16 autocast regions;
 //!   [`progress`]: a bar in a terminal, log lines elsewhere.
@@ -42,6 +43,7 @@ pub mod precision;
 pub mod progress;
 pub mod runtime;
 pub mod serve;
+pub mod slurm;
 pub mod study;
 pub mod synth;
 pub mod synth_eval;

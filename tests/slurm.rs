@@ -1,8 +1,9 @@
 //! `study --slurm` on a real Slurm: the test starts munged, slurmctld and slurmd (Debian's
 //! slurm-wlm and munge) as a one-node cluster on this machine, submits a tiny phantom study,
 //! cancels one task while it trains, resubmits (only that cell goes back), and checks that the
-//! tables equal the same study run here with --jobs 1. Where the daemons cannot start, the test
-//! fails saying why.
+//! tables equal the same study run here with --jobs 1; then a `fit --slurm` whose plan job
+//! submits the fold runs and the finishing fit. Where the daemons cannot start, the test fails
+//! saying why.
 mod common;
 
 use common::*;
@@ -156,7 +157,7 @@ fn dice_columns(study: &Path) -> Vec<String> {
 
 #[test]
 #[ignore = "slow: a real Slurm cluster and two small studies"]
-fn a_study_runs_on_slurm_resumes_a_cancelled_task_and_matches_jobs_1() {
+fn a_study_and_a_fit_run_on_slurm_and_a_cancelled_task_resumes() {
     let cluster = Cluster::start();
     let d = tempfile::tempdir().unwrap();
     let data = phantom_dataset(d.path(), 20);
@@ -208,4 +209,27 @@ fn a_study_runs_on_slurm_resumes_a_cancelled_task_and_matches_jobs_1() {
     assert_eq!(dice_columns(&on_slurm), dice_columns(&reference), "Slurm and --jobs 1 tables differ");
     let o = study(&on_slurm, &["--slurm"]);
     assert!(stdout(&o).contains("every cell has finished"), "{}", stdout(&o));
+
+    // fit --slurm: the plan job submits the fold runs and the finishing fit, which delivers.
+    let fit = d.path().join("fit");
+    let o = Command::new(env!("CARGO_BIN_EXE_genseg"))
+        .args(["--device", "cpu", "fit", arg(&data), "--budget", "60s", "--folds", "2", "--candidates", "augment"])
+        .args(["--no-onnx", "--slurm=--time=30", "--out", arg(&fit)])
+        .env("SLURM_CONF", &cluster.conf)
+        .output()
+        .unwrap();
+    assert!(o.status.success() && stdout(&o).contains("plan is Slurm job"), "{}{}", stdout(&o), stderr(&o));
+    cluster.wait_idle(Duration::from_secs(600));
+    let log = |name: &str| std::fs::read_to_string(fit.join("slurm").join(name)).unwrap_or_default();
+    assert!(log("plan.log").contains("fold runs submitted"), "plan job: {}", log("plan.log"));
+    for k in 0..2 {
+        assert!(
+            fit.join(format!("runs/augment/fold{k}/summary.json")).is_file(),
+            "fold {k}: {}",
+            log(&format!("fold-{k}.log"))
+        );
+    }
+    assert!(log("finish.log").contains("chosen: augment"), "finishing fit: {}", log("finish.log"));
+    assert!(!log("finish.log").contains(": step "), "the finishing fit trained instead of collecting");
+    assert!(fit.join("ensemble.json").is_file() && fit.join("report.html").is_file());
 }

@@ -42,6 +42,17 @@ pub struct FitArgs {
     /// Skip model.onnx (predict reads the fit folder either way)
     #[arg(long)]
     pub no_onnx: bool,
+    /// Run on Slurm: a plan job, the fold runs as a job array, then the finishing fit; =OPTIONS
+    /// go to every sbatch call, e.g. --slurm="--partition=gpu --gres=gpu:1"
+    #[arg(long, value_name = "SBATCH_OPTIONS", num_args = 0..=1, require_equals = true, default_missing_value = "",
+          allow_hyphen_values = true)]
+    pub slurm: Option<String>,
+    /// Internal: the plan job of --slurm (its sbatch options)
+    #[arg(long, hide = true, require_equals = true, allow_hyphen_values = true)]
+    pub slurm_plan: Option<String>,
+    /// Internal: a fold-run task of --slurm
+    #[arg(long, hide = true)]
+    pub fold_run: Option<usize>,
     /// The fit folder (created; rerun the same command to resume)
     #[arg(long)]
     pub out: PathBuf,
@@ -49,6 +60,23 @@ pub struct FitArgs {
 
 impl FitArgs {
     pub fn run(&self, device: tch::Device) -> Result<()> {
+        if let Some(i) = self.fold_run {
+            return genseg::fit::slurm::fold_run(&self.config()?, &self.out, i, device);
+        }
+        if let Some(options) = &self.slurm_plan {
+            let (array, finish) =
+                genseg::fit::slurm::plan_and_submit(&self.config()?, &self.out, &slurm_command()?, options, device)?;
+            genseg::out!("fold runs submitted as job array {array}, the finishing fit as job {finish}");
+            return Ok(());
+        }
+        if let Some(options) = &self.slurm {
+            let job = genseg::fit::slurm::submit(&self.out, &slurm_command()?, options)?;
+            genseg::out!(
+                "the fit's plan is Slurm job {job}; it submits the fold runs and the finishing fit (logs in {})",
+                self.out.join("slurm").display()
+            );
+            return Ok(());
+        }
         let s = genseg::fit::run(&self.config()?, &self.out, device)?;
         let out = self.out.display();
         genseg::out!(
@@ -84,4 +112,12 @@ impl FitArgs {
             },
         })
     }
+}
+
+/// This fit's command line for its Slurm jobs: the program and its arguments without the
+/// submission's flags and `--threads` (each job script sets its own).
+fn slurm_command() -> Result<Vec<String>> {
+    let mut command = vec![std::env::current_exe()?.to_string_lossy().to_string()];
+    command.extend(super::tools::args_without(&["--threads", "--fold-run"], &["--slurm", "--slurm-plan"]));
+    Ok(command)
 }

@@ -93,7 +93,7 @@ pub fn study_config(s: &StudyCommand, more: Option<&super::ExperimentalArgs>, gi
 }
 
 /// This process's arguments without the flags `valued` (each with its value) and `switches`.
-fn args_without(valued: &[&str], switches: &[&str]) -> Vec<String> {
+pub fn args_without(valued: &[&str], switches: &[&str]) -> Vec<String> {
     let mut args = Vec::new();
     let mut given = std::env::args().skip(1);
     while let Some(a) = given.next() {
@@ -119,7 +119,7 @@ pub fn worker_args(i: usize, jobs: usize, threads: usize) -> Vec<String> {
 
 /// `study --slurm`: submits the unfinished cells and says what went where.
 pub fn submit_to_slurm(s: &StudyCommand, options: &str, cfg: &StudyConfig) -> Result<()> {
-    let extra: Vec<String> = options.split_whitespace().map(String::from).collect();
+    let extra = genseg::slurm::options(options);
     match genseg::study::slurm::submit(cfg, &s.out, &slurm_worker()?, &extra)? {
         Some(sub) => genseg::out!(
             "submitted cells {:?} as Slurm job array {} and the tables as job {} (after the array); logs in {}",

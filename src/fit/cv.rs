@@ -141,11 +141,10 @@ pub fn run(
     device: Device,
 ) -> Result<(CvResult, Vec<FoldScore>)> {
     let folds = write_folds(plan, cfg.seed, out)?;
-    let order: Vec<(usize, Candidate)> =
-        (0..plan.folds).flat_map(|k| plan.candidates.iter().map(move |&c| (k, c))).collect();
+    let order = run_order(plan);
     let mut scores: Vec<FoldScore> = Vec::new();
     for (i, &(k, c)) in order.iter().enumerate() {
-        let rel = Path::new("runs").join(c.name()).join(format!("fold{k}"));
+        let rel = run_folder(k, c);
         let dir = out.join(&rel);
         let tcfg = match started_config(&dir)? {
             Some(t) => t,
@@ -195,6 +194,34 @@ pub fn run(
         scores.push(FoldScore { candidate: c, run: rel, summary, cases, best_cases, val, probs });
     }
     Ok((summarise(plan, &scores)?, scores))
+}
+
+/// The fold runs in the order they train: folds outermost, so a fit cut short by its budget
+/// still compares every candidate on the folds it finished.
+pub fn run_order(plan: &Plan) -> Vec<(usize, Candidate)> {
+    (0..plan.folds).flat_map(|k| plan.candidates.iter().map(move |&c| (k, c))).collect()
+}
+
+/// A fold run's folder, relative to the fit folder.
+fn run_folder(k: usize, c: Candidate) -> PathBuf {
+    Path::new("runs").join(c.name()).join(format!("fold{k}"))
+}
+
+/// Trains (or resumes) fold run `index` of [`run_order`] with the plan's iterations: one task of
+/// `fit --slurm`'s job array. The finishing fit finds the run done and scores it.
+pub fn run_one(cfg: &FitConfig, plan: &Plan, out: &Path, index: usize, device: Device) -> Result<()> {
+    let order = run_order(plan);
+    let Some(&(k, c)) = order.get(index) else {
+        bail!("fold run {index}: the plan in {} has runs 0 to {}", out.display(), order.len().saturating_sub(1));
+    };
+    let folds = write_folds(plan, cfg.seed, out)?;
+    let dir = out.join(run_folder(k, c));
+    let tcfg = match started_config(&dir)? {
+        Some(t) => t,
+        None => fold_config(cfg, plan, c, &folds[k], plan.iters),
+    };
+    crate::train::segment::run(&tcfg, &dir, device)?;
+    Ok(())
 }
 
 /// Iterations of the next fold run: what the time `left` affords at `per_iter` seconds for it

@@ -12,6 +12,7 @@
 pub mod cv;
 pub mod plan;
 pub mod report;
+pub mod slurm;
 
 use crate::data::fingerprint::Fingerprint;
 use crate::data::set::LoadOptions;
@@ -152,31 +153,8 @@ pub struct FitSummary {
 
 /// Runs (or resumes) the fit `cfg` into `out`.
 pub fn run(cfg: &FitConfig, out: &Path, device: Device) -> Result<FitSummary> {
-    let mut inputs = vec![("the data folder", cfg.data.as_path())];
-    inputs.extend(cfg.unlabelled.as_deref().map(|p| ("--unlabelled", p)));
-    crate::runtime::refuse_overlap("--out", out, &inputs)?;
-    let created = !out.exists();
-    ensure_writable_dir(out)?;
-    let lock = lock_folder(out)?;
-    let mut fingerprint = Fingerprint::of(&cfg.data)?;
-    if let Some(dir) = &cfg.unlabelled {
-        fingerprint.unlabelled = Some(Box::new(Fingerprint::of_files(dir, &crate::data::unlabelled::files(dir)?)?));
-    }
-    fingerprint.refuse_changed(out, &cfg.data)?;
     let clock = Clock::resume(out);
-    // Data or settings refused before a plan exists leave no folder this call created.
-    let record = match plan_stage(cfg, out, device) {
-        Ok(record) => record,
-        Err(e) => {
-            drop(lock);
-            if created {
-                let _ = std::fs::remove_dir_all(out);
-            }
-            return Err(e);
-        }
-    };
-    let _lock = lock;
-    write_json(&out.join("data_fingerprint.json"), &fingerprint)?;
+    let (_lock, record) = prepare(cfg, out, device)?;
     let (cv, scores) = cv::run(cfg, &record.plan, out, &clock, device)?;
     let chosen = cv.chosen;
     let members: Vec<PathBuf> = cv.members(chosen);
@@ -197,6 +175,35 @@ pub fn run(cfg: &FitConfig, out: &Path, device: Device) -> Result<FitSummary> {
         seconds: clock.spent(),
         onnx,
     })
+}
+
+/// The stages before training, with the fit folder locked: inputs never overwritten, the data
+/// the same as when the fit began, and plan.json (made now, or kept from the first session).
+fn prepare(cfg: &FitConfig, out: &Path, device: Device) -> Result<(crate::runtime::FolderLock, FitRecord)> {
+    let mut inputs = vec![("the data folder", cfg.data.as_path())];
+    inputs.extend(cfg.unlabelled.as_deref().map(|p| ("--unlabelled", p)));
+    crate::runtime::refuse_overlap("--out", out, &inputs)?;
+    let created = !out.exists();
+    ensure_writable_dir(out)?;
+    let lock = lock_folder(out)?;
+    let mut fingerprint = Fingerprint::of(&cfg.data)?;
+    if let Some(dir) = &cfg.unlabelled {
+        fingerprint.unlabelled = Some(Box::new(Fingerprint::of_files(dir, &crate::data::unlabelled::files(dir)?)?));
+    }
+    fingerprint.refuse_changed(out, &cfg.data)?;
+    // Data or settings refused before a plan exists leave no folder this call created.
+    let record = match plan_stage(cfg, out, device) {
+        Ok(record) => record,
+        Err(e) => {
+            drop(lock);
+            if created {
+                let _ = std::fs::remove_dir_all(out);
+            }
+            return Err(e);
+        }
+    };
+    write_json(&out.join("data_fingerprint.json"), &fingerprint)?;
+    Ok((lock, record))
 }
 
 /// plan.json's plan: the one made when the fit started (a resumed fit keeps it), or a new one.

@@ -7,9 +7,10 @@
 //! OUT/slurm/: array.sh and tables.sh (the job scripts, readable and rerunnable by hand),
 //! cell-N.log (each task's output), tables.log, submitted.json (the job ids, appended).
 use super::{cells, StudyConfig};
-use crate::runtime::{ensure_writable_dir, write_atomic};
+use crate::runtime::ensure_writable_dir;
+use crate::slurm::{quote, sbatch, write_script};
 use crate::train::segment;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::path::Path;
 
 /// What `study --slurm` handed to the scheduler.
@@ -51,19 +52,16 @@ pub fn submit(cfg: &StudyConfig, out: &Path, worker: &[String], sbatch_args: &[S
     let dir = out.join("slurm");
     ensure_writable_dir(&dir)?;
     let count = cells(&StudyConfig { shard: None, ..cfg.clone() }, out).len();
-    let cwd = std::env::current_dir()?;
     let quoted: Vec<String> = worker.iter().map(|a| quote(a)).collect();
     let (exe, args) = quoted.split_first().context("a worker command line")?;
-    let header = format!("#!/bin/bash\n# Written by `genseg study --slurm`.\ncd {}\n", quote(&cwd.to_string_lossy()));
-    let array = format!(
-        "{header}# Cell $SLURM_ARRAY_TASK_ID of {count}: a resumable worker of the study.\nexec {exe} --threads \"${{SLURM_CPUS_PER_TASK:-1}}\" {} --shard \"${{SLURM_ARRAY_TASK_ID}}/{count}\"\n",
-        args.join(" ")
-    );
-    let tables =
-        format!("{header}# The tables from the finished cells.\nexec {exe} {} --tables-only\n", args.join(" "));
     let (array_sh, tables_sh) = (dir.join("array.sh"), dir.join("tables.sh"));
-    write_atomic(&array_sh, array.as_bytes())?;
-    write_atomic(&tables_sh, tables.as_bytes())?;
+    let mut task = vec![exe.clone(), "--threads \"${SLURM_CPUS_PER_TASK:-1}\"".into()];
+    task.extend(args.iter().cloned());
+    task.push(format!("--shard \"${{SLURM_ARRAY_TASK_ID}}/{count}\""));
+    write_script(&array_sh, &format!("cell $SLURM_ARRAY_TASK_ID of {count}, a resumable worker of the study"), &task)?;
+    let mut tables = quoted.clone();
+    tables.push("--tables-only".into());
+    write_script(&tables_sh, "the tables from the finished cells", &tables)?;
     let list = todo.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
     let array_job = sbatch(
         &[
@@ -87,48 +85,4 @@ pub fn submit(cfg: &StudyConfig, out: &Path, worker: &[String], sbatch_args: &[S
     let submitted = Submitted { cells: todo, array_job, tables_job };
     crate::runtime::append_jsonl(&dir.join("submitted.jsonl"), &submitted)?;
     Ok(Some(submitted))
-}
-
-/// `sbatch --parsable OURS THEIRS SCRIPT`; returns the job id.
-fn sbatch(ours: &[String], theirs: &[String], script: &Path) -> Result<String> {
-    let output =
-        std::process::Command::new("sbatch").arg("--parsable").args(ours).args(theirs).arg(script).output().context(
-            "cannot run sbatch: run `genseg study --slurm` on a machine that submits Slurm jobs, or use --jobs K",
-        )?;
-    if !output.status.success() {
-        bail!(
-            "sbatch refused {} ({}): {}; fix the options of --slurm=... or the cluster's settings",
-            script.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    // --parsable prints "id" or "id;cluster".
-    let text = String::from_utf8_lossy(&output.stdout);
-    let id = text.trim().split(';').next().unwrap_or_default().to_string();
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
-        bail!("sbatch printed no job id for {}: {text:?}", script.display());
-    }
-    Ok(id)
-}
-
-/// `s` as one bash word.
-fn quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::quote;
-
-    #[test]
-    fn words_are_quoted_for_bash() {
-        assert_eq!(quote("--n"), "--n");
-        assert_eq!(quote("my data/x"), "'my data/x'");
-        assert_eq!(quote("it's"), "'it'\\''s'");
-        assert_eq!(quote(""), "''");
-    }
 }

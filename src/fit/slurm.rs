@@ -1,0 +1,82 @@
+//! `fit --slurm`: the fit's stages as Slurm jobs. A plan job profiles the data and times steps
+//! where the folds will train (a login node may have no GPU), then submits every fold run of the
+//! plan as one job array (each with the plan's iterations: the folds train side by side instead
+//! of one after another, so the budget bounds each task, not their sum) and, after the array, the
+//! finishing fit: the same command without `--slurm`, which finds the fold runs done (or resumes
+//! any a preempted task left), chooses, and writes the ensemble, model.onnx and report.html.
+//!
+//! FIT/slurm/: plan.sh, folds.sh, finish.sh, plan.log, fold-N.log, finish.log.
+use super::{cv, prepare, FitConfig, FitRecord};
+use crate::runtime::ensure_writable_dir;
+use crate::slurm::{quote, sbatch, write_script};
+use anyhow::{Context, Result};
+use std::path::Path;
+use tch::Device;
+
+/// Submits the plan job; `command` is this fit's command line without `--slurm` (the program,
+/// then its arguments), `options` go to every `sbatch`. Returns the plan job's id.
+pub fn submit(out: &Path, command: &[String], options: &str) -> Result<String> {
+    let dir = out.join("slurm");
+    ensure_writable_dir(&dir)?;
+    let mut plan = quoted(command);
+    plan.push(format!("--slurm-plan={}", quote(options)));
+    let script = dir.join("plan.sh");
+    write_script(&script, "the plan of a fit, which then submits its fold runs", &plan)?;
+    let output = format!("--output={}", dir.join("plan.log").display());
+    sbatch(&["--job-name=genseg-fit-plan".into(), output], &crate::slurm::options(options), &script)
+}
+
+/// The plan job: plans (or keeps the plan), then submits the fold runs and the finishing fit.
+/// Returns (the array's job id, the finishing job's id).
+pub fn plan_and_submit(
+    cfg: &FitConfig,
+    out: &Path,
+    command: &[String],
+    options: &str,
+    device: Device,
+) -> Result<(String, String)> {
+    let (lock, record) = prepare(cfg, out, device)?;
+    drop(lock);
+    let runs = cv::run_order(&record.plan).len();
+    let dir = out.join("slurm");
+    let (folds_sh, finish_sh) = (dir.join("folds.sh"), dir.join("finish.sh"));
+    let mut task = quoted(command);
+    task.insert(1, "--threads \"${SLURM_CPUS_PER_TASK:-1}\"".into());
+    task.push("--fold-run \"${SLURM_ARRAY_TASK_ID}\"".into());
+    write_script(&folds_sh, &format!("fold run $SLURM_ARRAY_TASK_ID of {runs} of a fit"), &task)?;
+    write_script(&finish_sh, "the fit's choice, ensemble and report from its fold runs", &quoted(command))?;
+    let theirs = crate::slurm::options(options);
+    let array = sbatch(
+        &[
+            format!("--array=0-{}", runs - 1),
+            "--job-name=genseg-fit-folds".into(),
+            "--requeue".into(),
+            format!("--output={}", dir.join("fold-%a.log").display()),
+        ],
+        &theirs,
+        &folds_sh,
+    )?;
+    let finish = sbatch(
+        &[
+            format!("--dependency=afterany:{array}"),
+            "--job-name=genseg-fit".into(),
+            format!("--output={}", dir.join("finish.log").display()),
+        ],
+        &theirs,
+        &finish_sh,
+    )?;
+    Ok((array, finish))
+}
+
+/// One array task: fold run `index` of the plan in `out`.
+pub fn fold_run(cfg: &FitConfig, out: &Path, index: usize, device: Device) -> Result<()> {
+    let path = out.join("plan.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: no plan; start the fit with `genseg fit ... --slurm`", path.display()))?;
+    let record: FitRecord = serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
+    cv::run_one(cfg, &record.plan, out, index, device)
+}
+
+fn quoted(command: &[String]) -> Vec<String> {
+    command.iter().map(|a| quote(a)).collect()
+}
