@@ -91,8 +91,11 @@ fn run(cli: cli::Cli, given: &Given) -> Result<()> {
             Experimental::PretrainGenerator { args, research, out } => pretrain(&args, Some(&research), &out, device)?,
             Experimental::AnnotationCampaign(c) => c.run(device)?,
             Experimental::SynthEval(s) => {
-                let run = s.args.config(&s.split, Some(&s.more), Methods::Arms(&[]), given)?;
-                let cfg = genseg::synth_eval::SynthEvalConfig { run, synthetic_n: s.synthetic_n, samples: s.samples };
+                let split = cli::data::SplitArgs { unlabelled_n: s.unlabelled_n, ..s.split.clone() };
+                let run = s.args.config(&split, Some(&s.more), Methods::Arms(&[]), given)?;
+                let pseudo = s.pseudo_labels.then(genseg::gan::pseudo::PseudoFilter::default);
+                let cfg =
+                    genseg::synth_eval::SynthEvalConfig { run, synthetic_n: s.synthetic_n, samples: s.samples, pseudo };
                 let r = genseg::synth_eval::run(&cfg, &s.out, device)?;
                 out!("{r}");
                 out!("report: {}", s.out.join("synth_eval.json").display());

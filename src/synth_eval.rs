@@ -15,15 +15,20 @@
 //! - diversity: the mean per-pixel standard deviation over `samples` draws for the same masks;
 //! - fidelity: the held-out L1 of generated against real images;
 //! - synth_eval.png: per mask, mask | nearest training image | `samples` synthetic images.
+//!
+//! With `pseudo`, the generator also learns from the unlabelled images the TRTR segmenter
+//! labels confidently ([`crate::gan::pseudo`]): the same measurements say whether those pairs
+//! make a generator that teaches more.
 use crate::data::augment::{augment_masks_with_images, AugmentConfig};
 use crate::data::photometric;
 use crate::data::split::{load_splits, Split, Splits};
 use crate::data::SegDataset;
 use crate::eval::stats::median;
+use crate::gan::pseudo::{confident_pairs, joined, PseudoFilter};
 use crate::gan::{pretrain, Backgrounds, Gan, GanConfig, GanSpec};
 use crate::runtime::{ensure_writable_dir, versions, write_json, Versions};
 use crate::train::{segment, TrainConfig};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -39,6 +44,9 @@ pub struct SynthEvalConfig {
     pub synthetic_n: Option<usize>,
     /// Draws per mask for diversity and the picture.
     pub samples: usize,
+    /// Train the generator on the labelled pairs plus the unlabelled images the TRTR segmenter
+    /// labels confidently (`None`: the labelled pairs alone).
+    pub pseudo: Option<PseudoFilter>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +76,9 @@ pub struct SynthEvalReport {
     pub diversity: f64,
     #[serde(with = "crate::runtime::json_f64")]
     pub heldout_l1: f64,
+    /// Pseudo-labelled pairs the generator also learned from (pseudo_labels.json lists them).
+    #[serde(default)]
+    pub pseudo_pairs: Option<usize>,
     pub versions: Versions,
 }
 
@@ -99,13 +110,35 @@ pub fn run(cfg: &SynthEvalConfig, out: &Path, device: Device) -> Result<SynthEva
     }
     ensure_writable_dir(out)?;
     let seed = cfg.run.seed;
-    let splits = load_splits(&cfg.run.data, seed)?;
+    let mut splits = load_splits(&cfg.run.data, seed)?;
+    splits.load_unlabelled_folder(&cfg.run.data)?;
+    // TRTR first: with `pseudo` it is the teacher of the generator's extra pairs.
+    let trtr = segment::run(&cfg.run, &out.join("trtr"), device)?;
+    let (generator_pairs, pseudo_pairs) = match &cfg.pseudo {
+        Some(filter) => {
+            let pool = splits
+                .unlabelled
+                .as_ref()
+                .context("--pseudo-labels needs unlabelled images: give --unlabelled DIR or --unlabelled-n U")?;
+            let (_vs, teacher, _spec) = crate::infer::load_model(&out.join("trtr"), device)?;
+            let probs = crate::infer::predict_probs(&teacher, &pool.images, device);
+            let (pairs, record) = confident_pairs(pool, &probs, &splits.train.labels, filter);
+            tracing::info!(
+                "synth-eval: {} of {} unlabelled images pseudo-labelled confidently",
+                pairs.len(),
+                pool.len()
+            );
+            write_json(&out.join("pseudo_labels.json"), &record)?;
+            (joined(&splits.train, &pairs), Some(pairs.len()))
+        }
+        None => (splits.train.clone(), None),
+    };
     let gan_dir = out.join("generator");
     let gan = if gan_dir.join("gan.json").is_file() {
         Gan::load(&gan_dir, device)?
     } else {
         let spec = GanSpec::for_data(cfg.run.gan.clone(), &splits.train);
-        pretrain(&spec, &cfg.run.pretrain_config(seed), &splits.train, &splits.val, &gan_dir, device)?
+        pretrain(&spec, &cfg.run.pretrain_config(seed), &generator_pairs, &splits.val, &gan_dir, device)?
     };
     // The mixed-op form changes nothing the generator computes.
     let mut wanted = GanSpec::for_data(cfg.run.gan.clone(), &splits.train);
@@ -135,7 +168,6 @@ pub fn run(cfg: &SynthEvalConfig, out: &Path, device: Device) -> Result<SynthEva
         };
         Ok((splits, None))
     })?;
-    let trtr = segment::run(&cfg.run, &out.join("trtr"), device)?;
     let own = Backgrounds::own(&splits.train.images, &splits.train.masks);
     let from_training = synthesize(&gan, &splits.train.masks, &own, seed as i64, device);
     let held_out = splits.test.images.narrow(0, 0, splits.test.len().min(64) as i64);
@@ -157,6 +189,7 @@ pub fn run(cfg: &SynthEvalConfig, out: &Path, device: Device) -> Result<SynthEva
             / median_real,
         diversity: f64::try_from(draws.std_dim(0, true, false).mean(Kind::Float)).unwrap(),
         heldout_l1: gan.l1_on(&splits.test, device),
+        pseudo_pairs,
         versions: versions(device),
     };
     write_json(&out.join("synth_eval.json"), &report)?;

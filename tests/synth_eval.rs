@@ -26,7 +26,7 @@ fn synthetic_pairs_alone_teach_a_segmenter_on_phantoms() {
     run.gan.feature_matching = 10.0;
     run.pretrain_iters = 300;
     let floor = untrained_dice(&run);
-    let cfg = SynthEvalConfig { run, synthetic_n: None, samples: 3 };
+    let cfg = SynthEvalConfig { run, synthetic_n: None, samples: 3, pseudo: None };
     let out = d.path().join("eval");
     let r = synth_eval::run(&cfg, &out, Device::Cpu).unwrap();
     println!("{}", serde_json::to_string(&r).unwrap());
@@ -39,6 +39,36 @@ fn synthetic_pairs_alone_teach_a_segmenter_on_phantoms() {
     // A rerun reuses the generator and both runs.
     let again = synth_eval::run(&cfg, &out, Device::Cpu).unwrap();
     assert_eq!((again.tstr_dice, again.trtr_dice), (r.tstr_dice, r.trtr_dice));
+}
+
+/// With --pseudo-labels the generator also learns from unlabelled images the TRTR segmenter
+/// labels confidently; every one of them is an unlabelled case of the split, never a
+/// validation or test case.
+#[test]
+fn the_generator_learns_from_confident_pseudo_labels_of_unlabelled_cases_only() {
+    let _rng = libtorch_rng();
+    let d = tempfile::tempdir().unwrap();
+    let data = phantom_dataset(d.path(), 40);
+    let mut run = small_config(&data, Method::Augment, 8, 300);
+    (run.data.load.size, run.data.unlabelled_n, run.patience) = (32, Some(20), 0);
+    (run.depth, run.width, run.gan.ngf, run.gan.ndf, run.pretrain_iters) = (3, 8, 8, 8, 100);
+    // A 300-step phantom teacher is unsure (median confident share about 0.05 at 0.95): this test
+    // is about which images may join, so its filter asks less.
+    let filter = genseg::gan::pseudo::PseudoFilter { confidence: 0.7, confident_share: 0.5, ..Default::default() };
+    let cfg = SynthEvalConfig { run: run.clone(), synthetic_n: Some(16), samples: 2, pseudo: Some(filter) };
+    let out = d.path().join("eval");
+    let r = synth_eval::run(&cfg, &out, Device::Cpu).unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("pseudo_labels.json")).unwrap()).unwrap();
+    let kept: Vec<String> =
+        record["kept"].as_array().unwrap().iter().map(|k| k[0].as_str().unwrap().to_string()).collect();
+    assert_eq!(r.pseudo_pairs, Some(kept.len()));
+    assert!(!kept.is_empty(), "the teacher labels some images confidently: {record}");
+    let split = genseg::data::split::load_splits(&run.data, run.seed).unwrap().split;
+    for id in &kept {
+        assert!(split.unlabelled.contains(id), "{id} is not an unlabelled case");
+        assert!(!split.val.contains(id) && !split.test.contains(id) && !split.train.contains(id), "{id} leaked");
+    }
 }
 
 /// An inpainting generator, pretrained from the command line, writes pairs with `synth` from a

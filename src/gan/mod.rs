@@ -26,6 +26,7 @@ use tch::{Device, Kind, Reduction, Tensor};
 pub mod diffaug;
 pub mod losses;
 pub mod pretrain;
+pub mod pseudo;
 pub mod step;
 #[cfg(test)]
 mod tests;
