@@ -3,7 +3,7 @@
 //! `study --slurm` (cells as a job array) and `fit --slurm` (fold runs as a job array).
 use crate::runtime::write_atomic;
 use anyhow::{bail, Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A job script at `path`: a comment, `cd` to the current folder, then `command` (already
 /// quoted words, or shell text such as `"${SLURM_ARRAY_TASK_ID}"`).
@@ -41,6 +41,42 @@ pub fn sbatch(ours: &[String], theirs: &[String], script: &Path) -> Result<Strin
         bail!("sbatch printed no job id for {}: {text:?}", script.display());
     }
     Ok(id)
+}
+
+/// A job array and the job that runs when every task of it has ended.
+pub struct ArrayThenJob<'a> {
+    /// The array's task indices (`0-3`, `0,2`), its script and log (`%a`: the task index).
+    pub tasks: String,
+    pub array: (&'a Path, PathBuf),
+    /// The script and log of the job after the array.
+    pub after: (&'a Path, PathBuf),
+    /// Job names of the array and the job after it.
+    pub names: (&'a str, &'a str),
+}
+
+/// Submits `job` (the array with `--requeue`: a preempted task runs again and resumes); `theirs`
+/// go to both `sbatch` calls. Returns (the array's id, the following job's id).
+pub fn submit_array_then(job: &ArrayThenJob, theirs: &[String]) -> Result<(String, String)> {
+    let array = sbatch(
+        &[
+            format!("--array={}", job.tasks),
+            format!("--job-name={}", job.names.0),
+            "--requeue".into(),
+            format!("--output={}", job.array.1.display()),
+        ],
+        theirs,
+        job.array.0,
+    )?;
+    let after = sbatch(
+        &[
+            format!("--dependency=afterany:{array}"),
+            format!("--job-name={}", job.names.1),
+            format!("--output={}", job.after.1.display()),
+        ],
+        theirs,
+        job.after.0,
+    )?;
+    Ok((array, after))
 }
 
 /// The options given as `--slurm=OPTIONS`, one word each.

@@ -285,6 +285,19 @@ pub fn curves(path: &Path, loss: &[(f64, f64)], dice: &[(f64, f64)], best: Optio
 }
 
 /// `text` for an HTML page (report.html).
+/// The start of a report page (study, fit): doctype, `title`, the shared table and picture
+/// style plus `extra_css`, up to the opened body.
+pub fn report_head(title: &str, extra_css: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>\n\
+         body {{ font-family: sans-serif; margin: 2em; max-width: 1200px; }}\n\
+         table {{ border-collapse: collapse; margin-bottom: 1em; }}\n\
+         th, td {{ border: 1px solid #bbb; padding: 4px 8px; text-align: right; }}\n\
+         th {{ background: #eee; }}\n img {{ max-width: 100%; border: 1px solid #ddd; }}\n{extra_css}\n</style></head><body>\n",
+        escape_html(title)
+    )
+}
+
 pub fn escape_html(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

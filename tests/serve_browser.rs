@@ -4,15 +4,11 @@
 //! target/tmp/serve-page.png (docs/serve/page.png is one).
 mod common;
 
-use common::server::{data_with_some_masks, Server};
+use common::server::{data_with_some_masks, free_port, Server};
 use fantoccini::actions::{InputSource, MouseActions, PointerAction};
 use fantoccini::{ClientBuilder, Locator};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// chromedriver on a free port, stopped when dropped.
 struct Chromedriver {
@@ -48,6 +44,20 @@ fn chromedriver() -> Chromedriver {
     panic!("chromedriver did not listen on port {port}");
 }
 
+/// `document.body.dataset[key]`, the page's mark that a step finished, once it is set (empty
+/// after 10 s).
+async fn page_mark(client: &fantoccini::Client, key: &str) -> String {
+    let script = format!("return document.body.dataset.{key} || ''");
+    for _ in 0..100 {
+        let value = client.execute(&script, vec![]).await.unwrap().as_str().unwrap_or_default().to_string();
+        if !value.is_empty() {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    String::new()
+}
+
 #[test]
 fn a_stroke_painted_in_the_browser_is_saved_to_disk() {
     let dir = tempfile::tempdir().unwrap();
@@ -69,20 +79,7 @@ fn a_stroke_painted_in_the_browser_is_saved_to_disk() {
             .expect("a chromium session (is chromium installed?)");
         client.goto(&server.url()).await.unwrap();
         // The page opens the first image of the queue by itself.
-        let mut id = String::new();
-        for _ in 0..100 {
-            id = client
-                .execute("return document.body.dataset.loaded || ''", vec![])
-                .await
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .to_string();
-            if !id.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let id = page_mark(&client, "loaded").await;
         assert!(!id.is_empty(), "the page never loaded an image");
         // A stroke with the mouse across the middle of the canvas (offsets from its centre).
         let canvas = client.find(Locator::Id("mask")).await.unwrap();
@@ -100,20 +97,7 @@ fn a_stroke_painted_in_the_browser_is_saved_to_disk() {
             .unwrap();
         assert!(painted > 0, "the stroke painted nothing");
         client.find(Locator::Id("save")).await.unwrap().click().await.unwrap();
-        let mut saved = String::new();
-        for _ in 0..100 {
-            saved = client
-                .execute("return document.body.dataset.saved || ''", vec![])
-                .await
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .to_string();
-            if !saved.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let saved = page_mark(&client, "saved").await;
         assert_eq!(saved, format!("{id}:1"), "the page says the save went through");
         tokio::time::sleep(Duration::from_millis(500)).await;
         let shot = client.screenshot().await.unwrap();

@@ -6,6 +6,7 @@
 //! saying why.
 mod common;
 
+use common::server::free_port;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,10 +22,6 @@ fn run(program: &str, args: &[&str], conf: &Path) -> std::process::Output {
     Command::new(program).args(args).env("SLURM_CONF", conf).output().unwrap_or_else(|e| {
         panic!("cannot run {program} ({e}): install Debian's slurm-wlm and munge (`make test` does)")
     })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Cluster {

@@ -117,7 +117,5 @@ impl FitArgs {
 /// This fit's command line for its Slurm jobs: the program and its arguments without the
 /// submission's flags and `--threads` (each job script sets its own).
 fn slurm_command() -> Result<Vec<String>> {
-    let mut command = vec![std::env::current_exe()?.to_string_lossy().to_string()];
-    command.extend(super::tools::args_without(&["--threads", "--fold-run"], &["--slurm", "--slurm-plan"]));
-    Ok(command)
+    super::tools::own_command(&["--threads", "--fold-run"], &["--slurm", "--slurm-plan"])
 }

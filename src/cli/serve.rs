@@ -1,5 +1,6 @@
 //! `serve`'s flags: the data, the project folder, where to listen, the loop's strategy and pace;
 //! and `experimental annotation-campaign`, the loop with a simulated annotator.
+use super::values::at_least_1;
 use anyhow::Result;
 use clap::builder::TypedValueParser;
 use clap::Args;
@@ -26,8 +27,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1")]
     pub host: std::net::IpAddr,
     /// Which image to offer next: random, uncertainty (the model's ensemble disagreement) or
-    /// diverse (uncertainty plus diversity)
-    #[arg(long, value_enum, default_value_t = Strategy::Uncertainty)]
+    /// diverse (uncertainty plus diversity; neither beat random in docs/RESULTS.md's campaign)
+    #[arg(long, value_enum, default_value_t = Strategy::Random)]
     pub strategy: Strategy,
     #[command(flatten)]
     pub retrain: RetrainArgs,
@@ -96,13 +97,13 @@ pub struct CampaignArgs {
     #[arg(long, value_enum)]
     pub strategy: Strategy,
     /// Annotated images after each round, comma separated (the first drawn from scratch)
-    #[arg(long, value_delimiter = ',', default_value = "4,8,16,28,40")]
+    #[arg(long, value_delimiter = ',', default_value = "4,8,16,28,40", value_parser = at_least_1)]
     pub rounds: Vec<usize>,
     /// Held-out test images
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = at_least_1)]
     pub test_n: usize,
     /// Images the strategy chooses from
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = at_least_1)]
     pub pool_n: usize,
     #[command(flatten)]
     pub retrain: RetrainArgs,

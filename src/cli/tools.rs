@@ -93,7 +93,7 @@ pub fn study_config(s: &StudyCommand, more: Option<&super::ExperimentalArgs>, gi
 }
 
 /// This process's arguments without the flags `valued` (each with its value) and `switches`.
-pub fn args_without(valued: &[&str], switches: &[&str]) -> Vec<String> {
+fn args_without(valued: &[&str], switches: &[&str]) -> Vec<String> {
     let mut args = Vec::new();
     let mut given = std::env::args().skip(1);
     while let Some(a) = given.next() {
@@ -136,10 +136,16 @@ pub fn submit_to_slurm(s: &StudyCommand, options: &str, cfg: &StudyConfig) -> Re
 /// The command line of a Slurm task of this study: this program and its arguments without the
 /// submission's `--slurm` and `--jobs`, `--threads` (the task script
 /// adds the threads Slurm gives it and its cell).
-pub fn slurm_worker() -> Result<Vec<String>> {
-    let mut args = vec![std::env::current_exe()?.to_string_lossy().to_string()];
-    args.extend(args_without(&["--jobs", "--threads"], &["--slurm"]));
-    Ok(args)
+fn slurm_worker() -> Result<Vec<String>> {
+    own_command(&["--jobs", "--threads"], &["--slurm"])
+}
+
+/// This program and its arguments without the flags `valued` (with their values) and
+/// `switches`: the command line a job script runs.
+pub fn own_command(valued: &[&str], switches: &[&str]) -> Result<Vec<String>> {
+    let mut command = vec![std::env::current_exe()?.to_string_lossy().to_string()];
+    command.extend(args_without(valued, switches));
+    Ok(command)
 }
 
 #[derive(Args, Clone)]

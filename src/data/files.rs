@@ -128,6 +128,17 @@ pub fn stem(path: &Path) -> String {
     path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default()
 }
 
+/// The case id a mask's file stem names: the stem without the longest of `suffixes` (`_mask`...)
+/// whose removal names an image (`is_image`), else the stem itself.
+pub fn mask_case_id(stem: &str, suffixes: &[String], is_image: impl Fn(&str) -> bool) -> String {
+    suffixes
+        .iter()
+        .filter_map(|suf| stem.strip_suffix(suf.as_str()).filter(|_| !suf.is_empty()))
+        .filter(|id| is_image(id))
+        .min_by_key(|id| id.len())
+        .map_or_else(|| stem.to_string(), str::to_string)
+}
+
 /// NIfTI files of a folder by case id (nnU-Net's `_0000` channel suffix stripped). A case with
 /// further channels (`{case}_0001` beside `{case}_0000`) is refused: volumes take one channel.
 pub fn nifti_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {

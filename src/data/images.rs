@@ -5,7 +5,7 @@
 //! `_0001.ext`... one grey image per input channel, `labelsTr/{case}.ext`, `dataset.json` with the
 //! channel names, label names and file ending checked against the files).
 use super::check::{CheckReport, ImageStats, Stats};
-use super::files::{pair_by_id, refuse_fatal, stem, unusable, Folders, Layout, Pair, Problem, Side};
+use super::files::{mask_case_id, pair_by_id, refuse_fatal, stem, unusable, Folders, Layout, Pair, Problem, Side};
 use super::image_io::{self, has_image_extension};
 use super::nnunet;
 use super::set::{LoadOptions, SegDataset};
@@ -150,16 +150,7 @@ pub fn scan(root: &Path, opts: &LoadOptions) -> Result<Inventory> {
         .collect();
     let mut mask_for: BTreeMap<String, PathBuf> = BTreeMap::new();
     for path in masks {
-        let s = stem(&path);
-        // The longest suffix whose removal names an existing image wins; else the plain stem.
-        let id = opts
-            .mask_suffixes
-            .iter()
-            .filter_map(|suf| s.strip_suffix(suf.as_str()).filter(|_| !suf.is_empty()))
-            .filter(|id| by_id.contains_key(*id))
-            .min_by_key(|id| id.len())
-            .map(str::to_string)
-            .unwrap_or(s);
+        let id = mask_case_id(&stem(&path), &opts.mask_suffixes, |id| by_id.contains_key(id));
         if let Some(previous) = mask_for.insert(id.clone(), path.clone()) {
             problems.push(Problem::error(
                 &path,

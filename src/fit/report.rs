@@ -26,14 +26,12 @@ pub fn write(out: &Path, record: &FitRecord, cv: &CvResult, scores: &[FoldScore]
     }
     let plan = &record.plan;
     let data = record.config.data.display().to_string();
-    let mut h = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>genseg fit {0}</title>\n<style>\n\
-         body {{ font-family: sans-serif; margin: 2em; max-width: 1200px; }}\n\
-         table {{ border-collapse: collapse; margin-bottom: 1em; }}\n\
-         th, td {{ border: 1px solid #bbb; padding: 4px 8px; text-align: right; }}\n\
-         th {{ background: #eee; }}\n img {{ max-width: 100%; border: 1px solid #ddd; }}\n\
-         .row {{ display: flex; gap: 1em; flex-wrap: wrap; }} .row figure {{ flex: 1; min-width: 250px; margin: 0; }}\n\
-         </style></head><body>\n<h1>genseg fit: {0}</h1>\n\
+    let mut h = crate::viz::report_head(
+        &format!("genseg fit {data}"),
+        ".row { display: flex; gap: 1em; flex-wrap: wrap; } .row figure { flex: 1; min-width: 250px; margin: 0; }",
+    );
+    h += &format!(
+        "<h1>genseg fit: {0}</h1>\n\
          <p>{1} pairs; {2:.0} s spent of a {3:.0} s budget on {4}. Files: <a href=\"plan.json\">plan.json</a>, \
          <a href=\"ensemble.json\">ensemble.json</a>.</p>\n<h2>Plan</h2>\n<p>{5} px, U-Net width {6} depth {7}, batch {8}, \
          up to {9} iterations a fold run, {10} folds.</p>\n<ul>\n",

@@ -8,7 +8,7 @@
 //! FIT/slurm/: plan.sh, folds.sh, finish.sh, plan.log, fold-N.log, finish.log.
 use super::{cv, prepare, FitConfig, FitRecord};
 use crate::runtime::ensure_writable_dir;
-use crate::slurm::{quote, sbatch, write_script};
+use crate::slurm::{quote, sbatch, submit_array_then, write_script, ArrayThenJob};
 use anyhow::{Context, Result};
 use std::path::Path;
 use tch::Device;
@@ -45,27 +45,13 @@ pub fn plan_and_submit(
     task.push("--fold-run \"${SLURM_ARRAY_TASK_ID}\"".into());
     write_script(&folds_sh, &format!("fold run $SLURM_ARRAY_TASK_ID of {runs} of a fit"), &task)?;
     write_script(&finish_sh, "the fit's choice, ensemble and report from its fold runs", &quoted(command))?;
-    let theirs = crate::slurm::options(options);
-    let array = sbatch(
-        &[
-            format!("--array=0-{}", runs - 1),
-            "--job-name=genseg-fit-folds".into(),
-            "--requeue".into(),
-            format!("--output={}", dir.join("fold-%a.log").display()),
-        ],
-        &theirs,
-        &folds_sh,
-    )?;
-    let finish = sbatch(
-        &[
-            format!("--dependency=afterany:{array}"),
-            "--job-name=genseg-fit".into(),
-            format!("--output={}", dir.join("finish.log").display()),
-        ],
-        &theirs,
-        &finish_sh,
-    )?;
-    Ok((array, finish))
+    let job = ArrayThenJob {
+        tasks: format!("0-{}", runs - 1),
+        array: (&folds_sh, dir.join("fold-%a.log")),
+        after: (&finish_sh, dir.join("finish.log")),
+        names: ("genseg-fit-folds", "genseg-fit"),
+    };
+    submit_array_then(&job, &crate::slurm::options(options))
 }
 
 /// One array task: fold run `index` of the plan in `out`.

@@ -184,13 +184,15 @@ async fn train(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn strategy(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    let asked = serde_json::from_slice::<serde_json::Value>(&body).ok();
-    let name = asked.as_ref().and_then(|v| v["strategy"].as_str()).unwrap_or_default();
-    match Strategy::parse(name) {
-        Some(s) => {
-            *lock(&app.strategy) = s;
-            Json(serde_json::json!({ "strategy": s.name() })).into_response()
+    #[derive(serde::Deserialize)]
+    struct Asked {
+        strategy: Strategy,
+    }
+    match serde_json::from_slice::<Asked>(&body) {
+        Ok(Asked { strategy }) => {
+            *lock(&app.strategy) = strategy;
+            Json(serde_json::json!({ "strategy": strategy.name() })).into_response()
         }
-        None => fail(StatusCode::BAD_REQUEST, "send {\"strategy\": \"random\" | \"uncertainty\" | \"diverse\"}"),
+        Err(_) => fail(StatusCode::BAD_REQUEST, "send {\"strategy\": \"random\" | \"uncertainty\" | \"diverse\"}"),
     }
 }

@@ -19,7 +19,6 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use tch::Device;
 
@@ -62,7 +61,7 @@ pub fn run(cfg: &CampaignConfig, out: &Path, exe: &Path, device: Device) -> Resu
     link_pool(&pool, &pool_dir)?;
     let truth: HashMap<String, PathBuf> =
         labelled.iter().map(|im| (im.id.clone(), im.data_mask.clone().expect("labelled"))).collect();
-    let project = super::open_project(&pool_dir, &out.join("project"), device)?;
+    let (project, _project_lock) = super::open_project(&pool_dir, &out.join("project"), device)?;
     let retrain = RetrainConfig {
         budget_s: cfg.budget_s,
         folds: cfg.folds,
@@ -78,7 +77,7 @@ pub fn run(cfg: &CampaignConfig, out: &Path, exe: &Path, device: Device) -> Resu
     first.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed));
     let rounds_file = out.join("rounds.csv");
     let effort_file = out.join("effort.csv");
-    let done_rounds = read_column(&rounds_file, 1)?;
+    let done = done_rounds(&rounds_file)?;
     let mut annotated = lock(&app.project).annotated().len();
     {
         let project = lock(&app.project);
@@ -88,7 +87,7 @@ pub fn run(cfg: &CampaignConfig, out: &Path, exe: &Path, device: Device) -> Resu
         annotate(&app, id, &truth, None, &effort_file, cfg, 0)?;
     }
     for (r, &count) in cfg.rounds.iter().enumerate() {
-        if !done_rounds.contains(&count.to_string()) {
+        if !done.contains(&count) {
             let version = app.retrain().map_err(anyhow::Error::msg)?;
             app.wait_for_training().map_err(anyhow::Error::msg)?;
             let dice = test_dice(&app, &test, device)?;
@@ -96,11 +95,14 @@ pub fn run(cfg: &CampaignConfig, out: &Path, exe: &Path, device: Device) -> Resu
                 "campaign {}: {count} annotated, model v{version}, test Dice {dice:.4}",
                 cfg.strategy.name()
             );
-            append(
-                &rounds_file,
-                "strategy,annotated,seed,model_version,test_dice",
-                &format!("{},{count},{},{version},{dice:.6}", cfg.strategy.name(), cfg.seed),
-            )?;
+            let row = [
+                cfg.strategy.name().into(),
+                count.to_string(),
+                cfg.seed.to_string(),
+                version.to_string(),
+                format!("{dice:.6}"),
+            ];
+            append(&rounds_file, &["strategy", "annotated", "seed", "model_version", "test_dice"], &row)?;
         }
         let Some(&next) = cfg.rounds.get(r + 1) else { break };
         annotated = lock(&app.project).annotated().len();
@@ -138,11 +140,15 @@ fn annotate(
         }
         None => mask_pixels,
     };
-    append(
-        effort_file,
-        "strategy,seed,annotated_before,case,changed_pixels,mask_pixels",
-        &format!("{},{},{from},{id},{changed},{mask_pixels}", cfg.strategy.name(), cfg.seed),
-    )?;
+    let row = [
+        cfg.strategy.name().into(),
+        cfg.seed.to_string(),
+        from.to_string(),
+        id.into(),
+        changed.to_string(),
+        mask_pixels.to_string(),
+    ];
+    append(effort_file, &["strategy", "seed", "annotated_before", "case", "changed_pixels", "mask_pixels"], &row)?;
     let mut png = Vec::new();
     image::DynamicImage::ImageLuma8(true_mask)
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
@@ -201,18 +207,27 @@ fn link_pool(pool: &[Image], dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn append(file: &Path, header: &str, line: &str) -> Result<()> {
+/// Appends `record` to the CSV `file` (after `header` when the file is new), quoted by the csv
+/// crate and synced, so a killed campaign keeps every finished row.
+fn append(file: &Path, header: &[&str], record: &[String]) -> Result<()> {
     let new = !file.exists();
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(file)?;
+    let mut w = csv::Writer::from_writer(std::fs::OpenOptions::new().create(true).append(true).open(file)?);
     if new {
-        writeln!(f, "{header}")?;
+        w.write_record(header)?;
     }
-    writeln!(f, "{line}")?;
-    f.sync_all()?;
+    w.write_record(record)?;
+    w.into_inner().map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?.sync_all()?;
     Ok(())
 }
 
-fn read_column(file: &Path, column: usize) -> Result<Vec<String>> {
-    let Ok(text) = std::fs::read_to_string(file) else { return Ok(vec![]) };
-    Ok(text.lines().skip(1).filter_map(|l| l.split(',').nth(column).map(str::to_string)).collect())
+/// The annotation counts of the rounds rounds.csv already holds.
+fn done_rounds(file: &Path) -> Result<Vec<usize>> {
+    if !file.exists() {
+        return Ok(vec![]);
+    }
+    let mut done = Vec::new();
+    for row in csv::Reader::from_path(file)?.records() {
+        done.extend(row?.get(1).and_then(|c| c.parse::<usize>().ok()));
+    }
+    Ok(done)
 }

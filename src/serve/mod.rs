@@ -16,7 +16,7 @@ pub mod model;
 pub mod project;
 pub mod queue;
 
-use crate::runtime::{lock_folder, write_json};
+use crate::runtime::{lock_folder, write_json, FolderLock};
 use anyhow::{bail, Context, Result};
 use app::{App, LoopConfig};
 use project::Project;
@@ -44,12 +44,14 @@ struct ProjectFile {
     versions: crate::runtime::Versions,
 }
 
-/// Opens the project `out` on `data`: refuses an `out` inside the data (or holding it) and a
+/// Opens and locks the project `out` on `data` (one process at a time: a second server, or an
+/// export while one runs, is refused): refuses an `out` inside the data (or holding it) and a
 /// project made for another data folder.
-pub fn open_project(data: &Path, out: &Path, device: Device) -> Result<Project> {
+pub fn open_project(data: &Path, out: &Path, device: Device) -> Result<(Project, FolderLock)> {
     crate::runtime::refuse_overlap("--out", out, &[("the data folder", data)])?;
     let data = std::path::absolute(data)?;
     crate::runtime::ensure_writable_dir(out)?;
+    let lock = lock_folder(out)?;
     let file = out.join("project.json");
     match std::fs::read_to_string(&file) {
         Ok(text) => {
@@ -66,7 +68,7 @@ pub fn open_project(data: &Path, out: &Path, device: Device) -> Result<Project> 
         }
         Err(_) => write_json(&file, &ProjectFile { data: data.clone(), versions: crate::runtime::versions(device) })?,
     }
-    Project::open(out, &data)
+    Ok((Project::open(out, &data)?, lock))
 }
 
 /// A random token for the URL (128 bits from the operating system's generator).
@@ -79,8 +81,7 @@ pub fn new_token() -> String {
 
 /// Serves the project until the process is stopped; prints the URL (with its token) first.
 pub fn run(cfg: &ServeConfig, device: Device) -> Result<()> {
-    let project = open_project(&cfg.data, &cfg.out, device)?;
-    let _lock = lock_folder(&cfg.out)?;
+    let (project, _lock) = open_project(&cfg.data, &cfg.out, device)?;
     let app = App::start(project, cfg.strategy, cfg.config.clone(), device)?;
     let token = new_token();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -106,7 +107,7 @@ pub fn run(cfg: &ServeConfig, device: Device) -> Result<()> {
 
 /// Writes the project's annotated pairs as an nnU-Net v2 raw data set in `out`.
 pub fn export_nnunet(data: &Path, project_dir: &Path, out: &Path, device: Device) -> Result<usize> {
-    let project = open_project(data, project_dir, device)?;
+    let (project, _lock) = open_project(data, project_dir, device)?;
     crate::runtime::refuse_overlap("--export-nnunet", out, &[("the data folder", data), ("the project", project_dir)])?;
     let pairs: Vec<(String, PathBuf, PathBuf)> = project
         .annotated()

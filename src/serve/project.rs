@@ -5,7 +5,7 @@
 //! PROJECT/annotations/KEY/v000001.png, v000002.png...: the highest version is the image's mask;
 //! a mask the data folder already holds is version 0. KEY is the image id where that is a safe
 //! file name, else `x` and its hex spelling, so no id ever becomes a path outside the project.
-use crate::data::files::stem;
+use crate::data::files::{mask_case_id, stem};
 use crate::data::image_io::{self, has_image_extension};
 use crate::data::set::default_mask_suffixes;
 use anyhow::{bail, Context, Result};
@@ -188,25 +188,19 @@ pub fn check_mask(png: &[u8], (w, h): (u32, u32)) -> std::result::Result<GrayIma
     Ok(mask)
 }
 
-/// Writes `path` through a synced temporary file and a rename, then syncs the folder.
+/// [`crate::runtime::write_atomic_with`] with the file synced before its rename and the folder
+/// after it: a saved annotation survives a power cut, not only a killed process.
 fn write_synced(path: &Path, fill: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
     let dir = path.parent().context("a file in a folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut bytes = Vec::new();
     fill(&mut bytes)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
-    let written = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+    crate::runtime::write_atomic_with(path, |tmp| {
+        let mut f = std::fs::File::create(tmp)?;
         f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.with_context(|| format!("cannot write {}", path.display()))
+        Ok(f.sync_all()?)
+    })?;
+    std::fs::File::open(dir)?.sync_all().with_context(|| format!("cannot sync {}", dir.display()))
 }
 
 fn parse_version(name: &str) -> Option<u32> {
@@ -255,14 +249,7 @@ pub fn list_images(data: &Path) -> Result<Vec<Image>> {
     if let Some(dir) = &mask_dir {
         let suffixes = default_mask_suffixes();
         for file in files_of(dir)?.into_iter().filter(|f| has_image_extension(f)) {
-            let s = stem(&file);
-            let id = suffixes
-                .iter()
-                .filter_map(|suf| s.strip_suffix(suf.as_str()).filter(|_| !suf.is_empty()))
-                .find(|id| images.contains_key(*id))
-                .map(str::to_string)
-                .unwrap_or(s);
-            masks.insert(id, file);
+            masks.insert(mask_case_id(&stem(&file), &suffixes, |id| images.contains_key(id)), file);
         }
     }
     Ok(images

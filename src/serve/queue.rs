@@ -27,10 +27,6 @@ impl Strategy {
             Strategy::Diverse => "diverse",
         }
     }
-
-    pub fn parse(name: &str) -> Option<Strategy> {
-        [Strategy::Random, Strategy::Uncertainty, Strategy::Diverse].into_iter().find(|s| s.name() == name)
-    }
 }
 
 /// What the current model says about one image.

@@ -7,14 +7,12 @@ use super::*;
 /// the page travels with the study folder).
 pub(super) fn write_report(out: &Path, rows: &[Row], methods: &[Method], tables: &[Table]) -> Result<()> {
     let name = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let mut h = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>genseg study {0}</title>\n<style>\n\
-         body {{ font-family: sans-serif; margin: 2em; max-width: 1200px; }}\n\
-         table {{ border-collapse: collapse; margin-bottom: 1em; }}\n\
-         th, td {{ border: 1px solid #bbb; padding: 4px 8px; text-align: right; }}\n\
-         th {{ background: #eee; }}\n img {{ max-width: 100%; border: 1px solid #ddd; }}\n\
-         .pair {{ display: flex; gap: 1em; }} .pair > * {{ flex: 1; min-width: 0; margin: 0; }}\n</style></head><body>\n\
-         <h1>genseg study: {0}</h1>\n<p>{1} runs; methods {2}. Files: <a href=\"results.csv\">results.csv</a>, \
+    let mut h = crate::viz::report_head(
+        &format!("genseg study {name}"),
+        ".pair { display: flex; gap: 1em; } .pair > * { flex: 1; min-width: 0; margin: 0; }",
+    );
+    h += &format!(
+        "<h1>genseg study: {0}</h1>\n<p>{1} runs; methods {2}. Files: <a href=\"results.csv\">results.csv</a>, \
          <a href=\"results.md\">results.md</a>.</p>\n",
         escape(&name),
         rows.len(),

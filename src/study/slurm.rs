@@ -8,7 +8,7 @@
 //! cell-N.log (each task's output), tables.log, submitted.json (the job ids, appended).
 use super::{cells, StudyConfig};
 use crate::runtime::ensure_writable_dir;
-use crate::slurm::{quote, sbatch, write_script};
+use crate::slurm::{quote, submit_array_then, write_script, ArrayThenJob};
 use crate::train::segment;
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -62,26 +62,13 @@ pub fn submit(cfg: &StudyConfig, out: &Path, worker: &[String], sbatch_args: &[S
     let mut tables = quoted.clone();
     tables.push("--tables-only".into());
     write_script(&tables_sh, "the tables from the finished cells", &tables)?;
-    let list = todo.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
-    let array_job = sbatch(
-        &[
-            format!("--array={list}"),
-            "--job-name=genseg-study".into(),
-            "--requeue".into(),
-            format!("--output={}", dir.join("cell-%a.log").display()),
-        ],
-        sbatch_args,
-        &array_sh,
-    )?;
-    let tables_job = sbatch(
-        &[
-            format!("--dependency=afterany:{array_job}"),
-            "--job-name=genseg-tables".into(),
-            format!("--output={}", dir.join("tables.log").display()),
-        ],
-        sbatch_args,
-        &tables_sh,
-    )?;
+    let job = ArrayThenJob {
+        tasks: todo.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
+        array: (&array_sh, dir.join("cell-%a.log")),
+        after: (&tables_sh, dir.join("tables.log")),
+        names: ("genseg-study", "genseg-tables"),
+    };
+    let (array_job, tables_job) = submit_array_then(&job, sbatch_args)?;
     let submitted = Submitted { cells: todo, array_job, tables_job };
     crate::runtime::append_jsonl(&dir.join("submitted.jsonl"), &submitted)?;
     Ok(Some(submitted))

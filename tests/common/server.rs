@@ -122,6 +122,11 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A TCP port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// A 0/255 grey PNG of `w` x `h` with a filled square at the top left.
 pub fn mask_png(w: u32, h: u32) -> Vec<u8> {
     let img = image::GrayImage::from_fn(w, h, |x, y| image::Luma([if x < w / 2 && y < h / 2 { 255 } else { 0 }]));
