@@ -56,3 +56,24 @@ for d in sets + ["both"]:
     md.append(f"| {d} | {len(diffs)} | {m:+.3f} | [{lo:+.3f}, {hi:+.3f}] | {verdict} |")
 open(os.path.join(out, "results.md"), "w").write("\n".join(md) + "\n")
 print("\n".join(md))
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+fig, ax = plt.subplots(figsize=(6, 4))
+for k, d in enumerate(sets):
+    for s in sorted({s for dd, _, s in cells if dd == d}):
+        if (d, "labelled", s) in cells and (d, "pseudo", s) in cells:
+            y = [cells[(d, a, s)]["tstr_dice"] for a in ["labelled", "pseudo"]]
+            pairs = cells[(d, "pseudo", s)].get("pseudo_pairs") or 0
+            ax.plot([0, 1], y, marker="o", color=f"C{k}", label=d if s == 1 else None)
+            ax.annotate(f"s{s}: {pairs} pairs", (1.02, y[1]), fontsize=8, color=f"C{k}")
+ax.set_xticks([0, 1], ["labelled pairs", "+ pseudo-labelled"])
+ax.set_xlim(-0.2, 1.5)
+ax.set_ylabel("TSTR test Dice")
+ax.set_title("Generator trained with pseudo-labels: paired by seed")
+ax.grid(alpha=0.3)
+ax.legend(loc="lower left")
+fig.tight_layout()
+fig.savefig(os.path.join(out, "tstr.png"), dpi=110)
