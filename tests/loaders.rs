@@ -160,11 +160,18 @@ fn nnunet_raw_layout_matches_the_folder_layout() {
             GrayImage::from_fn(m.width(), m.height(), |x, y| image::Luma([(m.get_pixel(x, y).0[0] > 0) as u8]));
         labels.save(nn.join(format!("labelsTr/{id}.png"))).unwrap();
     }
-    std::fs::write(nn.join("dataset.json"), r#"{"channel_names": {"0": "rgb"}, "labels": {"background": 0, "lesion": 1}, "numTraining": 5, "file_ending": ".png"}"#).unwrap();
     let a = dataset::load(&data, &opts(32)).unwrap();
-    let b = dataset::load(&nn, &opts(32)).unwrap();
-    assert_eq!(a.ids, b.ids);
-    assert!(a.masks.equal(&b.masks) && a.images.equal(&b.images));
+    // One name for the colour file, or nnU-Net's natural-image convention (Dataset120's road
+    // images, and `serve --export-nnunet`): one RGB file per case, each colour named.
+    for channels in [r#"{"0": "rgb"}"#, r#"{"0": "R", "1": "G", "2": "B"}"#] {
+        let json = format!(
+            r#"{{"channel_names": {channels}, "labels": {{"background": 0, "lesion": 1}}, "numTraining": 5, "file_ending": ".png"}}"#
+        );
+        std::fs::write(nn.join("dataset.json"), json).unwrap();
+        let b = dataset::load(&nn, &opts(32)).unwrap();
+        assert_eq!(a.ids, b.ids);
+        assert!(a.masks.equal(&b.masks) && a.images.equal(&b.images), "{channels}");
+    }
 }
 
 /// A second load of unchanged files comes from the cache (the same tensors); changing a file

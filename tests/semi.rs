@@ -289,3 +289,41 @@ fn a_killed_semi_run_resumes_as_if_never_interrupted() {
         assert!(a == b, "{f} differs between the resumed and the uninterrupted run");
     }
 }
+
+/// genseg with unlabelled images keeps `semi`'s loss beside its synthetic pairs: the run logs
+/// how many pseudo-labels counted, lists the unlabelled images it drew from, trains another
+/// model than without them, and repeats itself exactly.
+#[test]
+fn genseg_learns_from_unlabelled_images_beside_its_synthetic_pairs() {
+    let d = tempfile::tempdir().unwrap();
+    let data = phantom(d.path(), "labelled", 16, 2);
+    let unlabelled = phantom(d.path(), "unlabelled", 10, 9);
+    let train = |out: &Path, with_unlabelled: bool| {
+        let mut args = vec!["experimental", "train", arg(&data), "--out", arg(out), "--method", "genseg"];
+        args.extend("--size 32 --n 8 --val-n 4 --width 4 --depth 3 --ngf 8 --ndf 8 --pretrain-iters 10".split(' '));
+        args.extend("--iters 6 --val-every 3 --device cpu --threads 1".split(' '));
+        if with_unlabelled {
+            args.extend(["--unlabelled", arg(&unlabelled)]);
+        }
+        let o = genseg(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let (with, again, without) = (d.path().join("with"), d.path().join("again"), d.path().join("without"));
+    train(&with, true);
+    train(&again, true);
+    train(&without, false);
+    let read = |run: &Path, file: &str| std::fs::read(run.join(file)).unwrap();
+    assert!(read(&with, "model.safetensors") == read(&again, "model.safetensors"), "not reproducible");
+    assert!(read(&with, "model.safetensors") != read(&without, "model.safetensors"), "unlabelled images unused");
+    let metrics = |run: &Path| -> Vec<serde_json::Value> {
+        let text = String::from_utf8(read(run, "metrics.jsonl")).unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    assert!(metrics(&with).iter().all(|m| m["confident"].as_f64().is_some_and(|c| (0.0..=1.0).contains(&c))));
+    assert!(metrics(&without).iter().all(|m| m["confident"].is_null()));
+    let unlabelled_ids = |run: &Path| {
+        let usage: serde_json::Value = serde_json::from_slice(&read(run, "data_usage.json")).unwrap();
+        usage["unlabelled_ids"].as_array().unwrap().len()
+    };
+    assert_eq!((unlabelled_ids(&with), unlabelled_ids(&without)), (10, 0));
+}

@@ -252,4 +252,8 @@ fn retrain_proposals_resume_and_nnunet_export() {
     let image = image::open(export.join("imagesTr/phantom_010_0000.png")).unwrap();
     assert_eq!((image.width(), image.color().channel_count()), (32, 3));
     assert_eq!(json["channel_names"], serde_json::json!({ "0": "R", "1": "G", "2": "B" }));
+    // ... which genseg reads back as it reads the data folder.
+    let o = common::genseg(&["check", export.to_str().unwrap()]);
+    let text = common::stdout(&o);
+    assert!(o.status.success() && text.contains("5 decoded") && text.contains("channels used: 3"), "{text}");
 }

@@ -112,8 +112,8 @@ pub struct StudyCommand {
     /// Validation pairs among each N [default: a quarter of N, at least 2]
     #[arg(long, help_heading = "Data")]
     pub val_n: Option<usize>,
-    /// Cases outside the labelled N set aside (masks unused) as unlabelled images for semi; the
-    /// test split is what remains, the same for every arm
+    /// Cases outside the labelled N set aside (masks unused) as unlabelled images for semi,
+    /// separate and genseg; the test split is what remains, the same for every arm
     #[arg(long, help_heading = "Data")]
     pub unlabelled_n: Option<usize>,
     /// Number of seeds (1..=k)

@@ -39,8 +39,8 @@ pub struct TrainArgs {
     /// Out-of-domain dataset, scored with the final model
     #[arg(long, help_heading = "Data")]
     ood: Option<PathBuf>,
-    /// Folder of images without masks (or a dataset folder, masks ignored) that --method semi
-    /// learns from; none may be a validation or test image
+    /// Folder of images without masks (or a dataset folder, masks ignored) that semi (and
+    /// separate/genseg beside their synthetic pairs) learn from; none may be a validation or test image
     #[arg(long, help_heading = "Data")]
     unlabelled: Option<PathBuf>,
     /// File of training case ids (one a line) instead of a seeded split

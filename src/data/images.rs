@@ -134,7 +134,7 @@ pub fn scan(root: &Path, opts: &LoadOptions) -> Result<Inventory> {
         .into_iter()
         .filter_map(|(id, channels)| {
             let want = expected.unwrap_or(1);
-            if channels.keys().copied().eq(0..want) {
+            if channels.keys().copied().eq(0..want) || natural_colour_image(&channels, want) {
                 return Some((id, channels.into_values().collect()));
             }
             let (_, first) = channels.first_key_value().expect("a case has a file");
@@ -180,6 +180,16 @@ pub fn scan(root: &Path, opts: &LoadOptions) -> Result<Inventory> {
         })
         .collect();
     Ok(Inventory { root: root.to_path_buf(), layout, cases, problems })
+}
+
+/// nnU-Net's natural-image convention: one 2-D image file (`_0000.png`) holds a case's three
+/// colour channels, which dataset.json names one by one ("R", "G", "B").
+fn natural_colour_image(channels: &BTreeMap<usize, PathBuf>, want: usize) -> bool {
+    let natural = |p: &PathBuf| {
+        let ext = p.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
+        ["png", "jpg", "jpeg", "bmp", "tif", "tiff"].contains(&ext.as_str())
+    };
+    want == 3 && channels.len() == 1 && channels.get(&0).is_some_and(natural)
 }
 
 /// One decoded case, resized to the working size.

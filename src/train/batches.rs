@@ -31,3 +31,8 @@ impl Batches {
         pool.images.index_select(0, &Tensor::from_slice(&idx)).to_device(self.device)
     }
 }
+
+/// The libtorch seed of iteration `iter` (dropout, and the synthetic images of the step).
+pub fn step_seed(seed: u64, iter: usize) -> i64 {
+    (seed as i64).wrapping_mul(1_000_003) ^ iter as i64
+}

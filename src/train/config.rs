@@ -54,14 +54,15 @@ impl Method {
         matches!(self, Method::Separate | Method::Genseg)
     }
 
-    /// Whether the method learns from unlabelled images.
+    /// Whether the method learns from unlabelled images when they are given (the generator
+    /// methods with `semi`'s unlabelled loss beside their synthetic pairs).
     pub fn uses_unlabelled(self) -> bool {
-        matches!(self, Method::Semi)
+        matches!(self, Method::Semi | Method::Separate | Method::Genseg)
     }
 
-    /// Refuses a method that learns from unlabelled images when none are `given`.
+    /// Refuses a method that cannot train without unlabelled images when none are `given`.
     pub fn check_unlabelled(self, given: bool) -> Result<()> {
-        if self.uses_unlabelled() && !given {
+        if self == Method::Semi && !given {
             bail!(
                 "--method {}: learns from unlabelled images; give a folder of them with --unlabelled DIR (a study \
                  may set cases of the set aside with --unlabelled-n U)",

@@ -1,15 +1,14 @@
 //! The per-method part of a training step. Each method owns exactly the state it needs (the
 //! generator methods their GAN, `genseg` also the architecture optimiser), so a method without
 //! its state cannot be built.
-pub use super::batches::Batches;
+pub use super::batches::{step_seed, Batches};
 use super::config::{Method, TrainConfig};
 use super::real_augment::RealAugment;
 use super::semi::Semi;
+use super::synthetic::{synthetic_masks, SyntheticWindow};
 use super::upper_optim::UpperOptimizers;
-use crate::data::augment::{augment_masks, augment_masks_with_images};
 use crate::data::photometric;
 use crate::data::split::Splits;
-use crate::data::SegDataset;
 use crate::gan::{check_data_fits, check_prior_fits, pretrain, Backgrounds, Gan, GanLosses, GanSpec};
 use crate::learn::loss::seg_loss;
 use crate::learn::optim::gradients;
@@ -18,7 +17,6 @@ use crate::precision::full_precision;
 use crate::runtime::{load_tensors, save_tensors};
 use crate::upper::hypergrad::{InnerStep, TrainBatch};
 use anyhow::{Context, Result};
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 use tch::nn::VarStore;
@@ -29,80 +27,22 @@ use tch::{Device, Kind, Tensor};
 pub enum MethodState {
     Plain,
     Augment(RealAugment),
-    /// A frozen generator's pairs beside the real ones (augmented by `real` first).
+    /// A frozen generator's pairs beside the real ones (augmented by `real` first); with
+    /// unlabelled images also `semi`'s unlabelled loss.
     Separate {
         gan: Gan,
         real: RealAugment,
+        semi: Option<Semi>,
     },
     Genseg {
         gan: Gan,
         upper: Box<UpperOptimizers>,
         real: RealAugment,
         ahead: SyntheticWindow,
+        semi: Option<Semi>,
     },
     /// `augment`'s real pairs and the unlabelled loss.
     Semi(RealAugment, Semi),
-}
-
-/// genseg's synthetic pairs for a window of iterations over which its generator does not change
-/// (it changes at the start of a GAN step's iteration and at the end of an upper-level step's),
-/// made in one batch when the window opens. One call per iteration for the share's one or two
-/// images cost about a third of a plain step, seven images in one call about twice one image:
-/// the generator's small inner maps make a call cost what reading its weights costs
-/// (`bench phases`, docs/RESULTS.md section 16). A
-/// window's pairs follow from its first iteration, the seed and the generator alone, so a run
-/// resumed inside a window makes the same ones.
-#[derive(Default)]
-pub struct SyntheticWindow {
-    block: Option<Block>,
-}
-
-struct Block {
-    start: usize,
-    images: Tensor,
-    masks: Tensor,
-    backgrounds: Backgrounds,
-}
-
-/// The iterations `[start, end)` around a non-upper-level iteration `iter` (so `iter >= 1`) over
-/// which genseg's generator stays the same.
-fn unchanged_window(gan_every: usize, arch_every: usize, iter: usize) -> (usize, usize) {
-    let after_gan = iter / gan_every * gan_every;
-    let after_upper = iter.saturating_sub(1) / arch_every * arch_every + 1;
-    let end = ((iter / gan_every + 1) * gan_every).min((iter / arch_every + 1) * arch_every);
-    (after_gan.max(after_upper), end)
-}
-
-impl SyntheticWindow {
-    /// Iteration `iter`'s synthetic images, their masks and backgrounds: `count` pairs of its
-    /// window's block, made first if the window is new. The block's masks are augmented masks of
-    /// training cases drawn uniformly (as the real batches are), each drawn into the next drawn
-    /// case's image by an inpainting generator.
-    fn take(&mut self, cfg: &TrainConfig, gan: &Gan, iter: usize, train: &SegDataset) -> (Tensor, Tensor, Backgrounds) {
-        let (start, end) = unchanged_window(cfg.gan_every, cfg.arch_every, iter);
-        let count = cfg.synthetic_count();
-        let block = match self.block.take() {
-            Some(block) if block.start == start => block,
-            _ => {
-                let n = count * (end - start) as i64;
-                let seed = step_seed(cfg.seed, start);
-                let rng = ChaCha8Rng::seed_from_u64(seed as u64);
-                let mut draws = Batches { rng, size: n, device: gan.g_vs.device() };
-                let (_, x, m) = draws.draw(train);
-                let (masks, lesions) = synthetic_masks(gan, &m, &x, cfg, &mut draws.rng);
-                let backgrounds = Backgrounds::next_in_batch(&x, &m, &lesions);
-                tch::manual_seed(seed);
-                let device = x.device();
-                let images = tch::no_grad(|| cfg.precision.autocast(device, || gan.synthesize(&masks, &backgrounds)));
-                Block { start, images: full_precision(&images), masks, backgrounds }
-            }
-        };
-        let at = (iter - start) as i64 * count;
-        let pairs =
-            (block.images.narrow(0, at, count), block.masks.narrow(0, at, count), block.backgrounds.narrow(at, count));
-        self.block = Some(block);
-        pairs
-    }
 }
 
 /// What one step reports for metrics.jsonl.
@@ -129,7 +69,8 @@ impl MethodState {
         cfg.method.check_unlabelled(splits.unlabelled.is_some())?;
         if !cfg.method.uses_unlabelled() && cfg.data.unlabelled.is_some() {
             tracing::warn!(
-                "--method {} does not learn from unlabelled images: --unlabelled is unused (--method semi uses it)",
+                "--method {} does not learn from unlabelled images: --unlabelled is unused (semi, separate and genseg \
+                 use it)",
                 cfg.method.name()
             );
         }
@@ -155,18 +96,10 @@ impl MethodState {
         match cfg.method {
             Method::Plain => return Ok(MethodState::Plain),
             Method::Augment => return Ok(MethodState::Augment(RealAugment::of(cfg, train.dims()))),
-            Method::Semi => {
-                let semi = Semi {
-                    config: cfg.semi.clone(),
-                    batch_size: cfg.batch_size,
-                    augment: cfg.augment.clone(),
-                    precision: cfg.precision,
-                    region_loss: cfg.region_loss,
-                };
-                return Ok(MethodState::Semi(RealAugment::of(cfg, train.dims()), semi));
-            }
+            Method::Semi => return Ok(MethodState::Semi(RealAugment::of(cfg, train.dims()), Semi::of(cfg))),
             Method::Separate | Method::Genseg => {}
         }
+        let semi = splits.unlabelled.as_ref().map(|_| Semi::of(cfg));
         let real = if cfg.augment_real { RealAugment::of(cfg, train.dims()) } else { RealAugment::none() };
         let spec = GanSpec::for_data(cfg.gan.clone(), train);
         let mut gan = match &cfg.generator {
@@ -177,10 +110,10 @@ impl MethodState {
         };
         gan.precision = cfg.precision;
         Ok(match cfg.method {
-            Method::Separate => MethodState::Separate { gan, real },
+            Method::Separate => MethodState::Separate { gan, real, semi },
             _ => {
                 let upper = Box::new(UpperOptimizers::new(cfg, &gan));
-                MethodState::Genseg { gan, upper, real, ahead: SyntheticWindow::default() }
+                MethodState::Genseg { gan, upper, real, ahead: SyntheticWindow::default(), semi }
             }
         })
     }
@@ -218,7 +151,7 @@ impl MethodState {
         let seed = step_seed(cfg.seed, iter);
         let params = seg.vs.trainable_variables();
         let mut log = StepLog { loss: 0.0, gan: None, hypergrad_norm: None, confident: None };
-        let (gan, upper, real, ahead) = match self {
+        let (gan, upper, real, ahead, semi) = match self {
             MethodState::Semi(real, semi) => {
                 let pool =
                     splits.unlabelled.as_ref().expect("MethodState::check refuses semi without unlabelled images");
@@ -238,12 +171,12 @@ impl MethodState {
                 log.loss = loss.double_value(&[]);
                 return (gradients(&loss, &params), log);
             }
-            MethodState::Separate { gan, real } => (&*gan, None, &*real, None),
-            MethodState::Genseg { gan, upper, real, ahead } => {
+            MethodState::Separate { gan, real, semi } => (&*gan, None, &*real, None, semi.as_ref()),
+            MethodState::Genseg { gan, upper, real, ahead, semi } => {
                 if iter.is_multiple_of(cfg.gan_every) {
                     log.gan = Some(gan.step(&x, &m, &mut batches.rng));
                 }
-                (&*gan, Some(&mut **upper), &*real, Some(ahead))
+                (&*gan, Some(&mut **upper), &*real, Some(ahead), semi.as_ref())
             }
         };
         let device = x.device();
@@ -265,6 +198,10 @@ impl MethodState {
         let (images, masks) = real.apply(cfg, x, m, &mut batches.rng);
         let mut batch = TrainBatch { images, masks, synthetic_masks, backgrounds, seed, synthetic_weights: None };
         let val_batch = (arch_step || cfg.reweight).then(|| batches.draw(&splits.val));
+        let unlabelled = semi.map(|semi| {
+            let pool = splits.unlabelled.as_ref().expect("MethodState::build gives semi only with unlabelled images");
+            (semi, semi.draw(&seg.net, batches, pool, device))
+        });
         let lower =
             InnerStep { seg: &seg.net, seg_vs: &seg.vs, gan, region: cfg.region_loss, lambda: cfg.synthetic_weight() };
         // Images are plain inputs except on an upper-level step, which needs their graph (and
@@ -281,9 +218,20 @@ impl MethodState {
         if let (true, Some((_, vx, vm))) = (cfg.reweight, &val_batch) {
             batch.synthetic_weights = Some(lower.sample_weights(&batch, &synthetic, (vx, vm), xi));
         }
-        let loss = cfg.precision.autocast(device, || lower.train_loss(&batch, &synthetic));
+        let mut loss = cfg.precision.autocast(device, || lower.train_loss(&batch, &synthetic));
+        // The unlabelled loss does not depend on the generator: it moves the one-step-ahead
+        // weights the hypergradient is taken at (through `grads`), not its mixed derivative.
+        let statistics = unlabelled.map(|(semi, views)| {
+            let (unlabelled_loss, semi_log) = semi.unlabelled_loss((&seg.net, &seg.vs), views);
+            loss = &loss + unlabelled_loss;
+            log.confident = Some(semi_log.confident);
+            semi_log.statistics
+        });
         log.loss = loss.double_value(&[]);
         let grads = gradients(&loss, &params);
+        if let Some(statistics) = statistics {
+            statistics.restore();
+        }
         if let (Some(upper), true, Some((_, vx, vm))) = (upper, arch_step, &val_batch) {
             let targets = upper.targets();
             let hyper =
@@ -337,22 +285,6 @@ fn photometric_if(cfg: &TrainConfig, synthetic: Tensor, rng: &mut ChaCha8Rng) ->
     }
 }
 
-/// Augmented copies of `masks` to synthesise from, and the images a pasting generator takes
-/// their lesions from, moved by the same draws. Other generators ignore those images, so they
-/// are left unmoved (no warp on the step's path); the draws are the same either way.
-fn synthetic_masks(
-    gan: &Gan,
-    masks: &Tensor,
-    images: &Tensor,
-    cfg: &TrainConfig,
-    rng: &mut ChaCha8Rng,
-) -> (Tensor, Tensor) {
-    match gan.spec.gan.paste {
-        true => augment_masks_with_images(masks, images, &cfg.augment, rng),
-        false => (augment_masks(masks, &cfg.augment, rng), images.shallow_clone()),
-    }
-}
-
 /// The first `count` cases of `masks` repeated as often as needed (each copy is augmented with
 /// its own draw), so a step may synthesise more or fewer pairs than its real batch holds.
 fn repeat_to(masks: &Tensor, count: i64) -> Tensor {
@@ -363,11 +295,6 @@ fn repeat_to(masks: &Tensor, count: i64) -> Tensor {
     let mut times = vec![1; masks.dim()];
     times[0] = (count + b - 1) / b;
     masks.repeat(times.as_slice()).narrow(0, 0, count)
-}
-
-/// The libtorch seed of iteration `iter` (dropout, and the synthetic images of the step).
-pub fn step_seed(seed: u64, iter: usize) -> i64 {
-    (seed as i64).wrapping_mul(1_000_003) ^ iter as i64
 }
 
 #[cfg(test)]
@@ -382,58 +309,5 @@ mod tests {
         assert_eq!(values(repeat_to(&m, 2)), [0., 1.]);
         assert_eq!(values(repeat_to(&m, 7)), [0., 1., 2., 0., 1., 2., 0.]);
         assert_eq!(repeat_to(&m, 7).size(), [7, 1, 1, 1]);
-    }
-
-    /// The window against brute force: the generator's version at iteration i counts the GAN
-    /// steps at iterations <= i and the upper-level steps at iterations < i; a window is a
-    /// maximal run of iterations without an upper-level step and with one version.
-    #[test]
-    fn windows_are_the_runs_between_generator_changes() {
-        for gan_every in 1..6 {
-            for arch_every in 1..6 {
-                let version = |i: usize| {
-                    (0..=i).filter(|j| j % gan_every == 0).count() + (0..i).filter(|j| j % arch_every == 0).count()
-                };
-                let inside = |j: usize, i: usize| !j.is_multiple_of(arch_every) && version(j) == version(i);
-                for iter in (1..40usize).filter(|i| !i.is_multiple_of(arch_every)) {
-                    let mut start = iter;
-                    while inside(start - 1, iter) {
-                        start -= 1;
-                    }
-                    let mut end = iter + 1;
-                    while inside(end, iter) {
-                        end += 1;
-                    }
-                    assert_eq!(
-                        unchanged_window(gan_every, arch_every, iter),
-                        (start, end),
-                        "{gan_every} {arch_every} {iter}"
-                    );
-                }
-            }
-        }
-    }
-
-    /// A window's pairs do not depend on whether its block was made at its first iteration or,
-    /// as in a run resumed inside the window, at a later one; each iteration gets its own.
-    #[test]
-    fn a_window_makes_the_same_pairs_whenever_it_opens() {
-        use crate::gan::{GanConfig, GanSpec};
-        tch::manual_seed(0);
-        let masks = Tensor::rand([6, 1, 16, 16], (Kind::Float, Device::Cpu)).gt(0.7).to_kind(Kind::Float);
-        let images = Tensor::rand([6, 3, 16, 16], (Kind::Float, Device::Cpu));
-        let train = SegDataset::new((0..6).map(|i| i.to_string()).collect(), images, masks, vec![255]);
-        let spec = GanSpec::for_data(GanConfig { ngf: 4, ndf: 4, ..Default::default() }, &train);
-        let gan = Gan::new(&spec, Device::Cpu).unwrap();
-        let data = crate::data::split::DataConfig::new(std::path::Path::new("unused"));
-        let cfg = TrainConfig { gan_every: 8, arch_every: 8, ..TrainConfig::new(data) };
-        let (mut from_start, mut resumed) = (SyntheticWindow::default(), SyntheticWindow::default());
-        let first = from_start.take(&cfg, &gan, 1, &train);
-        let later = from_start.take(&cfg, &gan, 5, &train);
-        let again = resumed.take(&cfg, &gan, 5, &train);
-        let same = |a: &Tensor, b: &Tensor| a.equal(b);
-        assert!(same(&later.0, &again.0) && same(&later.1, &again.1) && same(&later.2.images, &again.2.images));
-        assert_eq!(later.0.size()[0], cfg.synthetic_count());
-        assert!(!same(&first.0, &later.0), "each iteration of a window gets its own pairs");
     }
 }

@@ -1,6 +1,6 @@
 //! Training a segmenter: the run loop for every method ([`segment`]) over named parts: what a
 //! run is asked ([`config`]), what differs per method ([`method`]; `semi`'s unlabelled loss in
-//! [`semi`]), what a run folder records ([`record`]) and how a run ends ([`report`]).
+//! [`semi`]; genseg's synthetic pairs in [`synthetic`]), what a run folder records ([`record`]) and how a run ends ([`report`]).
 pub mod batches;
 pub mod config;
 pub mod method;
@@ -9,6 +9,7 @@ pub mod record;
 pub mod report;
 pub mod segment;
 pub mod semi;
+pub mod synthetic;
 pub mod trainer;
 pub mod upper_optim;
 

@@ -7,6 +7,8 @@
 //! pass over the real batch, one over the unlabelled batch with its decoder run twice, one over
 //! both strong views, and a forward pass over the mixing images; an unlabelled batch of half the
 //! real one keeps it near 3x an `augment` step (`genseg bench schedule`, docs/RESULTS.md).
+//! The generator methods (`separate`, `genseg`) given unlabelled images add the same unlabelled
+//! loss beside their real and synthetic pairs.
 use super::batches::Batches;
 use crate::data::augment::AugmentConfig;
 use crate::data::strong::{cutmix_boxes, mix, strong_view, weak_view};
@@ -87,11 +89,29 @@ pub struct Semi {
     pub region_loss: RegionLoss,
 }
 
+/// One step's unlabelled images, drawn before the labelled pass: the weak views, the two strong
+/// views (CutMix boxes with the mixing images) and the mixing images' pseudo-labels.
+pub struct UnlabelledViews {
+    weak: Tensor,
+    strong: Vec<Tensor>,
+    boxes: [Tensor; 2],
+    mix_probs: Tensor,
+}
+
 impl Semi {
+    /// The unlabelled loss's settings of run `cfg`.
+    pub fn of(cfg: &crate::train::TrainConfig) -> Semi {
+        Semi {
+            config: cfg.semi.clone(),
+            batch_size: cfg.batch_size,
+            augment: cfg.augment.clone(),
+            precision: cfg.precision,
+            region_loss: cfg.region_loss,
+        }
+    }
+
     /// The step's loss on the real batch `(x, m)` (already augmented as `augment` does) and on
-    /// unlabelled images: (labelled + 1/4 each strong view + 1/2 feature perturbation) / 2, as in
-    /// UniMatch. Its unlabelled batches and views are drawn from `batches`, so a resumed run
-    /// repeats them.
+    /// unlabelled images: (labelled + unlabelled) / 2, as in UniMatch.
     pub fn loss(
         &self,
         (net, vs): (&SegNet, &VarStore),
@@ -99,43 +119,59 @@ impl Semi {
         batches: &mut Batches,
         pool: &Unlabelled,
     ) -> (Tensor, SemiLog) {
-        let cfg = &self.config;
-        let count = cfg.batch(self.batch_size);
+        let views = self.draw(net, batches, pool, x.device());
+        // Labelled and unlabelled images pass separately: in one batch their BatchNorm statistics
+        // mix, which cost about 0.1 Dice on the phantom set even with no unlabelled loss at all.
+        let labelled_logits = self.precision.autocast(x.device(), || net.forward_t(&x, true));
+        let labelled = segmentation_loss(&labelled_logits, &m, self.region_loss);
+        let (unlabelled, log) = self.unlabelled_loss((net, vs), views);
+        ((labelled + unlabelled) / 2.0, log)
+    }
+
+    /// Draws the step's unlabelled batches and views from `batches` (so a resumed run repeats
+    /// them) and labels the mixing images with the network in evaluation mode. Called before the
+    /// step's labelled pass, which moves the BatchNorm statistics that evaluation mode reads.
+    pub fn draw(&self, net: &SegNet, batches: &mut Batches, pool: &Unlabelled, device: tch::Device) -> UnlabelledViews {
+        let count = self.config.batch(self.batch_size);
         let (u, u_mix) = (batches.draw_images(pool, count), batches.draw_images(pool, count));
         let rng = &mut batches.rng;
         let weak = weak_view(&u, &self.augment, rng);
         let weak_mix = weak_view(&u_mix, &self.augment, rng);
         let boxes = [cutmix_boxes(&weak, rng), cutmix_boxes(&weak, rng)];
-        let strong: Vec<Tensor> =
-            boxes.iter().map(|b| mix(&strong_view(&weak, rng), &strong_view(&weak_mix, rng), b)).collect();
-        let device = x.device();
+        let strong = boxes.iter().map(|b| mix(&strong_view(&weak, rng), &strong_view(&weak_mix, rng), b)).collect();
+        let mix_probs = tch::no_grad(|| {
+            full_precision(&self.precision.autocast(device, || net.forward_t(&weak_mix, false))).sigmoid()
+        });
+        UnlabelledViews { weak, strong, boxes, mix_probs }
+    }
+
+    /// UniMatch's loss on unlabelled images, 1/4 each strong view + 1/2 the feature-perturbed
+    /// weak view, each a Dice loss against the weak view's confident pseudo-labels. The running
+    /// statistics the network is evaluated with stay the labelled pass's, as in `augment`: these
+    /// passes (perturbed features, jittered and blurred views) put theirs back
+    /// ([`SemiLog::statistics`]).
+    pub fn unlabelled_loss(&self, (net, vs): (&SegNet, &VarStore), views: UnlabelledViews) -> (Tensor, SemiLog) {
+        let cfg = &self.config;
+        let device = views.weak.device();
         let autocast = |f: &dyn Fn() -> Tensor| self.precision.autocast(device, f);
-        // The mixing images' pseudo-labels come from the network in evaluation mode.
-        let mix_probs = tch::no_grad(|| full_precision(&autocast(&|| net.forward_t(&weak_mix, false))).sigmoid());
-        // Labelled and unlabelled images pass separately: in one batch their BatchNorm statistics
-        // mix, which cost about 0.1 Dice on the phantom set even with no unlabelled loss at all.
-        // The running statistics the network is evaluated with are the labelled pass's, as in
-        // `augment`: the unlabelled passes (perturbed features, jittered and blurred views) put
-        // theirs back ([`SemiLog::statistics`]).
-        let labelled_logits = autocast(&|| net.forward_t(&x, true));
         let statistics = RunningStatistics::of(vs);
         let (weak_logits, perturbed) =
-            self.precision.autocast(device, || net.forward_feature_perturbed(&weak, cfg.feature_dropout));
+            self.precision.autocast(device, || net.forward_feature_perturbed(&views.weak, cfg.feature_dropout));
         let weak_probs = full_precision(&weak_logits).detach().sigmoid();
         let (labels, confidence) = pseudo_labels(&weak_probs);
-        let (mix_labels, mix_confidence) = pseudo_labels(&mix_probs);
+        let (mix_labels, mix_confidence) = pseudo_labels(&views.mix_probs);
         let threshold = cfg.confidence;
         let keep = |c: &Tensor| c.ge(threshold).to_kind(Kind::Float);
-        let strong_logits = autocast(&|| net.forward_t(&Tensor::cat(&strong, 0), true)).chunk(2, 0);
+        let strong_logits = autocast(&|| net.forward_t(&Tensor::cat(&views.strong, 0), true)).chunk(2, 0);
         let strong_loss = |i: usize| {
-            let target = mix(&labels, &mix_labels, &boxes[i]);
-            masked_dice_loss(&strong_logits[i], &target, &keep(&mix(&confidence, &mix_confidence, &boxes[i])))
+            let target = mix(&labels, &mix_labels, &views.boxes[i]);
+            let kept = keep(&mix(&confidence, &mix_confidence, &views.boxes[i]));
+            masked_dice_loss(&strong_logits[i], &target, &kept)
         };
-        let labelled = segmentation_loss(&labelled_logits, &m, self.region_loss);
-        let unlabelled =
+        let loss =
             (strong_loss(0) + strong_loss(1)) * 0.25 + masked_dice_loss(&perturbed, &labels, &keep(&confidence)) * 0.5;
         let confident = keep(&confidence).mean(Kind::Float).double_value(&[]);
-        ((labelled + unlabelled) / 2.0, SemiLog { confident, statistics })
+        (loss, SemiLog { confident, statistics })
     }
 }
 

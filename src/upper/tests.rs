@@ -10,7 +10,7 @@ use crate::models::segnet::NetConfig;
 use crate::models::segnet::SegNet;
 use crate::models::swin_unet::SwinUNetConfig;
 use crate::models::unet::{UNetConfig, Upsampling};
-use tch::nn::VarStore;
+use tch::nn::{ModuleT, VarStore};
 use tch::Tensor;
 use tch::{Device, Kind};
 
@@ -97,6 +97,19 @@ fn lower(f: &Fixture) -> InnerStep<'_> {
 /// dL_val(theta'(u))/du for the given entries of an upper-level variable u (alpha or a
 /// generator weight), by perturbing each entry and redoing the inner step.
 fn brute_force(f: &Fixture, var: &Tensor, entries: &[i64], xi: f64, h: f64) -> Vec<f64> {
+    brute_force_with(f, var, entries, xi, h, &|| Tensor::zeros([], (Kind::Double, Device::Cpu)))
+}
+
+/// [`brute_force`] with `extra`, a term of the inner loss that does not depend on u (genseg's
+/// unlabelled loss), added to the inner step.
+fn brute_force_with(
+    f: &Fixture,
+    var: &Tensor,
+    entries: &[i64],
+    xi: f64,
+    h: f64,
+    extra: &dyn Fn() -> Tensor,
+) -> Vec<f64> {
     let lo = lower(f);
     let params = f.seg_vs.trainable_variables();
     let snapshot = Snapshot::take(&f.seg_vs);
@@ -108,7 +121,7 @@ fn brute_force(f: &Fixture, var: &Tensor, entries: &[i64], xi: f64, h: f64) -> V
             a.copy_(&original);
             let _ = a.view(-1).get(entry).g_add_scalar_(delta);
         });
-        let grads = gradients(&lo.train_loss(&f.batch, &lo.synthesize(&f.batch)), &params);
+        let grads = gradients(&(lo.train_loss(&f.batch, &lo.synthesize(&f.batch)) + extra()), &params);
         shift(&params, &grads, -xi);
         let loss = tch::no_grad(|| lo.val_loss(&f.val.0, &f.val.1).double_value(&[]));
         snapshot.restore();
@@ -185,6 +198,35 @@ fn exact_hypergradient_matches_brute_force_through_every_segmenter() {
             entries.len()
         );
     }
+}
+
+/// genseg with unlabelled images adds `semi`'s loss to the inner step. It does not depend on
+/// alpha, so passing the gradients of the sum (the step actually taken) keeps the hypergradient
+/// exact: against brute force on the summed inner loss, and unlike the one without the term.
+#[test]
+fn hypergradient_with_an_unlabelled_term_matches_brute_force() {
+    let f = fixture(&[16, 16]);
+    let (xi, lo) = (0.5, lower(&f));
+    let params = f.seg_vs.trainable_variables();
+    let unlabelled = blobs(2, &[16, 16], 4) * 0.5 + 0.2;
+    let labels = blobs(2, &[16, 16], 5);
+    let keep = labels.ones_like();
+    let extra = || crate::train::semi::masked_dice_loss(&f.seg.forward_t(&unlabelled, true), &labels, &keep) * 10.0;
+    let synthetic = lo.synthesize(&f.batch);
+    let alpha = std::slice::from_ref(&f.gan.g.alpha);
+    let val = (&f.val.0, &f.val.1);
+    let hyper = |grads: &[Tensor]| {
+        let h = lo.hypergradient(&f.batch, &synthetic, val, grads, xi, HypergradMode::Exact, FD_SCALE, alpha);
+        Vec::<f64>::try_from(h[0].view(-1)).unwrap()
+    };
+    let with = hyper(&gradients(&(lo.train_loss(&f.batch, &synthetic) + extra()), &params));
+    let without = hyper(&gradients(&lo.train_loss(&f.batch, &synthetic), &params));
+    let entries: Vec<i64> = (0..f.gan.g.alpha.numel() as i64).collect();
+    let b = brute_force_with(&f, &f.gan.g.alpha, &entries, xi, 1e-6, &extra);
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let distance = |a: &[f64]| a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt() / norm(&b);
+    assert!(distance(&with) < 1e-3, "with the term: {} from brute force", distance(&with));
+    assert!(distance(&without) > 1e-2, "the term changed nothing: {}", distance(&without));
 }
 
 fn check_against_brute_force(f: &Fixture) {
