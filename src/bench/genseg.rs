@@ -118,7 +118,7 @@ impl ScheduleBench {
         use crate::train::{segment, Method, TrainConfig};
         let data = dir.join("phantom");
         crate::data::phantom::write_dataset(&data, 24, self.size, 5)?;
-        // The 8 cases outside the labelled 16 are semi's unlabelled images (every arm's split alike).
+        // The 8 cases outside the labelled 16 are the unlabelled images of semi and genseg.
         let mut data_cfg = DataConfig { n: 16, val_n: Some(4), unlabelled_n: Some(8), ..DataConfig::new(&data) };
         data_cfg.load.size = self.size;
         let gan = data_efficient(GanConfig { ngf: self.ngf, ndf: self.ngf, ..Default::default() });
@@ -141,7 +141,11 @@ impl ScheduleBench {
         for &k in &self.every {
             let (gan_every, arch_every, synthetic_share) = (k, k, self.synthetic_share);
             let cfg = TrainConfig { method: Method::Genseg, gan_every, arch_every, synthetic_share, ..base.clone() };
-            arms.push((format!("genseg, GAN and upper level every {k}"), cfg));
+            // genseg learns from the unlabelled images when it has them: timed with and without.
+            let mut labelled_only = cfg.clone();
+            labelled_only.data.unlabelled_n = None;
+            arms.push((format!("genseg, GAN and upper level every {k}"), labelled_only));
+            arms.push((format!("genseg with unlabelled images, every {k}"), cfg));
         }
         // The process's first run pays one-time costs (allocator, kernel selection): an untimed one first.
         segment::run(&arms[0].1, &dir.join("warm-up"), device)?;
