@@ -200,7 +200,7 @@ impl MethodState {
         let val_batch = (arch_step || cfg.reweight).then(|| batches.draw(&splits.val));
         let unlabelled = semi.map(|semi| {
             let pool = splits.unlabelled.as_ref().expect("MethodState::build gives semi only with unlabelled images");
-            (semi, semi.draw(&seg.net, batches, pool, device))
+            (semi, semi.draw(&seg.net, batches, pool))
         });
         let lower =
             InnerStep { seg: &seg.net, seg_vs: &seg.vs, gan, region: cfg.region_loss, lambda: cfg.synthetic_weight() };

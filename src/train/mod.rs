@@ -1,6 +1,7 @@
 //! Training a segmenter: the run loop for every method ([`segment`]) over named parts: what a
 //! run is asked ([`config`]), what differs per method ([`method`]; `semi`'s unlabelled loss in
-//! [`semi`]; genseg's synthetic pairs in [`synthetic`]), what a run folder records ([`record`]) and how a run ends ([`report`]).
+//! [`semi`]; genseg's synthetic pairs in [`synthetic`]), what a run folder records ([`record`])
+//! and how a run ends ([`report`]).
 pub mod batches;
 pub mod config;
 pub mod method;

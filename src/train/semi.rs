@@ -119,7 +119,7 @@ impl Semi {
         batches: &mut Batches,
         pool: &Unlabelled,
     ) -> (Tensor, SemiLog) {
-        let views = self.draw(net, batches, pool, x.device());
+        let views = self.draw(net, batches, pool);
         // Labelled and unlabelled images pass separately: in one batch their BatchNorm statistics
         // mix, which cost about 0.1 Dice on the phantom set even with no unlabelled loss at all.
         let labelled_logits = self.precision.autocast(x.device(), || net.forward_t(&x, true));
@@ -131,7 +131,8 @@ impl Semi {
     /// Draws the step's unlabelled batches and views from `batches` (so a resumed run repeats
     /// them) and labels the mixing images with the network in evaluation mode. Called before the
     /// step's labelled pass, which moves the BatchNorm statistics that evaluation mode reads.
-    pub fn draw(&self, net: &SegNet, batches: &mut Batches, pool: &Unlabelled, device: tch::Device) -> UnlabelledViews {
+    pub fn draw(&self, net: &SegNet, batches: &mut Batches, pool: &Unlabelled) -> UnlabelledViews {
+        let device = batches.device;
         let count = self.config.batch(self.batch_size);
         let (u, u_mix) = (batches.draw_images(pool, count), batches.draw_images(pool, count));
         let rng = &mut batches.rng;
