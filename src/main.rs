@@ -92,8 +92,9 @@ fn run(cli: cli::Cli, given: &Given) -> Result<()> {
             Experimental::AnnotationCampaign(c) => c.run(device)?,
             Experimental::SynthEval(s) => {
                 let split = cli::data::SplitArgs { unlabelled_n: s.unlabelled_n, ..s.split.clone() };
-                let run = s.args.config(&split, Some(&s.more), Methods::Arms(&[]), given)?;
-                let pseudo = s.pseudo_labels.then(genseg::gan::pseudo::PseudoFilter::default);
+                let mut run = s.args.config(&split, Some(&s.more), Methods::Arms(&[]), given)?;
+                // The TRTR run is the teacher here; its own configuration keeps none.
+                let pseudo = run.pseudo.take();
                 let cfg =
                     genseg::synth_eval::SynthEvalConfig { run, synthetic_n: s.synthetic_n, samples: s.samples, pseudo };
                 let r = genseg::synth_eval::run(&cfg, &s.out, device)?;

@@ -327,3 +327,89 @@ fn genseg_learns_from_unlabelled_images_beside_its_synthetic_pairs() {
     };
     assert_eq!((unlabelled_ids(&with), unlabelled_ids(&without)), (10, 0));
 }
+
+/// `--pseudo-labels`: a teacher (augment on the same split) labels the unlabelled images, the
+/// confident ones join the pairs the generator is pretrained on, and data_usage.json lists them
+/// among the generator's cases, never a validation or test case. The filter comes from the
+/// configuration (looser here than the default, which a 100-iteration teacher does not pass).
+/// Where it cannot work it is refused before anything is written.
+#[test]
+fn the_generator_learns_from_confident_pseudo_labelled_pairs() {
+    let d = tempfile::tempdir().unwrap();
+    let data = phantom(d.path(), "labelled", 16, 2);
+    let unlabelled = phantom(d.path(), "unlabelled", 12, 9);
+    let train = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["experimental", "train", arg(&data), "--out", arg(out), "--method", "separate"];
+        args.extend("--size 32 --n 12 --val-n 4 --width 8 --depth 3 --ngf 8 --ndf 8 --pretrain-iters 10".split(' '));
+        args.extend("--iters 100 --val-every 50 --device cpu --threads 1 --unlabelled".split(' '));
+        args.push(arg(&unlabelled));
+        args.extend(extra);
+        genseg(&args)
+    };
+    let without = d.path().join("without");
+    let o = train(&without, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let read = |path: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap() };
+    let mut config = read(&without.join("config.json"));
+    config["config"]["pseudo"] =
+        serde_json::json!({"confidence": 0.6, "confident_share": 0.5, "min_foreground": 0.005, "cap": 400});
+    let config_file = d.path().join("pseudo.json");
+    std::fs::write(&config_file, config.to_string()).unwrap();
+    let with = d.path().join("with");
+    let o = train(&with, &["--config", arg(&config_file)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let record = read(&with.join("generator-teacher").join("pseudo_labels.json"));
+    let kept: Vec<String> =
+        record["kept"].as_array().unwrap().iter().map(|k| k[0].as_str().unwrap().to_string()).collect();
+    assert_eq!(record["offered"], 12);
+    assert!(!kept.is_empty(), "the teacher labelled nothing confidently: {record}");
+    let usage = read(&with.join("data_usage.json"));
+    let ids = |key: &str| -> Vec<String> {
+        usage[key].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    };
+    let (generator, unlabelled_ids, train_ids) =
+        (ids("generator_ids"), ids("unlabelled_ids"), ids("seg_optimizer_ids"));
+    assert_eq!(generator.len(), train_ids.len() + kept.len(), "{usage}");
+    assert!(kept.iter().all(|k| generator.contains(k) && unlabelled_ids.contains(k)));
+    let held_out: Vec<String> = [ids("val_ids"), ids("test_ids")].concat();
+    assert!(generator.iter().all(|g| !held_out.contains(g) || unlabelled_ids.contains(g)), "{usage}");
+    let weights = |run: &Path| std::fs::read(run.join("generator").join("generator.safetensors")).unwrap();
+    assert!(weights(&with) != weights(&without), "the pseudo-labelled pairs did not reach the generator");
+    assert_eq!(read(&without.join("data_usage.json"))["generator_ids"].as_array().unwrap().len(), train_ids.len());
+
+    for (method, extra, expected) in [
+        ("augment", vec![], "has no generator to pretrain"),
+        ("genseg", vec!["--generator", arg(&with.join("generator"))], "is already trained"),
+    ] {
+        let out = d.path().join(format!("refused-{method}"));
+        let mut args = vec!["experimental", "train", arg(&data), "--out", arg(&out), "--method", method];
+        args.extend("--size 32 --n 12 --val-n 4 --iters 2 --device cpu --pseudo-labels --unlabelled".split(' '));
+        args.push(arg(&unlabelled));
+        args.extend(extra);
+        let o = genseg(&args);
+        assert!(!o.status.success() && stderr(&o).contains(expected), "{}", stderr(&o));
+        assert!(!out.exists(), "a refused run left its folder");
+    }
+    let out = d.path().join("refused-no-pool");
+    let o = genseg(&[
+        "experimental",
+        "train",
+        arg(&data),
+        "--out",
+        arg(&out),
+        "--method",
+        "separate",
+        "--pseudo-labels",
+        "--size",
+        "32",
+        "--n",
+        "12",
+        "--iters",
+        "2",
+        "--device",
+        "cpu",
+    ]);
+    assert!(!o.status.success() && stderr(&o).contains("--pseudo-labels needs unlabelled images"), "{}", stderr(&o));
+    assert!(!out.exists());
+}

@@ -96,6 +96,11 @@ pub struct ExperimentalArgs {
     /// Generator pretraining steps (without --generator)
     #[arg(long, default_value_t = defaults().pretrain_iters, help_heading = SYNTHETIC)]
     pretrain_iters: usize,
+    /// The generator also learns from the unlabelled images (--unlabelled, --unlabelled-n) that a
+    /// teacher (augment on the same split; synth-eval: the TRTR run) labels confidently (pixel
+    /// confidence 0.95 on 90 % of an image, some foreground, at most 400)
+    #[arg(long, help_heading = SYNTHETIC)]
+    pseudo_labels: bool,
     /// Learning rate of the architecture logits alpha (Adam)
     #[arg(long, default_value_t = defaults().arch_lr, help_heading = UPPER)]
     arch_lr: f64,
@@ -141,6 +146,9 @@ impl ExperimentalArgs {
         given.set("lambda", &mut cfg.lambda, &self.lambda);
         given.set("synthetic_share", &mut cfg.synthetic_share, &self.synthetic_share);
         given.set("pretrain_iters", &mut cfg.pretrain_iters, &self.pretrain_iters);
+        if self.pseudo_labels {
+            cfg.pseudo = Some(genseg::gan::pseudo::PseudoFilter::default());
+        }
         given.set("arch_lr", &mut cfg.arch_lr, &self.arch_lr);
         given.set("arch_every", &mut cfg.arch_every, &self.arch_every);
         given.set("gan_every", &mut cfg.gan_every, &self.gan_every);

@@ -161,11 +161,6 @@ pub struct SynthEvalCommand {
     /// split is what remains
     #[arg(long)]
     pub unlabelled_n: Option<usize>,
-    /// The generator also learns from the unlabelled images (--unlabelled, --unlabelled-n) that
-    /// the TRTR segmenter labels confidently (pixel confidence 0.95 on 90 % of an image, some
-    /// foreground, at most 400)
-    #[arg(long)]
-    pub pseudo_labels: bool,
     /// The report folder
     #[arg(long)]
     pub out: PathBuf,

@@ -1,9 +1,10 @@
 //! Cross-validation of the plan's candidates: k seeded folds over every labelled pair (each pair
 //! validates once), every candidate trained on every fold as an ordinary run folder, fold by
-//! fold so that a budget that runs out leaves every candidate with the same folds. Each run's
-//! iteration cap is what the budget left affords at the rate measured so far. Every fold model
+//! fold so that a budget that runs out leaves every candidate with the same folds. Each fold's
+//! iterations (the same for every candidate) are what the budget left affords at the rate
+//! measured so far. Every fold model
 //! is scored per validation case; candidates compare by those scores, paired by case.
-use super::plan::{Plan, OVERHEAD};
+use super::plan::{Plan, FULL_ITERS, OVERHEAD};
 use super::{Candidate, Clock, FitConfig};
 use crate::data::split::{load_splits, DataConfig};
 use crate::data::SegDataset;
@@ -143,23 +144,41 @@ pub fn run(
     let folds = write_folds(plan, cfg.seed, out)?;
     let order = run_order(plan);
     let mut scores: Vec<FoldScore> = Vec::new();
+    let mut rate = Rate::planned(plan);
+    // Iterations of the fold being trained: every candidate of a fold gets the same.
+    let mut fold_iters: Option<(usize, usize)> = None;
     for (i, &(k, c)) in order.iter().enumerate() {
         let rel = run_folder(k, c);
         let dir = out.join(&rel);
-        let tcfg = match started_config(&dir)? {
+        let started = started_config(&dir)?;
+        let fresh = started.is_none();
+        let tcfg = match started {
             Some(t) => t,
             None => {
-                // Seconds per iteration: measured on the finished runs (per unit of cost), else planned.
-                let measured: Vec<f64> =
-                    scores.iter().map(|s| s.summary.seconds_per_iter / s.candidate.cost()).collect();
-                let unit = match measured.is_empty() {
-                    true => plan.ms_per_step * OVERHEAD / 1000.0,
-                    false => measured.iter().sum::<f64>() / measured.len() as f64,
+                let iters = match fold_iters {
+                    Some((fold, iters)) if fold == k => Some(iters),
+                    _ => match fold_started_iters(out, plan, k)? {
+                        Some(iters) => Some(iters),
+                        None => {
+                            let remaining: f64 = order[i..].iter().map(|&(_, c)| c.cost()).sum();
+                            let left = plan.training_s - clock.spent();
+                            let iters = fold_iterations(left, rate.unit * remaining, rate.cap, k == 0);
+                            if let Some(n) = iters {
+                                tracing::info!(
+                                    "fit: fold {} runs {n} iterations ({:.0} s left for {} runs at {:.3} s an \
+                                     iteration, {})",
+                                    k + 1,
+                                    left.max(0.0),
+                                    order.len() - i,
+                                    rate.unit,
+                                    rate.source
+                                );
+                            }
+                            iters
+                        }
+                    },
                 };
-                let per_iter: f64 = order[i..].iter().map(|&(_, c)| unit * c.cost()).sum();
-                let left = plan.training_s - clock.spent();
-                let first_of_candidate = !scores.iter().any(|s| s.candidate == c);
-                let Some(iters) = fold_iterations(left, per_iter, plan.iters, first_of_candidate) else {
+                let Some(iters) = iters else {
                     tracing::warn!(
                         "fit: the budget is spent after {} of {} fold runs; choosing on the folds every candidate finished",
                         i,
@@ -167,6 +186,7 @@ pub fn run(
                     );
                     break;
                 };
+                fold_iters = Some((k, iters));
                 fold_config(cfg, plan, c, &folds[k], iters)
             }
         };
@@ -179,8 +199,8 @@ pub fn run(
             order.len(),
             crate::progress::clock((cfg.budget_s - clock.spent()).max(0.0))
         );
+        let run_started = std::time::Instant::now();
         let summary = crate::train::segment::run(&tcfg, &dir, device)?;
-        clock.save()?;
         let (_vs, net, _spec) = crate::infer::load_model(&dir, device)?;
         let val = load_splits(&tcfg.data, tcfg.seed)?.val;
         let (cases, probs) = crate::eval::evaluate(&net, &val, device, tcfg.empty_policy);
@@ -191,6 +211,10 @@ pub fn run(
             }
             false => vec![],
         };
+        if fresh {
+            rate.measured(run_started.elapsed().as_secs_f64(), summary.stopped_iter, c);
+        }
+        clock.save()?;
         scores.push(FoldScore { candidate: c, run: rel, summary, cases, best_cases, val, probs });
     }
     Ok((summarise(plan, &scores)?, scores))
@@ -224,15 +248,58 @@ pub fn run_one(cfg: &FitConfig, plan: &Plan, out: &Path, index: usize, device: D
     Ok(())
 }
 
-/// Iterations of the next fold run: what the time `left` affords at `per_iter` seconds for it
-/// and every run after it, at most the plan's; `None` below [`MIN_ITERS`] (the budget is spent).
-/// A candidate's first fold run always gets [`MIN_ITERS`] at least: the plan promised it, and
-/// a step measured slow on a loaded machine must not leave the fit without any model.
-fn fold_iterations(left: f64, per_iter: f64, plan_iters: usize, first_of_candidate: bool) -> Option<usize> {
-    let iters = ((left / per_iter).max(0.0) as usize).min(plan_iters);
-    match (iters >= MIN_ITERS, first_of_candidate) {
+/// Seconds a fold run takes per iteration and unit of [`Candidate::cost`], and the iteration cap
+/// that goes with the estimate: the plan's guess for the first fold, then what the fold runs of
+/// this session measured (training, validation and scoring, wall clock), which lifts the cap to
+/// [`FULL_ITERS`] so that a machine faster than the guess spends the budget instead of ending
+/// early (the first fits ended at 52-85 % of it: docs/RESULTS.md, "Does fit beat train?"). The
+/// slower of the mean so far and the last run's rate: a machine that slows down (another job
+/// starts) cuts the next fold at once instead of leaving the last fold a few iterations.
+struct Rate {
+    unit: f64,
+    cap: usize,
+    source: &'static str,
+    seconds: f64,
+    units: f64,
+}
+
+impl Rate {
+    fn planned(plan: &Plan) -> Rate {
+        let unit = plan.ms_per_step * OVERHEAD / 1000.0;
+        Rate { unit, cap: plan.iters, source: "the plan's estimate", seconds: 0.0, units: 0.0 }
+    }
+
+    /// A fold run trained from its start in this session took `seconds` for `iters` iterations.
+    fn measured(&mut self, seconds: f64, iters: usize, c: Candidate) {
+        if iters == 0 || !seconds.is_finite() {
+            return;
+        }
+        let units = iters as f64 * c.cost();
+        (self.seconds, self.units) = (self.seconds + seconds, self.units + units);
+        let unit = (self.seconds / self.units).max(seconds / units);
+        (self.unit, self.cap, self.source) = (unit, FULL_ITERS, "measured on the fold runs so far");
+    }
+}
+
+/// The iterations of fold `k`'s runs already started (a resumed fit keeps them for the rest).
+fn fold_started_iters(out: &Path, plan: &Plan, k: usize) -> Result<Option<usize>> {
+    for &c in &plan.candidates {
+        if let Some(t) = started_config(&out.join(run_folder(k, c)))? {
+            return Ok(Some(t.iters));
+        }
+    }
+    Ok(None)
+}
+
+/// Iterations of the next fold's runs: what the time `left` affords at `per_iter` seconds for
+/// it and every run after it, at most `cap`; `None` below [`MIN_ITERS`] (the budget is spent).
+/// The first fold always gets [`MIN_ITERS`] at least: the plan promised it, and a step measured
+/// slow on a loaded machine must not leave the fit without any model.
+fn fold_iterations(left: f64, per_iter: f64, cap: usize, first_fold: bool) -> Option<usize> {
+    let iters = ((left / per_iter).max(0.0) as usize).min(cap);
+    match (iters >= MIN_ITERS, first_fold) {
         (true, _) => Some(iters),
-        (false, true) => Some(MIN_ITERS.min(plan_iters.max(1))),
+        (false, true) => Some(MIN_ITERS.min(cap.max(1))),
         (false, false) => None,
     }
 }
@@ -306,12 +373,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_slow_machine_still_trains_each_candidates_first_fold() {
+    fn a_slow_machine_still_trains_the_first_fold() {
         // 35 s left, 1.13 s an iteration for the remaining runs: 30 iterations, below the minimum.
         assert_eq!(fold_iterations(35.0, 1.13, 50, true), Some(MIN_ITERS));
         assert_eq!(fold_iterations(35.0, 1.13, 50, false), None, "later folds stop the fit instead");
         assert_eq!(fold_iterations(-5.0, 1.0, 40, true), Some(40), "never more than the plan");
         assert_eq!(fold_iterations(500.0, 1.0, 300, false), Some(300));
+    }
+
+    /// Before any fold run the plan's guess and cap hold; once runs are measured their rate does,
+    /// and a machine faster than the guess may run up to FULL_ITERS.
+    #[test]
+    fn the_rate_measured_on_fold_runs_replaces_the_plans_guess() {
+        let plan: Plan = serde_json::from_value(serde_json::json!({
+            "profile": {"dims": 2, "channels": 3, "pairs": 16, "ids": [], "median_side": 64,
+                        "foreground_median": 0.1, "foreground_min": 0.01, "empty_masks": 0},
+            "budget_s": 600.0, "training_s": 525.0, "device": "cpu", "size": 64, "width": 16, "depth": 4,
+            "batch_size": 4, "iters": 400, "folds": 5, "candidates": ["augment", "copy-paste"],
+            "step_ms": [[64, 60.0]], "ms_per_step": 60.0, "reasons": []
+        }))
+        .unwrap();
+        let mut rate = Rate::planned(&plan);
+        assert_eq!((rate.cap, (rate.unit * 1000.0).round()), (400, 90.0));
+        rate.measured(24.0, 400, Candidate::Augment);
+        rate.measured(0.0, 0, Candidate::CopyPaste);
+        assert_eq!((rate.cap, rate.unit), (FULL_ITERS, 0.06));
+        // 480 s left for 8 runs of cost 1.025 at 0.06 s: 975 iterations.
+        assert_eq!(fold_iterations(480.0, rate.unit * 8.2, rate.cap, false), Some(975));
+        // The machine slows down: the last run's rate, not the mean, sets the next fold.
+        rate.measured(36.0, 400, Candidate::Augment);
+        assert_eq!(rate.unit, 0.09);
+        rate.measured(24.0, 400, Candidate::Augment);
+        assert!((rate.unit - 0.07).abs() < 1e-12, "{}", rate.unit);
     }
 
     /// Every pair validates exactly once, folds differ in size by at most one, and the seed decides.

@@ -240,7 +240,16 @@ fn plan_stage(cfg: &FitConfig, out: &Path, device: Device) -> Result<FitRecord> 
             (required, vec![Candidate::AugmentNnunet, Candidate::Genseg], true)
         }
     };
-    let input = PlanInput { profile, load: &cfg.load, budget_s: cfg.budget_s, folds, required, optional, droppable };
+    let input = PlanInput {
+        profile,
+        load: &cfg.load,
+        budget_s: cfg.budget_s,
+        folds,
+        required,
+        optional,
+        droppable,
+        exports: cfg.python.is_some(),
+    };
     let plan = plan::plan(input, device);
     for reason in &plan.reasons {
         tracing::info!("plan: {reason}");

@@ -79,7 +79,8 @@ pub struct Plan {
     pub width: i64,
     pub depth: usize,
     pub batch_size: i64,
-    /// Iteration cap of each fold run (early stopping may end it sooner).
+    /// Iterations of the first fold's runs; later folds get what the rate measured on the
+    /// earlier ones affords, up to [`FULL_ITERS`] ([`super::cv`]).
     pub iters: usize,
     pub folds: usize,
     /// In the order they are tried; the first is the reference of the paired differences.
@@ -159,17 +160,18 @@ pub struct PlanInput<'a> {
     /// Whether required candidates may be left out when the budget is short (not when the user
     /// named them).
     pub droppable: bool,
+    /// Whether the fit ends with an ONNX export (which takes part of the budget).
+    pub exports: bool,
 }
 
 /// The plan: the largest side at which every required candidate gets [`FULL_ITERS`] on every
 /// fold; then as many iterations as the budget allows there (dropping candidates from the end
 /// below [`FEW_ITERS`]); then optional candidates while they fit at full iterations.
 pub fn plan(input: PlanInput, device: Device) -> Plan {
-    let PlanInput { profile, load, budget_s, folds, mut required, optional, droppable } = input;
+    let PlanInput { profile, load, budget_s, folds, mut required, optional, droppable, exports } = input;
     let cuda = device.is_cuda();
     let (width, batch_size) = if cuda { (32, 8) } else { (16, 4) };
-    // Planning, the ensemble's export and the report take the rest.
-    let training_s = (budget_s * 0.9 - 15.0).max(budget_s * 0.5);
+    let training_s = training_seconds(budget_s, exports);
     let mut reasons = vec![format!(
         "{} pairs, {}-D, {} channel(s), median foreground share {:.3}; {folds} folds",
         profile.pairs, profile.dims, profile.channels, profile.foreground_median
@@ -235,7 +237,10 @@ pub fn plan(input: PlanInput, device: Device) -> Plan {
     };
     let iters = iters.max(50);
     if iters < FULL_ITERS {
-        reasons.push(format!("{iters} iterations a fold run: what the budget affords (full: {FULL_ITERS})"));
+        reasons.push(format!(
+            "{iters} iterations a fold run: what the budget affords at the estimated rate (full: {FULL_ITERS}); \
+             later folds run what the rate measured on the first affords"
+        ));
     }
     let mut candidates = required;
     for c in optional {
@@ -264,6 +269,14 @@ pub fn plan(input: PlanInput, device: Device) -> Plan {
         ms_per_step: ms,
         reasons,
     }
+}
+
+/// The seconds of a `budget_s` fit that cross-validation may take. Planning, the report and the
+/// rate's misjudgement take 5 % and 5 s; the ensemble's ONNX export (tracing every fold model,
+/// then checking the graph in onnxruntime) 15 s and 5 % more. Never below half the budget.
+pub fn training_seconds(budget_s: f64, exports: bool) -> f64 {
+    let reserve = budget_s * 0.05 + if exports { 20.0 + budget_s * 0.05 } else { 5.0 };
+    (budget_s - reserve).max(budget_s * 0.5)
 }
 
 /// `20m`, `90s`, `1h30m`, `600` (seconds).
@@ -340,6 +353,7 @@ mod tests {
             required: vec![Candidate::Augment, Candidate::CopyPaste],
             optional: vec![Candidate::AugmentNnunet],
             droppable,
+            exports: false,
         }
     }
 
@@ -356,6 +370,15 @@ mod tests {
         assert!(p.iters < FULL_ITERS, "{}", p.iters);
         let p = plan(input(24, 5.0, false), Device::Cpu);
         assert_eq!(p.candidates, [Candidate::Augment, Candidate::CopyPaste]);
+    }
+
+    /// A 10-minute fit keeps 35 s for the rest without an export, 80 s with one; a tiny budget
+    /// keeps half for training.
+    #[test]
+    fn the_reserve_depends_on_the_export() {
+        assert_eq!(training_seconds(600.0, false), 565.0);
+        assert_eq!(training_seconds(600.0, true), 520.0);
+        assert_eq!(training_seconds(40.0, true), 20.0);
     }
 
     #[test]

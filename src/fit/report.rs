@@ -34,7 +34,7 @@ pub fn write(out: &Path, record: &FitRecord, cv: &CvResult, scores: &[FoldScore]
         "<h1>genseg fit: {0}</h1>\n\
          <p>{1} pairs; {2:.0} s spent of a {3:.0} s budget on {4}. Files: <a href=\"plan.json\">plan.json</a>, \
          <a href=\"ensemble.json\">ensemble.json</a>.</p>\n<h2>Plan</h2>\n<p>{5} px, U-Net width {6} depth {7}, batch {8}, \
-         up to {9} iterations a fold run, {10} folds.</p>\n<ul>\n",
+         {9} iterations in the first fold (later folds: what the measured rate affords, up to {full}), {10} folds.</p>\n<ul>\n",
         escape(&data),
         plan.profile.pairs,
         spent_s,
@@ -45,7 +45,8 @@ pub fn write(out: &Path, record: &FitRecord, cv: &CvResult, scores: &[FoldScore]
         plan.depth,
         plan.batch_size,
         plan.iters,
-        plan.folds
+        plan.folds,
+        full = super::plan::FULL_ITERS
     );
     for r in &plan.reasons {
         h += &format!("<li>{}</li>\n", escape(r));

@@ -71,6 +71,8 @@ pub(super) fn cells(cfg: &StudyConfig, out: &Path) -> Vec<Cell> {
                     let mut c = base.clone();
                     c.method = method;
                     c.generator = generator.clone().filter(|_| method.uses_generator());
+                    // The cell's generator learned from the pseudo-labelled pairs already.
+                    c.pseudo = None;
                     (c, out.join("runs").join(format!("{}-n{n}-s{seed}", method.name())))
                 })
                 .collect();
@@ -81,14 +83,21 @@ pub(super) fn cells(cfg: &StudyConfig, out: &Path) -> Vec<Cell> {
 
 pub fn run(cfg: &StudyConfig, out: &Path, device: Device) -> Result<Vec<Row>> {
     crate::runtime::refuse_overlap("--out", out, &cfg.base.data.inputs())?;
+    if cfg.base.pseudo.is_some() && !cfg.methods.iter().any(|m| m.uses_generator()) {
+        anyhow::bail!("--pseudo-labels: none of the study's methods pretrains a generator; add separate or genseg");
+    }
     ensure_writable_dir(out)?;
     let _lock = if cfg.shard.is_none() { Some(lock_folder(out)?) } else { None };
     let mut rows = Vec::new();
     for cell in cells(cfg, out) {
         if let Some(gen_dir) = cell.generator.as_ref().filter(|g| !g.join("gan.json").is_file()) {
-            let splits = load_splits(&cell.base.data, cell.seed)?;
+            let mut splits = load_splits(&cell.base.data, cell.seed)?;
+            if cell.base.pseudo.is_some() {
+                splits.load_unlabelled_folder(&cell.base.data)?;
+            }
             let spec = GanSpec::for_data(cell.base.gan.clone(), &splits.train);
-            pretrain(&spec, &cell.base.pretrain_config(cell.seed), &splits.train, &splits.val, gen_dir, device)?;
+            let pairs = crate::train::teacher::generator_pairs(&cell.base, &splits, gen_dir, device)?;
+            pretrain(&spec, &cell.base.pretrain_config(cell.seed), &pairs, &splits.val, gen_dir, device)?;
         }
         for (c, dir) in &cell.runs {
             let summary = segment::run(c, dir, device)?;

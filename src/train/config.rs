@@ -119,6 +119,10 @@ pub struct TrainConfig {
     /// A generator folder the pretraining starts from ([`PretrainConfig::prior`]).
     #[serde(default)]
     pub generator_prior: Option<PathBuf>,
+    /// `separate` and `genseg`: the generator also learns from the unlabelled images a teacher
+    /// labels confidently ([`super::teacher`]); `None`: from the labelled pairs alone.
+    #[serde(default)]
+    pub pseudo: Option<crate::gan::pseudo::PseudoFilter>,
     /// Learning rate of the architecture logits alpha (Adam with beta1 [`ARCH_BETA1`]).
     pub arch_lr: f64,
     /// Architecture step every k iterations.
@@ -274,6 +278,7 @@ impl TrainConfig {
             pretrain_iters: 1000,
             generator: None,
             generator_prior: None,
+            pseudo: None,
             arch_lr: 3e-3,
             arch_every: 1,
             gan_every: 1,

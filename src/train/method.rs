@@ -74,6 +74,7 @@ impl MethodState {
                 cfg.method.name()
             );
         }
+        super::teacher::check(cfg, splits)?;
         if !cfg.method.uses_generator() {
             return Ok(());
         }
@@ -89,7 +90,8 @@ impl MethodState {
     }
 
     /// The method's state; generator methods load the given generator or pretrain one on the
-    /// training cases into `out/generator`, its fidelity followed on the validation cases.
+    /// training cases (and with `--pseudo-labels` the teacher's confident pairs) into
+    /// `out/generator`, its fidelity followed on the validation cases.
     /// [`MethodState::check`] has checked the generator flags.
     pub fn build(cfg: &TrainConfig, splits: &Splits, out: &Path, device: Device) -> Result<MethodState> {
         let train = &splits.train;
@@ -105,7 +107,9 @@ impl MethodState {
         let mut gan = match &cfg.generator {
             Some(dir) => Gan::load(dir, device)?,
             None => {
-                pretrain(&spec, &cfg.pretrain_config(cfg.seed), train, &splits.val, &out.join("generator"), device)?
+                let dir = out.join("generator");
+                let pairs = super::teacher::generator_pairs(cfg, splits, &dir, device)?;
+                pretrain(&spec, &cfg.pretrain_config(cfg.seed), &pairs, &splits.val, &dir, device)?
             }
         };
         gan.precision = cfg.precision;

@@ -63,7 +63,13 @@ pub fn finish(out: &Path, device: Device, mut t: Trainer, splits: &Splits, state
         &out.join("data_usage.json"),
         &DataUsage {
             seg_optimizer_ids: t.seen.clone(),
-            generator_ids: if cfg.method.uses_generator() { splits.split.train.clone() } else { vec![] },
+            generator_ids: match cfg.method.uses_generator() {
+                true => {
+                    let gen_dir = cfg.generator.clone().unwrap_or_else(|| out.join("generator"));
+                    splits.split.train.iter().cloned().chain(super::teacher::pseudo_ids(&gen_dir)).collect()
+                }
+                false => vec![],
+            },
             val_ids: splits.split.val.clone(),
             test_ids: splits.split.test.clone(),
             unlabelled_ids: match (cfg.method.uses_unlabelled(), &splits.unlabelled) {
