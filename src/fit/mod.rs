@@ -41,7 +41,8 @@ pub enum Candidate {
     Semi,
     /// nnU-Net v2's augmentation preset (within noise of the geometric one at 64 px).
     AugmentNnunet,
-    /// GenSeg end to end (its generator pretrained on each fold's training pairs).
+    /// GenSeg end to end (its generator pretrained on each fold's training pairs), with semi's
+    /// unlabelled loss when unlabelled images are given.
     Genseg,
 }
 
@@ -78,7 +79,11 @@ impl Candidate {
                 cfg.method = Method::Semi;
                 cfg.data.unlabelled = unlabelled.map(Path::to_path_buf);
             }
-            Candidate::Genseg => cfg.method = Method::Genseg,
+            // With unlabelled images, genseg adds semi's loss beside its synthetic pairs.
+            Candidate::Genseg => {
+                cfg.method = Method::Genseg;
+                cfg.data.unlabelled = unlabelled.map(Path::to_path_buf);
+            }
         }
     }
 }

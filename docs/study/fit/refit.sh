@@ -3,7 +3,8 @@
 # the rate measured on the first affords, instead of the plan's estimate, which had fits end at
 # 52-85 % of the budget). Design fixed before its results: the cells of docs/study/fit/run.sh
 # (same labelled pairs, test cases, seeds, --budget 10m, two cells at a time, one thread each);
-# arm `refit` beside train, fit (the first fit) and nnunet, scored the same way.
+# arm `refit` beside train, fit (the first fit) and nnunet, scored the same way. Tables:
+#   python3 docs/study/fit/table.py STUDY_DIR > docs/study/fit/results.md
 #   bash docs/study/fit/refit.sh STUDY_DIR      (resumable: finished cells are skipped)
 set -u
 STUDY=$(realpath "${1:-/work/studies/fit}")

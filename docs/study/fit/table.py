@@ -3,7 +3,9 @@
 Usage: python3 docs/study/fit/table.py STUDY_DIR > results.md
 Writes STUDY_DIR/results.csv (method, set, n, seed, test_dice, test_iou, test_cases, ood_dice,
 ood_iou, ood_cases, seconds) from every finished cell and prints, per set, the mean test Dice of
-each arm and fit - train paired by seed with a 95 % bootstrap interval.
+each arm and the paired differences by seed with 95 % bootstrap intervals: fit and refit (the fit
+that spends its budget, docs/study/fit/refit.sh) against train, refit against the first fit, nnU-Net
+against both.
 """
 import csv, json, os, random, sys
 
@@ -15,7 +17,7 @@ for cell in sorted(os.listdir(study)):
         continue
     name, seed = cell.rsplit("-s", 1)
     seconds = dict(zip(*[iter(open(os.path.join(c, "seconds")).read().split())] * 2))
-    for arm in ["train", "fit", "fit-best", "nnunet"]:
+    for arm in ["train", "fit", "fit-best", "refit", "nnunet"]:
         ev = os.path.join(c, f"eval-{arm}", "summary.json")
         if not os.path.isfile(ev):
             continue
@@ -43,7 +45,7 @@ def interval(d):
     return sum(d) / len(d), means[250], means[9749]
 
 
-PAIRS = [("fit", "train"), ("fit-best", "fit"), ("nnunet", "fit")]
+PAIRS = [("fit", "train"), ("refit", "train"), ("refit", "fit"), ("fit-best", "fit"), ("nnunet", "fit"), ("nnunet", "refit")]
 print("| set | metric | arm - base | base | arm | difference (seeds) | verdict |\n|---|---|---|---|---|---|---|")
 for name in sorted({r["set"] for r in rows}):
     for metric in ["test_dice", "ood_dice"]:
@@ -74,3 +76,18 @@ for r in rows:
           + " / ".join(f"{k} {v['mean']:.3f}" for k, v in cands.items())
           + f" | {cv['chosen']} | {cands[cv['chosen']]['best_checkpoint_mean']:.3f} | {r['seconds']} | "
           f"{train['test_dice']:.3f} | {r['test_dice']:.3f} |")
+
+refits = [r for r in rows if r["method"] == "refit"]
+if refits:
+    print("\nrefit per cell: each fold's iterations (the same for every candidate), the cross-validated Dice, the "
+          "choice, seconds of the 600 s budget spent (the first fit's beside it), test Dice of the first fit and refit.\n")
+    print("| set | seed | fold iterations | cross-validated Dice | chosen | refit s | fit s | fit | refit |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in refits:
+        c = os.path.join(study, f"{r['set']}-s{r['seed']}")
+        cv = json.load(open(os.path.join(c, "refit", "plan.json")))["cv"]
+        cands = {x["candidate"]: x for x in cv["rows"]}
+        fit = next(x for x in rows if x["method"] == "fit" and x["set"] == r["set"] and x["seed"] == r["seed"])
+        print(f"| {r['set']} | {r['seed']} | {', '.join(str(i) for i in cv['rows'][0]['stopped_iters'])} | "
+              + " / ".join(f"{k} {v['mean']:.3f}" for k, v in cands.items())
+              + f" | {cv['chosen']} | {r['seconds']} | {fit['seconds']} | {fit['test_dice']:.3f} | {r['test_dice']:.3f} |")

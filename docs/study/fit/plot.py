@@ -1,0 +1,30 @@
+"""Test Dice per (set, seed) of the fit study: train's defaults, the first fit, refit (the fit that
+spends its budget) and nnU-Net v2 where it ran; one line per seed joins its arms, so the paired
+differences of results.md can be seen cell by cell.
+Usage: python plot.py docs/study/fit/results.csv docs/study/fit/paired.png
+"""
+import csv
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+rows = list(csv.DictReader(open(sys.argv[1])))
+arms = ["train", "fit", "refit", "nnunet"]
+sets = sorted({r["set"] for r in rows})
+by = {(r["method"], r["set"], int(r["seed"])): float(r["test_dice"]) for r in rows}
+fig, axes = plt.subplots(1, len(sets), figsize=(3.4 * len(sets), 3.6), sharey=True, squeeze=False)
+for ax, name in zip(axes[0], sets):
+    for seed, colour in zip((1, 2, 3), ("tab:blue", "tab:orange", "tab:green")):
+        xs = [i for i, a in enumerate(arms) if (a, name, seed) in by]
+        ax.plot(xs, [by[(arms[i], name, seed)] for i in xs], "o-", color=colour, label=f"seed {seed}")
+    ax.set_xticks(range(len(arms)), arms)
+    ax.set_title(f"{name} (N = 16)")
+    ax.grid(alpha=0.3)
+axes[0][0].set_ylabel("test Dice")
+axes[0][0].legend(fontsize=8)
+fig.suptitle("genseg fit at 10 min on one CPU core vs train's defaults and nnU-Net v2 (docs/study/fit)", fontsize=10)
+fig.tight_layout()
+fig.savefig(sys.argv[2], dpi=120)
