@@ -96,7 +96,7 @@ pub fn run(cfg: &StudyConfig, out: &Path, device: Device) -> Result<Vec<Row>> {
                 splits.load_unlabelled_folder(&cell.base.data)?;
             }
             let spec = GanSpec::for_data(cell.base.gan.clone(), &splits.train);
-            let pairs = crate::train::teacher::generator_pairs(&cell.base, &splits, gen_dir, device)?;
+            let pairs = crate::train::segment::generator_pairs(&cell.base, &splits, gen_dir, device)?;
             pretrain(&spec, &cell.base.pretrain_config(cell.seed), &pairs, &splits.val, gen_dir, device)?;
         }
         for (c, dir) in &cell.runs {

@@ -9,6 +9,7 @@ use super::synthetic::{synthetic_masks, SyntheticWindow};
 use super::upper_optim::UpperOptimizers;
 use crate::data::photometric;
 use crate::data::split::Splits;
+use crate::data::SegDataset;
 use crate::gan::{check_data_fits, check_prior_fits, pretrain, Backgrounds, Gan, GanLosses, GanSpec};
 use crate::learn::loss::seg_loss;
 use crate::learn::optim::gradients;
@@ -90,10 +91,16 @@ impl MethodState {
     }
 
     /// The method's state; generator methods load the given generator or pretrain one on the
-    /// training cases (and with `--pseudo-labels` the teacher's confident pairs) into
-    /// `out/generator`, its fidelity followed on the validation cases.
+    /// `generator_pairs` (the training cases, with `--pseudo-labels` also the teacher's confident
+    /// pairs) into `out/generator`, its fidelity followed on the validation cases.
     /// [`MethodState::check`] has checked the generator flags.
-    pub fn build(cfg: &TrainConfig, splits: &Splits, out: &Path, device: Device) -> Result<MethodState> {
+    pub fn build(
+        cfg: &TrainConfig,
+        splits: &Splits,
+        out: &Path,
+        device: Device,
+        generator_pairs: &SegDataset,
+    ) -> Result<MethodState> {
         let train = &splits.train;
         match cfg.method {
             Method::Plain => return Ok(MethodState::Plain),
@@ -106,11 +113,14 @@ impl MethodState {
         let spec = GanSpec::for_data(cfg.gan.clone(), train);
         let mut gan = match &cfg.generator {
             Some(dir) => Gan::load(dir, device)?,
-            None => {
-                let dir = out.join("generator");
-                let pairs = super::teacher::generator_pairs(cfg, splits, &dir, device)?;
-                pretrain(&spec, &cfg.pretrain_config(cfg.seed), &pairs, &splits.val, &dir, device)?
-            }
+            None => pretrain(
+                &spec,
+                &cfg.pretrain_config(cfg.seed),
+                generator_pairs,
+                &splits.val,
+                &out.join("generator"),
+                device,
+            )?,
         };
         gan.precision = cfg.precision;
         Ok(match cfg.method {

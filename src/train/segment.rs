@@ -8,9 +8,11 @@ use super::config::{Keep, Method, TrainConfig};
 use super::method::StepLog;
 use super::record::{LoopState, RunSummary};
 use super::report;
+use super::teacher;
 use super::trainer::Trainer;
 use crate::data::fingerprint::Fingerprint;
 use crate::data::split::{load_splits, Splits};
+use crate::data::SegDataset;
 use crate::progress::Progress;
 use crate::runtime::lock_folder;
 use crate::runtime::{append_jsonl, ensure_writable_dir, save_vars, write_json};
@@ -40,6 +42,20 @@ pub fn run(cfg: &TrainConfig, out: &Path, device: Device) -> Result<RunSummary> 
     })
 }
 
+/// The pairs a generator pretrained into `gen_dir` learns from: the training pairs, and with
+/// `--pseudo-labels` also the unlabelled images that a teacher, trained here first
+/// ([`super::teacher`]), labels confidently. Refused before any training where it cannot work.
+pub fn generator_pairs(cfg: &TrainConfig, splits: &Splits, gen_dir: &Path, device: Device) -> Result<SegDataset> {
+    if cfg.pseudo.is_none() {
+        return Ok(splits.train.clone());
+    }
+    teacher::check_pool(splits)?;
+    let dir = teacher::teacher_dir(gen_dir);
+    tracing::info!("pseudo-labels: training the teacher (augment on the same split) in {}", dir.display());
+    run_on(&teacher::teacher_config(cfg), &dir, device, || Ok((teacher::teacher_splits(splits), None)))?;
+    teacher::with_confident_pairs(cfg, splits, &dir, device)
+}
+
 /// [`run`] on the splits `load` gives instead of `cfg.data`'s (synth-eval trains on synthetic
 /// pairs and validates and tests on real ones); `load` runs only when there is training to do.
 pub fn run_on(
@@ -67,7 +83,15 @@ pub fn run_on(
         Ok(loaded) => loaded,
         Err(e) => return Err(abandon(lock, e)),
     };
-    let mut t = match Trainer::new(cfg, &splits, out, device) {
+    let pairs = match cfg.generator.is_none() && cfg.method.uses_generator() {
+        true => generator_pairs(cfg, &splits, &out.join("generator"), device),
+        false => Ok(splits.train.clone()),
+    };
+    let pairs = match pairs {
+        Ok(pairs) => pairs,
+        Err(e) => return Err(abandon(lock, e)),
+    };
+    let mut t = match Trainer::new(cfg, &splits, out, device, &pairs) {
         Ok(t) => t,
         Err(e) => return Err(abandon(lock, e)),
     };

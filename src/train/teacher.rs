@@ -2,8 +2,8 @@
 //! `augment` run on the same split, labels the run's unlabelled images, and those it labels
 //! confidently ([`crate::gan::pseudo`]) join the labelled pairs the generator is pretrained on,
 //! so it sees more than the 8-40 labelled pairs. The teacher is an ordinary run folder beside the
-//! generator's (GENERATOR-teacher), so a killed run resumes it; its pseudo_labels.json lists
-//! what the filter kept.
+//! generator's (GENERATOR-teacher), trained by [`super::segment::generator_pairs`], so a killed
+//! run resumes it; its pseudo_labels.json lists what the filter kept.
 use super::config::{Method, TrainConfig};
 use crate::data::split::Splits;
 use crate::data::SegDataset;
@@ -34,7 +34,7 @@ pub fn check(cfg: &TrainConfig, splits: &Splits) -> Result<()> {
 }
 
 /// The unlabelled images the teacher labels are there, and the masks binary.
-fn check_pool(splits: &Splits) -> Result<()> {
+pub fn check_pool(splits: &Splits) -> Result<()> {
     if splits.unlabelled.is_none() {
         bail!("--pseudo-labels needs unlabelled images: give --unlabelled DIR or --unlabelled-n U");
     }
@@ -44,26 +44,25 @@ fn check_pool(splits: &Splits) -> Result<()> {
     Ok(())
 }
 
-/// The pairs `cfg`'s generator (pretrained into `gen_dir`) learns from: the training pairs, and
-/// with `cfg.pseudo` the unlabelled images the teacher labels confidently after them.
-pub fn generator_pairs(cfg: &TrainConfig, splits: &Splits, gen_dir: &Path, device: Device) -> Result<SegDataset> {
-    let Some(filter) = &cfg.pseudo else { return Ok(splits.train.clone()) };
+/// The splits the teacher trains on: the run's, without its unlabelled or out-of-domain images.
+pub fn teacher_splits(splits: &Splits) -> Splits {
+    Splits {
+        split: splits.split.clone(),
+        train: splits.train.clone(),
+        val: splits.val.clone(),
+        test: splits.test.clone(),
+        ood: None,
+        unlabelled: None,
+    }
+}
+
+/// The training pairs followed by the unlabelled images the finished teacher in `dir` labels
+/// confidently under `cfg.pseudo`; pseudo_labels.json in `dir` records the choice.
+pub fn with_confident_pairs(cfg: &TrainConfig, splits: &Splits, dir: &Path, device: Device) -> Result<SegDataset> {
+    let filter = cfg.pseudo.as_ref().context("--pseudo-labels: no filter")?;
     check_pool(splits)?;
     let pool = splits.unlabelled.as_ref().context("checked: unlabelled images")?;
-    let dir = teacher_dir(gen_dir);
-    tracing::info!("pseudo-labels: training the teacher (augment on the same split) in {}", dir.display());
-    super::segment::run_on(&teacher_config(cfg), &dir, device, || {
-        let own = Splits {
-            split: splits.split.clone(),
-            train: splits.train.clone(),
-            val: splits.val.clone(),
-            test: splits.test.clone(),
-            ood: None,
-            unlabelled: None,
-        };
-        Ok((own, None))
-    })?;
-    let (_vs, teacher, _spec) = crate::infer::load_model(&dir, device)?;
+    let (_vs, teacher, _spec) = crate::infer::load_model(dir, device)?;
     let probs = crate::infer::predict_probs(&teacher, &pool.images, device);
     let (pairs, record) = confident_pairs(pool, &probs, &splits.train.labels, filter);
     tracing::info!(
@@ -89,13 +88,13 @@ pub fn pseudo_ids(gen_dir: &Path) -> Vec<String> {
 const PSEUDO_FILE: &str = "pseudo_labels.json";
 
 /// GENERATOR-teacher, beside the generator's folder.
-fn teacher_dir(gen_dir: &Path) -> PathBuf {
+pub fn teacher_dir(gen_dir: &Path) -> PathBuf {
     let name = gen_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "generator".into());
     gen_dir.with_file_name(format!("{name}-teacher"))
 }
 
 /// `cfg` as a plain `augment` run: no generator, no unlabelled images.
-fn teacher_config(cfg: &TrainConfig) -> TrainConfig {
+pub fn teacher_config(cfg: &TrainConfig) -> TrainConfig {
     let mut t = cfg.clone();
     t.method = Method::Augment;
     (t.pseudo, t.generator, t.generator_prior) = (None, None, None);

@@ -4,6 +4,7 @@ use super::config::{Method, TrainConfig};
 use super::method::{step_seed, Batches, MethodState, Segmenter, StepLog};
 use super::record::{ConfigFile, LoopState, MetricsLine};
 use crate::data::split::Splits;
+use crate::data::SegDataset;
 use crate::eval::evaluate;
 use crate::eval::report::summarize;
 use crate::infer::ModelSpec;
@@ -33,7 +34,15 @@ pub struct Trainer<'a> {
 
 impl<'a> Trainer<'a> {
     /// Writes the run's records (config, split, model spec), then builds the networks.
-    pub(super) fn new(cfg: &'a TrainConfig, splits: &Splits, out: &Path, device: Device) -> Result<Trainer<'a>> {
+    /// `generator_pairs`: what a generator pretrained here learns from
+    /// ([`super::segment::generator_pairs`]).
+    pub(super) fn new(
+        cfg: &'a TrainConfig,
+        splits: &Splits,
+        out: &Path,
+        device: Device,
+        generator_pairs: &SegDataset,
+    ) -> Result<Trainer<'a>> {
         let net_cfg = cfg.net(&splits.train);
         net_cfg.validate(&splits.train.shape)?;
         cfg.check_network(&net_cfg)?;
@@ -64,7 +73,7 @@ impl<'a> Trainer<'a> {
             volume_shape: (splits.train.dims() == 3).then_some(cfg.data.load.volume.shape),
         };
         write_json(&out.join("model.json"), &spec)?;
-        let arm = MethodState::build(cfg, splits, out, device)?;
+        let arm = MethodState::build(cfg, splits, out, device, generator_pairs)?;
         tch::manual_seed(cfg.seed as i64);
         let vs = VarStore::new(device);
         let net = SegNet::new(&vs.root(), &net_cfg);
