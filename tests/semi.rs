@@ -412,4 +412,21 @@ fn the_generator_learns_from_confident_pseudo_labelled_pairs() {
     ]);
     assert!(!o.status.success() && stderr(&o).contains("--pseudo-labels needs unlabelled images"), "{}", stderr(&o));
     assert!(!out.exists());
+    let out = d.path().join("refused-study");
+    let mut args = vec!["experimental", "study", arg(&data), "--out", arg(&out), "--methods", "augment,semi"];
+    args.extend("--n 12 --seeds 1 --size 32 --iters 2 --device cpu --pseudo-labels --unlabelled".split(' '));
+    args.push(arg(&unlabelled));
+    let o = genseg(&args);
+    assert!(!o.status.success() && stderr(&o).contains("none of the study's methods pretrains"), "{}", stderr(&o));
+    assert!(!out.exists());
+    // A study's shared generator gets its teacher too, beside it.
+    let study = d.path().join("study");
+    let mut args = vec!["experimental", "study", arg(&data), "--out", arg(&study), "--methods", "augment,separate"];
+    args.extend("--n 12 --val-n 4 --seeds 1 --size 32 --width 4 --depth 3 --ngf 8 --ndf 8".split(' '));
+    args.extend("--pretrain-iters 4 --iters 4 --val-every 2 --device cpu --threads 1 --pseudo-labels".split(' '));
+    args.extend(["--unlabelled", arg(&unlabelled)]);
+    let o = genseg(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let record = read(&study.join("generators").join("n12-s1-teacher").join("pseudo_labels.json"));
+    assert_eq!(record["offered"], 12, "{record}");
 }

@@ -60,8 +60,7 @@ pub fn teacher_splits(splits: &Splits) -> Splits {
 /// confidently under `cfg.pseudo`; pseudo_labels.json in `dir` records the choice.
 pub fn with_confident_pairs(cfg: &TrainConfig, splits: &Splits, dir: &Path, device: Device) -> Result<SegDataset> {
     let filter = cfg.pseudo.as_ref().context("--pseudo-labels: no filter")?;
-    check_pool(splits)?;
-    let pool = splits.unlabelled.as_ref().context("checked: unlabelled images")?;
+    let pool = splits.unlabelled.as_ref().context("--pseudo-labels needs unlabelled images")?;
     let (_vs, teacher, _spec) = crate::infer::load_model(dir, device)?;
     let probs = crate::infer::predict_probs(&teacher, &pool.images, device);
     let (pairs, record) = confident_pairs(pool, &probs, &splits.train.labels, filter);

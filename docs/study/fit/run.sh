@@ -45,9 +45,6 @@ cell() {
   touch "$c/done"
 }
 export -f cell
-for seed in 1 2 3; do
-  for s in "kvasir_seg $seed cvc_clinicdb" "fuseg $seed medetec_foot_ulcer" "busi $seed ''" "isic2018_sample $seed ''"; do
-    echo "$s"
-  done
-done | xargs -P 2 -L 1 bash -c 'cell $0 $1 $2'
+# The cells (set, seed, out-of-domain set), seed-major: docs/study/fit/cells.txt.
+xargs -P 2 -L 1 bash -c 'cell $0 $1 $2' < "$ROOT/docs/study/fit/cells.txt"
 python3 "$ROOT/docs/study/fit/table.py" "$STUDY" > "$STUDY/results.md"
