@@ -121,7 +121,7 @@ impl ScheduleBench {
         // The 8 cases outside the labelled 16 are the unlabelled images of semi and genseg.
         let mut data_cfg = DataConfig { n: 16, val_n: Some(4), unlabelled_n: Some(8), ..DataConfig::new(&data) };
         data_cfg.load.size = self.size;
-        let gan = data_efficient(GanConfig { ngf: self.ngf, ndf: self.ngf, ..Default::default() });
+        let gan = GanConfig::data_efficient(self.ngf);
         let base = TrainConfig {
             width: self.unet.width,
             depth: self.unet.depth,

@@ -170,12 +170,6 @@ pub fn gan_step(
     })
 }
 
-/// `base` with the data-efficient GAN options the verdict used (`--diff-augment --joint-augment
-/// --feature-matching 10`, docs/RESULTS.md section 10).
-pub(super) fn data_efficient(base: GanConfig) -> GanConfig {
-    GanConfig { diff_augment: true, joint_augment: true, feature_matching: 10.0, ..base }
-}
-
 /// Milliseconds per GAN step with today's defaults, with the data-efficient options
 /// (DiffAugment, joint augmentation, feature matching), with those plus a code of 8 and mode
 /// seeking, with those plus `--inpaint`, with those plus `--inpaint --paste`, and with
@@ -185,7 +179,7 @@ pub fn gan_recipe_overhead(ngf: i64, size: i64, batch: i64, steps: usize, device
     use rand::SeedableRng;
     let base = GanConfig { ngf, ndf: ngf, ..Default::default() };
     let (mut default, x, m) = bench_gan(base.clone(), size, batch, device)?;
-    let recipe = data_efficient(base);
+    let recipe = GanConfig::data_efficient(ngf);
     let (mut efficient, _, _) = bench_gan(recipe.clone(), size, batch, device)?;
     let (mut diverse, _, _) =
         bench_gan(GanConfig { code_length: 8, mode_seeking: 1.0, ..recipe.clone() }, size, batch, device)?;

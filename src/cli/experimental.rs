@@ -146,7 +146,8 @@ impl ExperimentalArgs {
         given.set("lambda", &mut cfg.lambda, &self.lambda);
         given.set("synthetic_share", &mut cfg.synthetic_share, &self.synthetic_share);
         given.set("pretrain_iters", &mut cfg.pretrain_iters, &self.pretrain_iters);
-        if self.pseudo_labels {
+        // A filter from --config stays; the flag alone brings the default one.
+        if self.pseudo_labels && cfg.pseudo.is_none() {
             cfg.pseudo = Some(genseg::gan::pseudo::PseudoFilter::default());
         }
         given.set("arch_lr", &mut cfg.arch_lr, &self.arch_lr);

@@ -394,7 +394,7 @@ mod tests {
         }))
         .unwrap();
         let mut rate = Rate::planned(&plan);
-        assert_eq!((rate.cap, (rate.unit * 1000.0).round()), (400, 90.0));
+        assert_eq!((rate.cap, (rate.unit * 1000.0).round()), (400, 75.0));
         rate.measured(24.0, 400, Candidate::Augment);
         rate.measured(0.0, 0, Candidate::CopyPaste);
         assert_eq!((rate.cap, rate.unit), (FULL_ITERS, 0.06));

@@ -57,15 +57,17 @@ impl Candidate {
         }
     }
 
-    /// Seconds per iteration relative to `augment`'s, before a fold run measures it: semi 2.7x
-    /// and genseg 3.3x (bench schedule, docs/RESULTS.md) plus, for genseg, its pretraining.
+    /// Seconds per iteration relative to `augment`'s, before a fold run measures it (`genseg
+    /// bench schedule` and `bench gan`, docs/RESULTS.md): semi 2.7x; genseg at the paper's
+    /// schedule 9.4x, 11.7x with unlabelled images, plus one pretraining step of its generator
+    /// per iteration at 2.9x.
     pub fn cost(self) -> f64 {
         match self {
             Candidate::Augment => 1.0,
             Candidate::CopyPaste => 1.05,
             Candidate::AugmentNnunet => 1.3,
             Candidate::Semi => 2.7,
-            Candidate::Genseg => 5.0,
+            Candidate::Genseg => 15.0,
         }
     }
 
@@ -79,10 +81,15 @@ impl Candidate {
                 cfg.method = Method::Semi;
                 cfg.data.unlabelled = unlabelled.map(Path::to_path_buf);
             }
-            // With unlabelled images, genseg adds semi's loss beside its synthetic pairs.
+            // GenSeg as its verdict ran it (the data-efficient generator as wide as the
+            // segmenter, augmented real pairs), with semi's loss beside its synthetic pairs when
+            // unlabelled images are given. The generator pretrains as many steps as the fold
+            // trains: a fixed 1000 would overrun the budget that set the fold's iterations.
             Candidate::Genseg => {
                 cfg.method = Method::Genseg;
                 cfg.data.unlabelled = unlabelled.map(Path::to_path_buf);
+                (cfg.gan, cfg.augment_real) = (crate::gan::GanConfig::data_efficient(cfg.width), true);
+                cfg.pretrain_iters = cfg.iters;
             }
         }
     }
@@ -228,7 +235,17 @@ fn plan_stage(cfg: &FitConfig, out: &Path, device: Device) -> Result<FitRecord> 
         return Ok(record);
     }
     tracing::info!("fit: profiling {} and measuring training steps", cfg.data.display());
-    let profile = Profile::of(&cfg.data, &cfg.load)?;
+    let set = crate::data::load(&cfg.data, &cfg.load)?;
+    if let Some(dir) = &cfg.unlabelled {
+        // Every labelled pair validates in some fold: none may come back as an unlabelled image.
+        let pool = crate::data::unlabelled::load(dir, &set, &cfg.load)?;
+        crate::data::unlabelled::refuse_held_out(
+            &pool,
+            &format!("--unlabelled {}", dir.display()),
+            &[("validation", &set)],
+        )?;
+    }
+    let profile = Profile::of(&cfg.data, &set)?;
     let folds = plan::fold_count(profile.pairs, cfg.folds)?;
     let (required, optional, droppable) = match &cfg.candidates {
         Some(given) => {

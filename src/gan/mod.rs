@@ -105,6 +105,21 @@ impl GanConfig {
     }
 }
 
+impl GanConfig {
+    /// The generator GenSeg's verdict used (docs/RESULTS.md): DiffAugment, joint augmentation
+    /// and feature matching, both networks `ngf` wide.
+    pub fn data_efficient(ngf: i64) -> GanConfig {
+        GanConfig {
+            ngf,
+            ndf: ngf,
+            diff_augment: true,
+            joint_augment: true,
+            feature_matching: 10.0,
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for GanConfig {
     fn default() -> Self {
         GanConfig {
