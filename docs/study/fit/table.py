@@ -5,7 +5,7 @@ Writes STUDY_DIR/results.csv (method, set, n, seed, test_dice, test_iou, test_ca
 ood_iou, ood_cases, seconds) from every finished cell and prints, per set, the mean test Dice of
 each arm and the paired differences by seed with 95 % bootstrap intervals: fit and refit (the fit
 that spends its budget, docs/study/fit/refit.sh) against train, refit against the first fit, nnU-Net
-against both.
+(one epoch) against both, nnU-Net at five epochs (docs/study/fit/nnunet.sh) against refit and one epoch.
 """
 import csv, json, os, random, sys
 
@@ -17,7 +17,7 @@ for cell in sorted(os.listdir(study)):
         continue
     name, seed = cell.rsplit("-s", 1)
     seconds = dict(zip(*[iter(open(os.path.join(c, "seconds")).read().split())] * 2))
-    for arm in ["train", "fit", "fit-best", "refit", "nnunet"]:
+    for arm in ["train", "fit", "fit-best", "refit", "nnunet", "nnunet5"]:
         ev = os.path.join(c, f"eval-{arm}", "summary.json")
         if not os.path.isfile(ev):
             continue
@@ -45,7 +45,8 @@ def interval(d):
     return sum(d) / len(d), means[250], means[9749]
 
 
-PAIRS = [("fit", "train"), ("refit", "train"), ("refit", "fit"), ("fit-best", "fit"), ("nnunet", "fit"), ("nnunet", "refit")]
+PAIRS = [("fit", "train"), ("refit", "train"), ("refit", "fit"), ("fit-best", "fit"), ("nnunet", "fit"), ("nnunet", "refit"),
+         ("nnunet5", "refit"), ("nnunet5", "nnunet")]
 print("| set | metric | arm - base | base | arm | difference (seeds) | verdict |\n|---|---|---|---|---|---|---|")
 for name in sorted({r["set"] for r in rows}):
     for metric in ["test_dice", "ood_dice"]:
