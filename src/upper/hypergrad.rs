@@ -206,7 +206,7 @@ pub fn weights_from_influence(influence: &Tensor) -> Tensor {
 }
 
 /// params += scale * direction, outside autograd.
-pub(super) fn shift(params: &[Tensor], direction: &[Tensor], scale: f64) {
+fn shift(params: &[Tensor], direction: &[Tensor], scale: f64) {
     tch::no_grad(|| {
         for (p, d) in params.iter().zip(direction) {
             let mut p = p.shallow_clone();
@@ -217,7 +217,7 @@ pub(super) fn shift(params: &[Tensor], direction: &[Tensor], scale: f64) {
 
 /// Copies of every variable of a VarStore (weights and buffers), restorable bit for bit.
 pub struct Snapshot {
-    pub(super) pairs: Vec<(Tensor, Tensor)>,
+    pairs: Vec<(Tensor, Tensor)>,
 }
 
 impl Snapshot {

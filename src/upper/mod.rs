@@ -30,5 +30,3 @@ impl UpperTarget {
         matches!(self, UpperTarget::Generator | UpperTarget::Both)
     }
 }
-#[cfg(test)]
-mod tests;

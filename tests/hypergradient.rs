@@ -1,18 +1,55 @@
-//! The hypergradient against brute force.
-use super::hypergrad::*;
-use crate::gan::{Backgrounds, Gan};
-use crate::gan::{GanConfig, GanSpec};
-use crate::learn::loss::RegionLoss;
-use crate::learn::optim::gradients;
-use crate::models::deeplab::DeepLabConfig;
-use crate::models::resnet::Backbone;
-use crate::models::segnet::NetConfig;
-use crate::models::segnet::SegNet;
-use crate::models::swin_unet::SwinUNetConfig;
-use crate::models::unet::{UNetConfig, Upsampling};
+//! GenSeg's hypergradient against brute force: the validation loss after one inner step,
+//! redone with each checked entry of alpha (or a generator weight) moved by +-h.
+//!
+//! Its own test binary, one test at a time, so that each fixture is the same on every run:
+//! libtorch's random generator is process-wide, and in the library's test binary other tests
+//! drawing on other threads changed what `manual_seed(7)` gave the fixture. CI (stop 43) drew a
+//! DeepLab fixture where every checked entry was 0.8-2 % off the brute force at both steps, as
+//! when a ReLU unit sits closer to its kink than the step for every direction; the fixtures
+//! of seeds 1-9 match in every entry at one of the steps.
+use genseg::gan::{Backgrounds, Gan};
+use genseg::gan::{GanConfig, GanSpec};
+use genseg::learn::loss::RegionLoss;
+use genseg::learn::optim::gradients;
+use genseg::models::deeplab::DeepLabConfig;
+use genseg::models::resnet::Backbone;
+use genseg::models::segnet::NetConfig;
+use genseg::models::segnet::SegNet;
+use genseg::models::swin_unet::SwinUNetConfig;
+use genseg::models::unet::{UNetConfig, Upsampling};
+use genseg::upper::hypergrad::*;
+use std::sync::{Mutex, MutexGuard};
 use tch::nn::{ModuleT, VarStore};
 use tch::Tensor;
 use tch::{Device, Kind};
+
+/// Held by every test of this file for its whole length: see the file's comment.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static RNG: Mutex<()> = Mutex::new(());
+    // A failed test poisons the lock; the next one still runs alone.
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// theta += scale * direction, outside autograd.
+fn shift(params: &[Tensor], direction: &[Tensor], scale: f64) {
+    tch::no_grad(|| {
+        for (p, d) in params.iter().zip(direction) {
+            let mut p = p.shallow_clone();
+            let _ = p.g_add_(&(d * scale));
+        }
+    });
+}
+
+/// Copies of every variable of `vs` (weights and BatchNorm buffers), to check restores.
+fn copies(vs: &VarStore) -> Vec<(Tensor, Tensor)> {
+    tch::no_grad(|| vs.variables().into_values().map(|live| (live.copy(), live)).collect())
+}
+
+fn assert_unchanged(saved: &[(Tensor, Tensor)]) {
+    for (copy, live) in saved {
+        assert!(copy.equal(live), "a variable changed");
+    }
+}
 
 struct Fixture {
     seg_vs: VarStore,
@@ -30,7 +67,7 @@ fn blobs(n: i64, shape: &[i64], seed: i64) -> Tensor {
     let mut full = vec![n, 1];
     full.extend_from_slice(shape);
     let noise = Tensor::randn(coarse.as_slice(), (Kind::Double, Device::Cpu));
-    crate::models::spatial::upsample_like(&noise, &Tensor::zeros(full.as_slice(), (Kind::Double, Device::Cpu)))
+    genseg::models::spatial::upsample_like(&noise, &Tensor::zeros(full.as_slice(), (Kind::Double, Device::Cpu)))
         .gt(0.3)
         .to_kind(Kind::Double)
 }
@@ -145,6 +182,7 @@ const FD_SCALE: f64 = 1e-6;
 
 #[test]
 fn finite_difference_hypergradient_matches_brute_force() {
+    let _alone = one_at_a_time();
     for shape in [vec![16, 16], vec![8, 8, 8]] {
         check_against_brute_force(&fixture(&shape));
     }
@@ -155,6 +193,7 @@ fn finite_difference_hypergradient_matches_brute_force() {
 /// 2-D and 3-D.
 #[test]
 fn inpainting_hypergradient_matches_brute_force() {
+    let _alone = one_at_a_time();
     for paste in [false, true] {
         for shape in [vec![16, 16], vec![8, 8, 8]] {
             let gan = GanConfig { inpaint: true, paste, ..Default::default() };
@@ -169,6 +208,7 @@ fn inpainting_hypergradient_matches_brute_force() {
 /// jump: more than half of the entries must match the brute force at 1e-7 or 1e-8.
 #[test]
 fn exact_hypergradient_matches_brute_force_through_every_segmenter() {
+    let _alone = one_at_a_time();
     let deeplab = DeepLabConfig { backbone: Backbone::Resnet18, in_channels: 1, out_channels: 1 };
     let swin = SwinUNetConfig { in_channels: 1, out_channels: 1, shape: [32, 32], window: 2 };
     for net in [NetConfig::Deeplabv3plus(deeplab), NetConfig::SwinUnet(swin)] {
@@ -205,13 +245,14 @@ fn exact_hypergradient_matches_brute_force_through_every_segmenter() {
 /// exact: against brute force on the summed inner loss, and unlike the one without the term.
 #[test]
 fn hypergradient_with_an_unlabelled_term_matches_brute_force() {
+    let _alone = one_at_a_time();
     let f = fixture(&[16, 16]);
     let (xi, lo) = (0.5, lower(&f));
     let params = f.seg_vs.trainable_variables();
     let unlabelled = blobs(2, &[16, 16], 4) * 0.5 + 0.2;
     let labels = blobs(2, &[16, 16], 5);
     let keep = labels.ones_like();
-    let extra = || crate::train::semi::masked_dice_loss(&f.seg.forward_t(&unlabelled, true), &labels, &keep) * 10.0;
+    let extra = || genseg::train::semi::masked_dice_loss(&f.seg.forward_t(&unlabelled, true), &labels, &keep) * 10.0;
     let synthetic = lo.synthesize(&f.batch);
     let alpha = std::slice::from_ref(&f.gan.g.alpha);
     let val = (&f.val.0, &f.val.1);
@@ -260,6 +301,7 @@ fn check_against_brute_force(f: &Fixture) {
 /// brute force on entries of every decoder tensor, with alpha in the same call.
 #[test]
 fn generator_hypergradient_matches_brute_force() {
+    let _alone = one_at_a_time();
     let f = fixture(&[16, 16]);
     let (xi, lo) = (0.5, lower(&f));
     let params = f.seg_vs.trainable_variables();
@@ -301,15 +343,15 @@ fn generator_hypergradient_matches_brute_force() {
 /// every variable is restored.
 #[test]
 fn sample_influence_matches_brute_force_and_weights_drop_opposing_pairs() {
+    let _alone = one_at_a_time();
     let f = fixture(&[16, 16]);
     let lo = lower(&f);
     let xi = 0.5;
     let synthetic = tch::no_grad(|| lo.synthesize(&f.batch));
     let before = Snapshot::take(&f.seg_vs);
+    let saved = copies(&f.seg_vs);
     let influence = lo.sample_influence(&f.batch, &synthetic, (&f.val.0, &f.val.1), xi);
-    for (saved, live) in &before.pairs {
-        assert!(saved.equal(live), "a segmenter variable changed");
-    }
+    assert_unchanged(&saved);
     let params = f.seg_vs.trainable_variables();
     let val_after_step = |eps: Vec<f64>| -> f64 {
         let batch = TrainBatch {
@@ -343,21 +385,18 @@ fn sample_influence_matches_brute_force_and_weights_drop_opposing_pairs() {
 
 #[test]
 fn hypergradient_restores_every_variable_exactly() {
+    let _alone = one_at_a_time();
     let f = fixture(&[16, 16]);
     let lo = lower(&f);
     let params = f.seg_vs.trainable_variables();
     let synthetic = lo.synthesize(&f.batch);
     let grads = gradients(&lo.train_loss(&f.batch, &synthetic), &params);
-    let before = Snapshot::take(&f.seg_vs);
-    let gen_before = Snapshot::take(&f.gan.g_vs);
+    let (before, gen_before) = (copies(&f.seg_vs), copies(&f.gan.g_vs));
     let mut targets = f.gan.decoder_weights();
     targets.push(f.gan.g.alpha.shallow_clone());
     for mode in [HypergradMode::Fd, HypergradMode::Exact] {
         let _ = lo.hypergradient(&f.batch, &synthetic, (&f.val.0, &f.val.1), &grads, 0.5, mode, 0.01, &targets);
     }
-    for snap in [before, gen_before] {
-        for (saved, live) in &snap.pairs {
-            assert!(saved.equal(live), "a variable changed");
-        }
-    }
+    assert_unchanged(&before);
+    assert_unchanged(&gen_before);
 }
