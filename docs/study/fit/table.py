@@ -1,6 +1,7 @@
 """results.csv and the paired table of the fit study (docs/study/fit/run.sh).
 
 Usage: python3 docs/study/fit/table.py STUDY_DIR > results.md
+       python3 docs/study/fit/table.py docs/study/fit/results.csv   (the paired table alone, from the CSV)
 Writes STUDY_DIR/results.csv (method, set, n, seed, test_dice, test_iou, test_cases, ood_dice,
 ood_iou, ood_cases, seconds) from every finished cell and prints, per set, the mean test Dice of
 each arm and the paired differences by seed with 95 % bootstrap intervals: fit and refit (the fit
@@ -10,8 +11,14 @@ that spends its budget, docs/study/fit/refit.sh) against train, refit against th
 import csv, json, os, random, sys
 
 study = sys.argv[1]
+from_csv = study.endswith(".csv")
 rows = []
-for cell in sorted(os.listdir(study)):
+if from_csv:
+    for r in csv.DictReader(open(study)):
+        for k in ["test_dice", "test_iou", "ood_dice", "ood_iou"]:
+            r[k] = float(r[k]) if r[k] != "" else ""
+        rows.append(dict(r, seed=int(r["seed"])))
+for cell in [] if from_csv else sorted(os.listdir(study)):
     c = os.path.join(study, cell)
     if not os.path.isfile(os.path.join(c, "done")):
         continue
@@ -32,11 +39,12 @@ for cell in sorted(os.listdir(study)):
             o = json.load(open(ood))["summary"]
             row.update(ood_dice=o["dice"]["mean"], ood_iou=o["iou"]["mean"], ood_cases=o["cases"])
         rows.append(row)
-with open(os.path.join(study, "results.csv"), "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else ["method"])
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.5f}" if isinstance(v, float) else v) for k, v in r.items()})
+if not from_csv:
+    with open(os.path.join(study, "results.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else ["method"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.5f}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
 def interval(d):
@@ -61,6 +69,8 @@ for name in sorted({r["set"] for r in rows}):
             mean = lambda a: sum(by[(a, s)] for s in seeds) / len(seeds)
             print(f"| {name} | {metric} | {arm} - {base} | {mean(base):.3f} | {mean(arm):.3f} | {m:+.3f} [{lo:+.3f}, {hi:+.3f}] ({len(d)}) | {verdict} |")
 
+if from_csv:
+    sys.exit(0)
 print("\nPer cell: the plan's iterations and measured step, each candidate's cross-validated Dice (last models), the "
       "choice, its best-validation checkpoints on the same cases (optimistic), fit's seconds, test Dice of train and fit.\n")
 print("| set | seed | iterations | step | cross-validated Dice | chosen | best checkpoints | fit s | train | fit |")
