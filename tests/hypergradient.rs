@@ -30,16 +30,6 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
     RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// theta += scale * direction, outside autograd.
-fn shift(params: &[Tensor], direction: &[Tensor], scale: f64) {
-    tch::no_grad(|| {
-        for (p, d) in params.iter().zip(direction) {
-            let mut p = p.shallow_clone();
-            let _ = p.g_add_(&(d * scale));
-        }
-    });
-}
-
 /// Copies of every variable of `vs` (weights and BatchNorm buffers), to check restores.
 fn copies(vs: &VarStore) -> Vec<(Tensor, Tensor)> {
     tch::no_grad(|| vs.variables().into_values().map(|live| (live.copy(), live)).collect())

@@ -205,8 +205,8 @@ pub fn weights_from_influence(influence: &Tensor) -> Tensor {
     }
 }
 
-/// params += scale * direction, outside autograd.
-fn shift(params: &[Tensor], direction: &[Tensor], scale: f64) {
+/// params += scale * direction, outside autograd (the inner step taken by hand).
+pub fn shift(params: &[Tensor], direction: &[Tensor], scale: f64) {
     tch::no_grad(|| {
         for (p, d) in params.iter().zip(direction) {
             let mut p = p.shallow_clone();
