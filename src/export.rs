@@ -109,7 +109,8 @@ pub fn export(run: &Path, out: &Path, format: Format, python: &Path, device: Dev
         command.arg(&script).arg(run).arg(tmp).arg(format.name());
         checked = Some(match format {
             Format::Torchscript => {
-                let images = check_images(run, spec.channels as i64, spec.size as i64)?;
+                // A fit folder of one model exports it; its member run knows the data.
+                let images = check_images(&members[0], spec.channels as i64, spec.size as i64)?;
                 run_python(&mut command, python, &script)?;
                 let module = tch::CModule::load_on_device(tmp, device)
                     .with_context(|| format!("{}: not a TorchScript file", tmp.display()))?;
