@@ -2,7 +2,7 @@
 //! finished fold run, keeps its budget, delivers an ensemble that predicts (with uncertainty),
 //! an ONNX file of it, a report, and refuses to resume onto changed data.
 mod common;
-use common::{arg, genseg, stderr, stdout};
+use common::{arg, genseg, one_at_a_time, stderr, stdout};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,6 +17,7 @@ fn modified(path: &std::path::Path) -> SystemTime {
 #[test]
 #[ignore = "slow: a 150 s fit, killed and resumed (make test)"]
 fn a_killed_fit_resumes_keeps_its_budget_and_predicts_with_its_ensemble() {
+    let _alone = one_at_a_time();
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("phantom");
     genseg::data::phantom::write_dataset(&data, 24, 32, 5).unwrap();
@@ -112,6 +113,7 @@ fn a_killed_fit_resumes_keeps_its_budget_and_predicts_with_its_ensemble() {
 /// one exports as TorchScript.
 #[test]
 fn an_ensemble_predicts_with_each_images_disagreement() {
+    let _alone = one_at_a_time();
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("phantom");
     genseg::data::phantom::write_dataset(&data, 24, 32, 5).unwrap();
@@ -150,6 +152,7 @@ fn an_ensemble_predicts_with_each_images_disagreement() {
 #[test]
 #[ignore = "slow: a semi and a genseg fold run, about 2 minutes (make test)"]
 fn a_fit_gives_its_unlabelled_images_to_semi_and_genseg_and_never_a_labelled_one() {
+    let _alone = one_at_a_time();
     let d = tempfile::tempdir().unwrap();
     let (data, pool) = (d.path().join("labelled"), d.path().join("pool"));
     genseg::data::phantom::write_dataset(&data, 12, 32, 1).unwrap();

@@ -7,6 +7,8 @@
 //! DeepLab fixture where every checked entry was 0.8-2 % off the brute force at both steps, as
 //! when a ReLU unit sits closer to its kink than the step for every direction; the fixtures
 //! of seeds 1-9 match in every entry at one of the steps.
+mod common;
+use common::one_at_a_time;
 use genseg::gan::{Backgrounds, Gan};
 use genseg::gan::{GanConfig, GanSpec};
 use genseg::learn::loss::RegionLoss;
@@ -18,17 +20,9 @@ use genseg::models::segnet::SegNet;
 use genseg::models::swin_unet::SwinUNetConfig;
 use genseg::models::unet::{UNetConfig, Upsampling};
 use genseg::upper::hypergrad::*;
-use std::sync::{Mutex, MutexGuard};
 use tch::nn::{ModuleT, VarStore};
 use tch::Tensor;
 use tch::{Device, Kind};
-
-/// Held by every test of this file for its whole length: see the file's comment.
-fn one_at_a_time() -> MutexGuard<'static, ()> {
-    static RNG: Mutex<()> = Mutex::new(());
-    // A failed test poisons the lock; the next one still runs alone.
-    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Copies of every variable of `vs` (weights and BatchNorm buffers), to check restores.
 fn copies(vs: &VarStore) -> Vec<(Tensor, Tensor)> {

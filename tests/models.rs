@@ -17,7 +17,7 @@ fn with_model(model: ModelKind, cfg: TrainConfig) -> TrainConfig {
 /// model from it.
 #[test]
 fn every_segmenter_runs_every_method() {
-    let _rng = libtorch_rng();
+    let _rng = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let data = phantom_dataset(dir.path(), 24);
     let runs = [
@@ -86,7 +86,7 @@ fn deeplab_refuses_what_it_cannot_train() {
 #[test]
 #[ignore = "slow: trains on real data (make test)"]
 fn every_segmenter_learns_kvasir() {
-    let _rng = libtorch_rng();
+    let _rng = one_at_a_time();
     // Both train from scratch, with 16 to 27 million weights, on 12 images. DeepLabV3+ measured
     // 0.13 to 0.18 above the untrained network in 300 steps (the U-Net's test asks 0.15 of a far
     // smaller network), so "well above" is 0.1 for it. Swin-UNet learns slowly from scratch: with
@@ -115,7 +115,7 @@ fn every_segmenter_learns_kvasir() {
 /// and layer4 features as torchvision on the same input (eval mode).
 #[test]
 fn converted_torchvision_resnet_gives_torchvisions_features() {
-    let _rng = libtorch_rng();
+    let _rng = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let (pth, reference, converted) =
         (dir.path().join("r50.pth"), dir.path().join("reference.safetensors"), dir.path().join("init.safetensors"));

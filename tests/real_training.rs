@@ -7,7 +7,7 @@ use tch::Device;
 #[test]
 #[ignore = "slow: trains on real data (make test)"]
 fn kvasir_plain_training_beats_the_untrained_model() {
-    let _rng = libtorch_rng();
+    let _rng = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let cfg = small_config(&shared("kvasir_seg"), Method::Plain, 16, 200);
     let summary = segment::run(&cfg, &dir.path().join("run"), Device::Cpu).unwrap();
@@ -133,7 +133,7 @@ fn predict_then_evaluate_round_trip() {
 #[test]
 #[ignore = "slow: trains on real data (make test)"]
 fn generator_pretraining_lowers_held_out_l1() {
-    let _rng = libtorch_rng();
+    let _rng = one_at_a_time();
     use genseg::data::split::load_splits;
     use genseg::gan::{pretrain, Gan, GanConfig, GanSpec, PretrainConfig};
     let dir = tempfile::tempdir().unwrap();
@@ -193,7 +193,7 @@ fn generator_pretraining_lowers_held_out_l1() {
 #[test]
 #[ignore = "slow: trains on real data (make test)"]
 fn genseg_run_moves_alpha_and_never_trains_on_validation_cases() {
-    let _rng = libtorch_rng();
+    let _rng = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = small_config(&shared("kvasir_seg"), Method::Genseg, 8, 30);
     cfg.val_every = 10;

@@ -12,7 +12,7 @@ use tch::Device;
 
 #[test]
 fn nnunet_augmentation_with_sgd_and_poly_schedule_trains() {
-    let _rng = libtorch_rng();
+    let _rng = one_at_a_time();
     let d = tempfile::tempdir().unwrap();
     let data = phantom_dataset(d.path(), 20);
     let mut cfg = small_config(&data, Method::Augment, 8, 120);
@@ -35,7 +35,7 @@ fn nnunet_augmentation_with_sgd_and_poly_schedule_trains() {
 
 #[test]
 fn early_stopping_ends_a_run_on_a_plateau_after_the_minimum() {
-    let _rng = libtorch_rng();
+    let _rng = one_at_a_time();
     let d = tempfile::tempdir().unwrap();
     let data = phantom_dataset(d.path(), 20);
     let mut cfg = small_config(&data, Method::Plain, 8, 3000);
@@ -194,7 +194,7 @@ fn check_report(study: &std::path::Path) {
 /// in bf16, hypergradient in float32), every logged loss finite.
 #[test]
 fn amortised_genseg_steps_gan_and_upper_level_on_their_schedules() {
-    let _rng = libtorch_rng();
+    let _rng = one_at_a_time();
     let d = tempfile::tempdir().unwrap();
     let data = phantom_dataset(d.path(), 20);
     for precision in [Precision::Fp32, Precision::Bf16] {
@@ -234,7 +234,7 @@ fn amortised_genseg_steps_gan_and_upper_level_on_their_schedules() {
 /// and records the setting in the run's config.
 #[test]
 fn bf16_training_learns_like_float32() {
-    let _rng = libtorch_rng();
+    let _rng = one_at_a_time();
     let d = tempfile::tempdir().unwrap();
     let data = phantom_dataset(d.path(), 20);
     let run = |precision: Precision| {

@@ -9,7 +9,7 @@ use tch::Device;
 #[test]
 #[ignore = "slow: trains on or loads all 260 hippocampus volumes (make test)"]
 fn three_d_training_beats_untrained_and_predicts_in_original_geometry() {
-    let _rng = libtorch_rng();
+    let _rng = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let cfg = small_volume_config(Method::Plain, 6, 80);
@@ -87,7 +87,7 @@ fn three_d_training_beats_untrained_and_predicts_in_original_geometry() {
 #[test]
 #[ignore = "slow: trains on or loads all 260 hippocampus volumes (make test)"]
 fn three_d_genseg_carries_a_hypergradient() {
-    let _rng = libtorch_rng();
+    let _rng = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = small_volume_config(Method::Genseg, 4, 4);
     cfg.val_every = 2;

@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 
-/// libtorch has one random generator per process, and the tests of a file run in parallel
-/// threads: a test that seeds it and then initialises or trains holds this guard, so that its
-/// run draws the same numbers whichever tests run beside it (a learning test's outcome would
-/// otherwise depend on the interleaving).
-pub fn libtorch_rng() -> MutexGuard<'static, ()> {
+/// The tests of a file run in parallel threads; one that holds this guard runs alone among those
+/// that hold it. For two reasons: libtorch has one random generator per process, so a test that
+/// seeds it and then initialises or trains draws the same numbers whichever tests run beside it
+/// (a learning test's outcome would otherwise depend on the interleaving); and a test that trains
+/// through child processes, each taking every core, gets the machine's speed (three fits at once
+/// ran 15 times slower than planned on CI's two cores, past a budget test's limits).
+pub fn one_at_a_time() -> MutexGuard<'static, ()> {
     static RNG: Mutex<()> = Mutex::new(());
     // A test that failed while holding the guard leaves nothing half-done for the next one.
     RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
