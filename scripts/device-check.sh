@@ -11,7 +11,7 @@
 # Both designs were fixed before their results.
 #
 # Here:  bash scripts/device-check.sh prepare PART   (builds, strips the binary into .device/,
-#        copies the part's data there; .device/ is ignored through .git/info/exclude, carried)
+#        copies the part's data there; .device/ is git-ignored and carried)
 # There: bash scripts/device-check.sh PART           (the machine's own CUDA PyTorch 2.11 libtorch)
 set -uo pipefail
 cd "$(dirname "$0")/.."
