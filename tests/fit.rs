@@ -2,7 +2,7 @@
 //! finished fold run, keeps its budget, delivers an ensemble that predicts (with uncertainty),
 //! an ONNX file of it, a report, and refuses to resume onto changed data.
 mod common;
-use common::{arg, genseg, one_at_a_time, stderr, stdout};
+use common::{arg, genseg, one_at_a_time, phantom_dataset, stderr, stdout};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -115,8 +115,7 @@ fn a_killed_fit_resumes_keeps_its_budget_and_predicts_with_its_ensemble() {
 fn an_ensemble_predicts_with_each_images_disagreement() {
     let _alone = one_at_a_time();
     let d = tempfile::tempdir().unwrap();
-    let data = d.path().join("phantom");
-    genseg::data::phantom::write_dataset(&data, 24, 32, 5).unwrap();
+    let data = phantom_dataset(d.path(), 24);
     let ensemble = d.path().join("ensemble");
     for seed in ["1", "2"] {
         let run = ensemble.join(format!("seed{seed}"));
