@@ -215,3 +215,42 @@ fn evaluate_names_an_unmatched_prediction() {
     assert!(stderr(&o).contains("other.png"), "{}", stderr(&o));
     assert!(!d.path().join("e/summary.json").exists());
 }
+
+/// A study handed to several workers checks its data first: one message naming the folder, not
+/// one per worker, and no study folder.
+#[test]
+fn a_study_with_missing_data_is_refused_before_its_workers_start() {
+    let d = tempfile::tempdir().unwrap();
+    let (missing, out) = (d.path().join("no-such-set"), d.path().join("study"));
+    let o = genseg(&[
+        "experimental",
+        "study",
+        missing.to_str().unwrap(),
+        "--methods",
+        "plain",
+        "--seeds",
+        "2",
+        "--jobs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let text = stderr(&o);
+    assert!(!o.status.success(), "{text}");
+    assert_eq!(text.matches("no-such-set").count(), 1, "{text}");
+    assert!(text.contains("not found"), "{text}");
+    assert!(!out.exists(), "{text}");
+}
+
+/// A fit budget too short for the first fold's least iterations is refused at planning, naming
+/// a budget that would do, instead of being overrun.
+#[test]
+fn a_fit_budget_too_short_for_one_fold_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(d.path());
+    let out = d.path().join("fit");
+    let o = genseg(&["fit", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--budget", "1s", "--no-onnx"]);
+    let text = stderr(&o);
+    assert!(!o.status.success() && text.contains("--budget 1 s is too short") && text.contains("or more"), "{text}");
+    assert!(!out.join("plan.json").exists(), "{:?}", files_in(&out));
+}

@@ -45,6 +45,22 @@ impl DataConfig {
         inputs
     }
 
+    /// Refuses, naming the flag and the fix, an input that is not there or a data folder without
+    /// its images and masks: a cheap check for commands that hand the data to many processes,
+    /// so one message is printed instead of one per process.
+    pub fn refuse_missing_inputs(&self) -> Result<()> {
+        for (name, path) in self.inputs() {
+            if !path.exists() {
+                bail!("{name} {}: not found; give an existing path", path.display());
+            }
+        }
+        super::files::Folders::of(&self.data)?;
+        if let Some(ood) = &self.ood {
+            super::files::Folders::of(ood).context("--ood")?;
+        }
+        Ok(())
+    }
+
     /// The defaults: a seeded split of 20 labelled cases of `data` (15 training, 5 validation),
     /// loaded with the default options.
     pub fn new(data: &Path) -> DataConfig {

@@ -4,7 +4,7 @@
 //! iterations (the same for every candidate) are what the budget left affords at the rate
 //! measured so far. Every fold model
 //! is scored per validation case; candidates compare by those scores, paired by case.
-use super::plan::{Plan, FULL_ITERS, OVERHEAD};
+use super::plan::{Plan, FULL_ITERS, MIN_ITERS, OVERHEAD};
 use super::{Candidate, Clock, FitConfig};
 use crate::data::split::{load_splits, DataConfig};
 use crate::data::SegDataset;
@@ -20,9 +20,6 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
-
-/// A fold run gets at least this many iterations, or the cross-validation ends there.
-const MIN_ITERS: usize = 50;
 
 /// What cross-validation measured, and the choice (plan.json's `cv`).
 #[derive(Debug, Clone, Serialize, Deserialize)]

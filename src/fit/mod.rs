@@ -272,7 +272,7 @@ fn plan_stage(cfg: &FitConfig, out: &Path, device: Device) -> Result<FitRecord> 
         droppable,
         exports: cfg.python.is_some(),
     };
-    let plan = plan::plan(input, device);
+    let plan = plan::plan(input, device)?;
     for reason in &plan.reasons {
         tracing::info!("plan: {reason}");
     }

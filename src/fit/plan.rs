@@ -96,6 +96,9 @@ pub struct Plan {
 pub const FULL_ITERS: usize = 1000;
 /// Fewer iterations than this and candidates are dropped before iterations are cut further.
 const FEW_ITERS: usize = 300;
+/// A fold run gets at least this many iterations, or the cross-validation ends before it; a
+/// budget whose first fold cannot afford them is refused.
+pub const MIN_ITERS: usize = 50;
 /// Sides tried, smallest first.
 const SIDES: [u32; 7] = [64, 96, 128, 192, 256, 384, 512];
 /// A real training iteration (batch drawing, augmentation, validation every 50) over a bare
@@ -170,7 +173,7 @@ pub struct PlanInput<'a> {
 /// The plan: the largest side at which every required candidate gets [`FULL_ITERS`] on every
 /// fold; then as many iterations as the budget allows there (dropping candidates from the end
 /// below [`FEW_ITERS`]); then optional candidates while they fit at full iterations.
-pub fn plan(input: PlanInput, device: Device) -> Plan {
+pub fn plan(input: PlanInput, device: Device) -> Result<Plan> {
     let PlanInput { profile, load, budget_s, folds, mut required, optional, droppable, exports } = input;
     let cuda = device.is_cuda();
     let (width, batch_size) = if cuda { (32, 8) } else { (16, 4) };
@@ -238,7 +241,25 @@ pub fn plan(input: PlanInput, device: Device) -> Plan {
         let dropped = required.pop().expect("more than one candidate");
         reasons.push(format!("{}: left out, the budget gives too few iterations for it", dropped.name()));
     };
-    let iters = iters.max(50);
+    if iters < MIN_ITERS {
+        // The first fold trains MIN_ITERS whatever the rate measured later says (cv's
+        // fold_iterations), so a budget that cannot afford them would be overrun.
+        let first_fold_s = cost(&required, ms, MIN_ITERS) / folds as f64;
+        if first_fold_s > training_s {
+            let enough = (1..).map(|k| k as f64 * 10.0).find(|&b| training_seconds(b, exports) >= first_fold_s);
+            bail!(
+                "--budget {budget_s:.0} s is too short for this data: the first fold's {} run(s) of {MIN_ITERS} iterations \
+                 take about {first_fold_s:.0} s at {ms:.0} ms a step; give --budget {:.0}s or more",
+                required.len(),
+                enough.unwrap_or(first_fold_s * 2.0)
+            );
+        }
+        reasons.push(format!(
+            "{MIN_ITERS} iterations a fold run, the least a fold trains: the budget affords fewer at the estimated \
+             rate, so the folds after the first run only while time is left"
+        ));
+    }
+    let iters = iters.max(MIN_ITERS);
     if iters < FULL_ITERS {
         reasons.push(format!(
             "{iters} iterations a fold run: what the budget affords at the estimated rate (full: {FULL_ITERS}); \
@@ -256,7 +277,7 @@ pub fn plan(input: PlanInput, device: Device) -> Plan {
             reasons.push(format!("{}: not tried, it does not fit the budget", c.name()));
         }
     }
-    Plan {
+    Ok(Plan {
         profile,
         budget_s,
         training_s,
@@ -271,7 +292,7 @@ pub fn plan(input: PlanInput, device: Device) -> Plan {
         step_ms: step_ms_at,
         ms_per_step: ms,
         reasons,
-    }
+    })
 }
 
 /// The seconds of a `budget_s` fit that cross-validation may take. Planning, the report and the
@@ -361,18 +382,23 @@ mod tests {
     }
 
     /// A generous budget: the images' own side (never above it), full iterations, the optional
-    /// candidate too. A tiny one: copy-paste left out before iterations are cut, unless named.
+    /// candidate too. A tiny one: copy-paste left out before iterations are cut, unless named;
+    /// one too small for the first fold: refused.
     #[test]
     fn the_budget_decides_side_iterations_and_candidates() {
-        let p = plan(input(24, 1e6, true), Device::Cpu);
+        let p = plan(input(24, 1e6, true), Device::Cpu).unwrap();
         assert_eq!((p.size, p.depth, p.iters), (24, 4, FULL_ITERS));
         assert_eq!(p.candidates, [Candidate::Augment, Candidate::CopyPaste, Candidate::AugmentNnunet]);
         assert!(p.training_s < p.budget_s);
-        let p = plan(input(24, 5.0, true), Device::Cpu);
+        let p = plan(input(24, 20.0, true), Device::Cpu).unwrap();
         assert_eq!(p.candidates, [Candidate::Augment]);
         assert!(p.iters < FULL_ITERS, "{}", p.iters);
-        let p = plan(input(24, 5.0, false), Device::Cpu);
+        let p = plan(input(24, 20.0, false), Device::Cpu).unwrap();
         assert_eq!(p.candidates, [Candidate::Augment, Candidate::CopyPaste]);
+        assert!(p.iters >= MIN_ITERS);
+        // One that cannot afford the first fold's least iterations is refused, naming the fix.
+        let err = plan(input(24, 0.2, true), Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("--budget") && err.contains("or more"), "{err}");
     }
 
     /// A 10-minute fit keeps 35 s for the rest without an export, 80 s with one; a tiny budget

@@ -143,6 +143,7 @@ pub fn run_in_workers(
         return run(cfg, out, device);
     }
     crate::runtime::refuse_overlap("--out", out, &cfg.base.data.inputs())?;
+    cfg.base.data.refuse_missing_inputs()?;
     ensure_writable_dir(out)?;
     {
         let _lock = lock_folder(out)?;

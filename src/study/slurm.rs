@@ -43,6 +43,7 @@ pub fn unfinished_cells(cfg: &StudyConfig, out: &Path) -> Result<Vec<usize>> {
 /// cell has finished (the tables are written at once).
 pub fn submit(cfg: &StudyConfig, out: &Path, worker: &[String], sbatch_args: &[String]) -> Result<Option<Submitted>> {
     crate::runtime::refuse_overlap("--out", out, &cfg.base.data.inputs())?;
+    cfg.base.data.refuse_missing_inputs()?;
     ensure_writable_dir(out)?;
     let todo = unfinished_cells(cfg, out)?;
     if todo.is_empty() {
