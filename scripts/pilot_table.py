@@ -1,4 +1,4 @@
-"""Per-run table of the issue-13 pilot (docs/RESULTS.md section 9, docs/study/pilot/pilot_runs.md):
+"""Per-run table of the issue-13 pilot (docs/history §9, docs/study/pilot/pilot_runs.md):
 best validation, test and out-of-domain Dice per arm and seed, and each arm minus augment per
 seed. Paths are those of the session that ran it (STUDIES=/work/studies); edit `base` for yours.
 """

@@ -1,4 +1,4 @@
-"""Tables of a recipe comparison (docs/RESULTS.md sections 6 and 7): mean +- sd over seeds per arm
+"""Tables of a recipe comparison (docs/history §6 and §7): mean +- sd over seeds per arm
 and N of the best validation Dice, test Dice and out-of-domain Dice, and how many runs stopped
 before their budget.
 

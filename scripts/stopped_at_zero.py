@@ -1,5 +1,5 @@
 """Runs that early stopping ended at a validation Dice of 0 (the rule before commit a3ac2a1
-allowed it; such a run had found no lesion yet, docs/RESULTS.md section 18).
+allowed it; such a run had found no lesion yet, docs/history §18).
 
 Usage: python3 scripts/stopped_at_zero.py ROOT [ROOT ...]
 Every run folder below each ROOT (summary.json beside metrics.jsonl) is checked; prints the

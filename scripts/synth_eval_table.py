@@ -1,4 +1,4 @@
-"""Table of synth-eval reports (docs/RESULTS.md section 8): per dataset and seed, each generator
+"""Table of synth-eval reports (docs/history §8): per dataset and seed, each generator
 arm's TSTR and TRTR test Dice, TSTR's and TRTR's best validation Dice, memorisation ratios,
 diversity and held-out L1; then per dataset the mean of each arm and the paired difference of
 every later arm minus every earlier one over seeds, per dataset and pooled, with 95 % bootstrap

@@ -1,4 +1,4 @@
-"""The verdict in one table (docs/RESULTS.md section 10): for each of the four test sets, the
+"""The verdict in one table (docs/history §10): for each of the four test sets, the
 pooled paired differences (over N and seeds) that the two studies' results.md give, copied, not
 recomputed, with their verdicts.
 

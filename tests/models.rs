@@ -81,23 +81,24 @@ fn deeplab_refuses_what_it_cannot_train() {
     }
 }
 
-/// Each segmenter learns polyps from 16 labelled kvasir images (classic augmentation, the
-/// default method): well above the same network untrained.
+/// Each segmenter learns skin lesions from 16 labelled isic2018_sample images (classic
+/// augmentation, the default method): well above the same network untrained.
 #[test]
 #[ignore = "slow: trains on real data (make test)"]
-fn every_segmenter_learns_kvasir() {
+fn every_segmenter_learns_real_lesions() {
     let _rng = one_at_a_time();
-    // Both train from scratch, with 16 to 27 million weights, on 12 images. DeepLabV3+ measured
-    // 0.13 to 0.18 above the untrained network in 300 steps (the U-Net's test asks 0.15 of a far
-    // smaller network), so "well above" is 0.1 for it. Swin-UNet learns slowly from scratch: with
-    // `genseg train kvasir_seg --n 20 --val-n 4 --size 64 --model swin-unet --window 4 --method
-    // augment --seed S`, 300 steps left seeds 3 and 4 below the untrained network's 0.2 (test
-    // Dice 0.03 and 0.11 with 8 validation cases) and 1000 steps gave them 0.30 both; so 1000
-    // steps and 0.07 above untrained (over ten standard errors of the 980-case mean) for it.
-    for (model, iters, margin) in [(ModelKind::SwinUnet, 1000, 0.07), (ModelKind::Deeplabv3plus, 300, 0.1)] {
+    // Both train from scratch, with 16 to 27 million weights, on 16 images, 200 steps. Swin-UNet
+    // learns slowly from scratch: on kvasir_seg it needed 1000 steps for seeds 3 and 4 to leave
+    // the untrained network's Dice (docs/history §12), so this test uses ISIC's larger
+    // lesions. With `genseg experimental train isic2018_sample --n 20 --val-n 4 --size 64 --iters
+    // 200 --method augment --seed S` (S = 1..4), swin-unet (`--window 4 --lr 3e-4`) reached test
+    // Dice 0.58, 0.65, 0.66, 0.58 and deeplabv3plus (`--backbone resnet18`, S = 1..3) 0.69, 0.73,
+    // 0.69; this test measured the untrained networks at 0.30 and 0.40 (near the Dice of
+    // predicting every pixel as lesion).
+    for model in [ModelKind::SwinUnet, ModelKind::Deeplabv3plus] {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = with_model(model, small_config(&shared("kvasir_seg"), Method::Augment, 16, iters));
-        // Swin-UNet at its own default learning rate (docs/RESULTS.md section 11).
+        let mut cfg = with_model(model, small_config(&shared("isic2018_sample"), Method::Augment, 16, 200));
+        // Swin-UNet at its own default learning rate (docs/history §11).
         if model == ModelKind::SwinUnet {
             cfg.optim.lr = SWIN_ADAM_LR;
         }
@@ -105,7 +106,7 @@ fn every_segmenter_learns_kvasir() {
         let floor = untrained_dice(&cfg);
         let dice = summary.test.dice.mean;
         println!("{model:?}: trained test Dice {dice:.3} vs untrained {floor:.3}");
-        assert!(dice > 0.25 && dice > floor + margin, "{model:?}: trained {dice:.3} vs untrained {floor:.3}");
+        assert!(dice > 0.45 && dice > floor + 0.2, "{model:?}: trained {dice:.3} vs untrained {floor:.3}");
     }
 }
 

@@ -250,7 +250,7 @@ fn a_killed_semi_run_resumes_as_if_never_interrupted() {
             "--unlabelled",
             arg(&unlabelled),
             "--iters",
-            "600",
+            "300",
             "--val-every",
             "20",
             "--patience",

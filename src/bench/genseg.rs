@@ -86,7 +86,7 @@ pub fn genseg_phases(
 /// ([`crate::train::segment::run`] on a phantom set of `size` px, `steps` iterations after the
 /// generator's pretraining, one validation at the end) for `plain`, `augment` and `genseg` with
 /// its GAN and upper-level steps every k-th iteration for each k of `every`, on the verdict's
-/// recipe (docs/RESULTS.md section 10); the median of `rounds` runs of each. The phase bench
+/// recipe (docs/history §10); the median of `rounds` runs of each. The phase bench
 /// times the parts; this is what a study pays per iteration, batch drawing, augmentation and
 /// optimiser steps included.
 pub struct ScheduleBench {

@@ -70,7 +70,7 @@ pub struct GanConfig {
     /// Lesion inpainting: the generator keeps a real training image and redraws only a hole
     /// around the lesion it paints and the one it paints over ([`Backgrounds`]), instead of
     /// drawing the whole image from the mask (which cannot tell it the background). Measured:
-    /// its pairs teach a segmenter less (docs/RESULTS.md section 15).
+    /// its pairs teach a segmenter less (docs/history §15).
     #[serde(default)]
     pub inpaint: bool,
     /// With `inpaint`: the lesion's real pixels (its own image, moved with the augmented mask)

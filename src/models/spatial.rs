@@ -8,7 +8,7 @@ use tch::{Device, Tensor};
 
 /// `x` with channels-last strides (same shape, same values) when it is a batch of images on the
 /// CPU, where oneDNN then runs every convolution after it in NHWC: segmenter steps and prediction
-/// are faster so (docs/RESULTS.md section 13; the GAN gained nothing). Layers keep the layout they
+/// are faster so (docs/history §13; the GAN gained nothing). Layers keep the layout they
 /// are given, so converting a network's input is enough; anywhere else `x` is returned as it is.
 pub fn cpu_channels_last(x: &Tensor) -> Tensor {
     if x.device() == Device::Cpu && x.dim() == 4 {

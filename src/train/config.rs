@@ -229,7 +229,7 @@ pub enum Keep {
 
 /// Swin-UNet's Adam learning rate when `--lr` is not given: on kvasir_seg (16 labelled pairs,
 /// 64 px, 300 iterations, seed 1) its best validation Dice was 0.245 at 1e-4, 0.503 at 3e-4 and
-/// 0.152 at the CNNs' 1e-3 (docs/RESULTS.md section 11).
+/// 0.152 at the CNNs' 1e-3 (docs/history §11).
 pub const SWIN_ADAM_LR: f64 = 3e-4;
 
 /// The optimiser `kind` with its defaults for the segmenter `model`: Swin-UNet's Adam at
@@ -253,7 +253,7 @@ impl TrainConfig {
     pub fn new(data: DataConfig) -> TrainConfig {
         TrainConfig {
             data,
-            // The best measured arm (docs/RESULTS.md section 10): on validation Dice no arm is
+            // The best measured arm (docs/history §10): on validation Dice no arm is
             // clearly above `augment` (paired over seeds and N, both shared pairs), and it is the
             // cheapest of those that are not clearly below the best.
             method: Method::Augment,

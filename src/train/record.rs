@@ -103,7 +103,7 @@ impl LoopState {
     /// unless the segmenter finds no lesion at all on validation now (`val_dice` 0): small
     /// lesions are first learned as none, and such a run has not started, whatever its best
     /// (a TSTR segmenter on fuseg was stopped so at 300 iterations, its training loss still
-    /// falling; docs/RESULTS.md section 18).
+    /// falling; docs/history §18).
     pub fn plateaued(&self, patience: usize, val_every: usize, min_iters: usize, val_dice: f64) -> bool {
         patience > 0 && self.iter >= min_iters && self.iter - self.best_iter >= patience * val_every && val_dice != 0.0
     }

@@ -15,7 +15,7 @@ use tch::Tensor;
 /// made in one batch when the window opens. One call per iteration for the share's one or two
 /// images cost about a third of a plain step, seven images in one call about twice one image:
 /// the generator's small inner maps make a call cost what reading its weights costs
-/// (`bench phases`, docs/RESULTS.md section 16). A
+/// (`bench phases`, docs/history §16). A
 /// window's pairs follow from its first iteration, the seed and the generator alone, so a run
 /// resumed inside a window makes the same ones.
 #[derive(Default)]

@@ -28,6 +28,31 @@ pub fn shared(name: &str) -> PathBuf {
     p
 }
 
+/// The first `k` cases (by file name) of the real dataset `name`, linked into `dir`: for tests
+/// whose claim needs real images but not a thousand of them, so that loading and scoring the test
+/// split does not take most of the test's time.
+pub fn shared_subset(name: &str, k: usize, dir: &Path) -> PathBuf {
+    let src = shared(name);
+    let out = dir.join(format!("{name}-first{k}"));
+    let case = |p: &Path| p.file_name().unwrap().to_string_lossy().split('.').next().unwrap().to_string();
+    let sorted = |folder: &str| {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(src.join(folder)).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        files
+    };
+    let images: Vec<PathBuf> = sorted("images").into_iter().take(k).collect();
+    let cases: std::collections::HashSet<String> = images.iter().map(|p| case(p)).collect();
+    let masks: Vec<PathBuf> = sorted("masks").into_iter().filter(|p| cases.contains(&case(p))).collect();
+    assert_eq!((images.len(), masks.len()), (k, k), "{name}: {k} cases with their masks");
+    for (folder, files) in [("images", &images), ("masks", &masks)] {
+        std::fs::create_dir_all(out.join(folder)).unwrap();
+        for f in files {
+            std::os::unix::fs::symlink(f, out.join(folder).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    out
+}
+
 pub fn genseg(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_genseg")).args(args).output().expect("run genseg")
 }
@@ -62,9 +87,10 @@ pub fn small_config(data: &Path, method: Method, train_n: usize, iters: usize) -
     }
 }
 
-/// A small, fast 3-D configuration on MSD hippocampus volumes (32x48x32, both labels).
-pub fn small_volume_config(method: Method, train_n: usize, iters: usize) -> TrainConfig {
-    let mut cfg = small_config(&shared("msd_hippocampus"), method, train_n, iters);
+/// A small, fast 3-D configuration on MSD hippocampus volumes (32x48x32, both labels) in `data`
+/// (all of them, or a [`shared_subset`]).
+pub fn small_volume_config(data: &Path, method: Method, train_n: usize, iters: usize) -> TrainConfig {
+    let mut cfg = small_config(data, method, train_n, iters);
     cfg.data.n = train_n + 2;
     cfg.data.val_n = Some(2);
     cfg.width = 8;
@@ -85,13 +111,13 @@ pub fn untrained_dice(cfg: &TrainConfig) -> f64 {
     genseg::eval::report::summarize(&cases).dice.mean
 }
 
-/// A small phantom dataset written by the project itself.
 /// A run folder's metrics.jsonl, one JSON value per validation.
 pub fn metrics_lines(run: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
+/// A small phantom dataset written by the project itself.
 pub fn phantom_dataset(dir: &Path, n: usize) -> PathBuf {
     let data = dir.join("phantom");
     genseg::data::phantom::write_dataset(&data, n, 64, 5).unwrap();
