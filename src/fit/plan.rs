@@ -246,12 +246,17 @@ pub fn plan(input: PlanInput, device: Device) -> Result<Plan> {
         // fold_iterations), so a budget that cannot afford them would be overrun.
         let first_fold_s = cost(&required, ms, MIN_ITERS) / folds as f64;
         if first_fold_s > training_s {
-            let enough = (1..).map(|k| k as f64 * 10.0).find(|&b| training_seconds(b, exports) >= first_fold_s);
+            // The least multiple of 10 s that affords it (training_seconds gives at least half a
+            // budget, so the search ends by twice the first fold's time).
+            let enough = (1..)
+                .map(|k| k as f64 * 10.0)
+                .find(|&b| training_seconds(b, exports) >= first_fold_s)
+                .expect("an unbounded search over budgets");
             bail!(
                 "--budget {budget_s:.0} s is too short for this data: the first fold's {} run(s) of {MIN_ITERS} iterations \
                  take about {first_fold_s:.0} s at {ms:.0} ms a step; give --budget {:.0}s or more",
                 required.len(),
-                enough.unwrap_or(first_fold_s * 2.0)
+                enough
             );
         }
         reasons.push(format!(
