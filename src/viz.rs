@@ -7,8 +7,29 @@ use plotters::prelude::*;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
+/// Every picture genseg draws goes through here: written atomically, deflated at the highest
+/// level (the image crate's default is its fastest, which left plots several times larger).
 pub fn save_png(path: &Path, img: &RgbImage) -> Result<()> {
-    write_atomic_with(path, |tmp| Ok(img.save_with_format(tmp, image::ImageFormat::Png)?))
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    write_atomic_with(path, |tmp| {
+        let file = std::io::BufWriter::new(std::fs::File::create(tmp)?);
+        img.write_with_encoder(PngEncoder::new_with_quality(file, CompressionType::Best, FilterType::Adaptive))?;
+        Ok(())
+    })
+}
+
+/// A `w` x `h` plot on white, drawn by `draw` and saved with [`save_png`].
+fn plot_png<F>(path: &Path, (w, h): (u32, u32), draw: F) -> Result<()>
+where
+    F: FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>,
+{
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        draw(&root)?;
+        root.present().map_err(|e| anyhow!("{e}"))?;
+    }
+    save_png(path, &RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow!("plot buffer of the wrong size"))?)
 }
 
 /// `[C, H, W]` in [0, 1] (C = 1 or 3) to RGB.
@@ -154,12 +175,8 @@ pub fn line_chart(
         return Err(anyhow!("nothing to plot for {}", path.display()));
     }
     let pad = ((y1 - y0) * 0.05).max(1e-3);
-    let tmp =
-        path.with_file_name(format!(".tmp-{}-{}", std::process::id(), path.file_name().unwrap().to_string_lossy()));
-    {
-        let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-        let mut builder = ChartBuilder::on(&root);
+    plot_png(path, (800, 500), |root| {
+        let mut builder = ChartBuilder::on(root);
         builder.caption(title, ("sans-serif", 22)).margin(12).x_label_area_size(40).y_label_area_size(60);
         let colors = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
         macro_rules! draw {
@@ -201,10 +218,8 @@ pub fn line_chart(
         } else {
             draw!(builder.build_cartesian_2d(xr, (y0 - pad)..(y1 + pad)).map_err(|e| anyhow!("{e}"))?);
         }
-        root.present().map_err(|e| anyhow!("{e}"))?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Rows of tiles, each under its caption (a case's id and score), laid out as [`image_grid`].
@@ -247,9 +262,7 @@ pub fn curves(path: &Path, loss: &[(f64, f64)], dice: &[(f64, f64)], best: Optio
     let (l0, l1) = loss.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
     let lr = if l0.is_finite() && l1 > l0 { l0..l1 } else { 0.0..1.0 };
     let e = |e: &dyn std::fmt::Display| anyhow!("{e}");
-    write_atomic_with(path, |tmp| {
-        let root = BitMapBackend::new(tmp, (800, 600)).into_drawing_area();
-        root.fill(&WHITE).map_err(|x| e(&x))?;
+    plot_png(path, (800, 600), |root| {
         let (upper, lower) = root.split_vertically(290);
         let mut chart = ChartBuilder::on(&upper)
             .caption("training loss (mean since the previous validation)", ("sans-serif", 18))
@@ -279,7 +292,6 @@ pub fn curves(path: &Path, loss: &[(f64, f64)], dice: &[(f64, f64)], best: Optio
             chart.draw_series([line]).map_err(|x| e(&x))?;
             chart.draw_series([Circle::new(b, 7, BLACK.stroke_width(2))]).map_err(|x| e(&x))?;
         }
-        root.present().map_err(|x| e(&x))?;
         Ok(())
     })
 }

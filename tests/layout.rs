@@ -1,6 +1,6 @@
 //! The house rules of docs/ARCHITECTURE.md, checked on the source: no file over 450 lines,
 //! main.rs dispatch only (<= 150), and no import circle, neither between the library's top-level
-//! modules nor between sibling files of one module.
+//! modules nor between sibling files of one module; and a README and docs/ a newcomer can read.
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -116,4 +116,23 @@ fn no_import_circles() {
     }
     assert!(cycle(&top).is_none(), "import circle between top-level modules: {:?}", cycle(&top).unwrap());
     assert!(cycle(&siblings).is_none(), "import circle between files: {:?}", cycle(&siblings).unwrap());
+}
+
+fn bytes_under(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { bytes_under(&p) } else { std::fs::metadata(&p).unwrap().len() })
+        .sum()
+}
+
+/// README.md stays a page (150 lines) and docs/ a download (5 MB: pictures are saved compressed,
+/// and a study commits its tables and a few plots, not every run's pictures).
+#[test]
+fn readme_and_docs_stay_small() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lines = std::fs::read_to_string(root.join("README.md")).unwrap().lines().count();
+    assert!(lines <= 150, "README.md has {lines} lines; at most 150 (move detail to docs/)");
+    let mb = bytes_under(&root.join("docs")) as f64 / 1e6;
+    assert!(mb < 5.0, "docs/ holds {mb:.1} MB; under 5 (compress pictures, commit fewer)");
 }
