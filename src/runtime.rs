@@ -47,34 +47,6 @@ pub fn set_threads(threads: usize) {
     }
 }
 
-// at::globalContext() and at::Context::setUserEnabledMkldnn(bool): C++ functions of libtorch_cpu
-// that tch does not wrap (PyTorch's `torch.backends.mkldnn.enabled = False`). A member function
-// takes `this` first in the Itanium C++ ABI, so it is callable with the C calling convention.
-extern "C" {
-    #[link_name = "_ZN2at13globalContextEv"]
-    fn at_global_context() -> *mut std::ffi::c_void;
-    #[link_name = "_ZN2at7Context20setUserEnabledMkldnnEb"]
-    fn at_context_set_user_enabled_mkldnn(context: *mut std::ffi::c_void, enabled: bool);
-}
-
-/// Routes CPU convolutions around oneDNN for the rest of the process.
-///
-/// libtorch 2.11's oneDNN 3-D convolution with 8-wide kernels (the widest mixed-op candidate)
-/// returns NaN gradients for some shapes at random (reproduced in PyTorch itself:
-/// `python3 scripts/onednn_nan.py`); the generic kernels are exact but slower, so only 3-D
-/// generators on CPU switch oneDNN off.
-pub fn disable_onednn() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: both symbols are exported by the libtorch_cpu this binary links; the global
-        // context lives for the whole process and the setter only stores a flag.
-        unsafe { at_context_set_user_enabled_mkldnn(at_global_context(), false) };
-        tracing::warn!(
-            "oneDNN switched off for CPU convolutions (NaN gradients of its 3-D 8-wide kernels in libtorch 2.11)"
-        );
-    });
-}
-
 /// What a run ran with, written beside every result for reproducibility.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct Versions {

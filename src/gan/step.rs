@@ -66,9 +66,6 @@ pub struct Gan {
 impl Gan {
     pub fn new(spec: &GanSpec, device: Device) -> Result<Gan> {
         spec.gan.check()?;
-        if spec.shape.len() == 3 && device == Device::Cpu {
-            crate::runtime::disable_onednn();
-        }
         let g_vs = VarStore::new(device);
         let d_vs = VarStore::new(device);
         let arch_vs = VarStore::new(device);

@@ -7,9 +7,15 @@
 //! weighted sum of the zero-padded, centred candidate kernels. The fused form costs one 8^d
 //! kernel instead of 4^d + 6^d + 8^d taps, and its gradient w.r.t. alpha flows through the
 //! kernel mixture. The same code serves 2-D and 3-D (`dims`).
+//!
+//! On the CPU the 3-D ops compute in float64: libtorch 2.11's oneDNN 3-D convolution with an
+//! 8-wide kernel returns NaN gradients at random for some shapes (`python3
+//! scripts/onednn_nan.py`), and oneDNN takes only float32 and bf16, so float64 runs libtorch's
+//! generic kernels, which are exact (libtorch's CPU autocast leaves float64 alone, so under
+//! `--precision bf16` too). The rest of the process (the segmenter above all) keeps oneDNN.
 use super::spatial::convolve;
 use tch::nn;
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 /// (kernel, padding) of each candidate; all use stride 2.
 pub const CANDIDATES: [(i64, i64); 3] = [(4, 1), (6, 2), (8, 3)];
@@ -55,18 +61,37 @@ impl MixedConv {
         MixedConv { kernels, bias, fused, transposed, dims }
     }
 
-    /// `weights` is softmax(alpha row), shape `[3]`.
+    /// `weights` is softmax(alpha row), shape `[3]`. Returns `x`'s kind.
     pub fn forward(&self, x: &Tensor, weights: &Tensor) -> Tensor {
+        if self.dims == 3 && x.device() == Device::Cpu {
+            let wide = |t: &Tensor| t.to_kind(Kind::Double);
+            return self.forward_as(&wide(x), &wide(weights), wide).to_kind(x.kind());
+        }
+        self.forward_as(x, weights, Tensor::shallow_clone)
+    }
+
+    /// The chosen form with the kernels and bias passed through `kind` (a cast, or none).
+    fn forward_as(&self, x: &Tensor, weights: &Tensor, kind: impl Fn(&Tensor) -> Tensor) -> Tensor {
+        let kernels: Vec<Tensor> = self.kernels.iter().map(&kind).collect();
+        let bias = self.bias.as_ref().map(kind);
         if self.fused {
-            self.forward_fused(x, weights)
+            self.fused(x, weights, &kernels, bias.as_ref())
         } else {
-            self.forward_separate(x, weights)
+            self.separate(x, weights, &kernels, bias.as_ref())
         }
     }
 
     pub fn forward_fused(&self, x: &Tensor, weights: &Tensor) -> Tensor {
-        let kernel = self
-            .kernels
+        self.fused(x, weights, &self.kernels, self.bias.as_ref())
+    }
+
+    /// The reference's form: three convs, outputs mixed.
+    pub fn forward_separate(&self, x: &Tensor, weights: &Tensor) -> Tensor {
+        self.separate(x, weights, &self.kernels, self.bias.as_ref())
+    }
+
+    fn fused(&self, x: &Tensor, weights: &Tensor, kernels: &[Tensor], bias: Option<&Tensor>) -> Tensor {
+        let kernel = kernels
             .iter()
             .enumerate()
             .map(|(i, k)| {
@@ -75,20 +100,18 @@ impl MixedConv {
             })
             .reduce(|a, b| a + b)
             .unwrap();
-        convolve(x, &kernel, self.bias.as_ref(), self.dims, 2, 3, self.transposed)
+        convolve(x, &kernel, bias, self.dims, 2, 3, self.transposed)
     }
 
-    /// The reference's form: three convs, outputs mixed.
-    pub fn forward_separate(&self, x: &Tensor, weights: &Tensor) -> Tensor {
-        let mixed = self
-            .kernels
+    fn separate(&self, x: &Tensor, weights: &Tensor, kernels: &[Tensor], bias: Option<&Tensor>) -> Tensor {
+        let mixed = kernels
             .iter()
             .zip(CANDIDATES)
             .enumerate()
             .map(|(i, (k, (_, pad)))| convolve(x, k, None, self.dims, 2, pad, self.transposed) * weights.get(i as i64))
             .reduce(|a, b| a + b)
             .unwrap();
-        match &self.bias {
+        match bias {
             Some(b) => {
                 let mut shape = vec![1, -1];
                 shape.extend(std::iter::repeat_n(1, self.dims));
@@ -141,6 +164,31 @@ mod tests {
             assert_eq!(fused.size(), out);
             let err = f64::try_from((fused - op.forward_separate(&x, &w)).abs().max()).unwrap();
             assert!(err < 1e-5, "max error {err}");
+        }
+    }
+
+    /// On the CPU a 3-D op computes in float64 (around oneDNN's NaN gradients) and returns the
+    /// input's kind, equal to the float32 computation, with gradients for alpha and the kernels;
+    /// a bf16 autocast region leaves it alone.
+    #[test]
+    fn three_d_ops_on_the_cpu_compute_in_float64_and_return_the_input_kind() {
+        tch::manual_seed(2);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let alpha = Tensor::from_slice(&[0.1f32, -0.4, 0.6]).set_requires_grad(true);
+        let x = Tensor::randn([2, 3, 8, 6, 4], (Kind::Float, Device::Cpu));
+        for fused in [true, false] {
+            let op = MixedConv::down(vs.root() / format!("down{fused}"), 3, 3, 2, true, fused);
+            let w = alpha.softmax(0, Kind::Float);
+            let y = op.forward(&x, &w);
+            assert_eq!(y.kind(), Kind::Float);
+            let float32 = if fused { op.forward_fused(&x, &w) } else { op.forward_separate(&x, &w) };
+            let err = f64::try_from((&y - float32).abs().max()).unwrap();
+            assert!(err < 1e-5, "max error {err}");
+            let region = crate::precision::Precision::Bf16.autocast(Device::Cpu, || op.forward(&x, &w));
+            let err = f64::try_from((&y - region).abs().max()).unwrap();
+            assert!(err < 1e-6, "autocast changed the op: max difference {err}");
+            let grads = Tensor::run_backward(&[y.sum(Kind::Float)], &[&alpha, &op.kernels[2]], false, false);
+            assert!(grads.iter().all(|g| g.kind() == Kind::Float && g.isfinite().all().int64_value(&[]) == 1));
         }
     }
 

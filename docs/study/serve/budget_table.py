@@ -141,7 +141,7 @@ for col, s in enumerate(sets):
         sel = [r for r in effort if r["set"] == s and r["arm"] == arm]
         axes[1][col].plot(befores, [ratio([r for r in sel if int(r["annotated_before"]) == b]) for b in befores],
                           marker="o", label=f"retrain {arm}")
-    axes[0][col].set_title(f"{s}: test Dice (mean, 95 % bootstrap over seeds)")
+    axes[0][col].set_title(f"{s}: test Dice (mean, 95 % over seeds)")
     axes[0][col].set_xlabel("annotated images"); axes[0][col].set_ylabel("test Dice")
     axes[1][col].axhline(1.0, color="grey", ls="--", lw=1); axes[1][col].axhline(0.5, color="grey", ls=":", lw=1)
     axes[1][col].set_title(f"{s}: pixels to correct / pixels from scratch")
