@@ -225,6 +225,8 @@ fn a_study_and_a_fit_run_on_slurm_and_a_cancelled_task_resumes() {
             "fold {k}: {}",
             log(&format!("fold-{k}.log"))
         );
+        // Side by side, each task spends the training budget, not its share of a sequence.
+        assert!(log(&format!("fold-{k}.log")).contains("what the training budget affords one run"));
     }
     assert!(log("finish.log").contains("chosen: augment"), "finishing fit: {}", log("finish.log"));
     assert!(!log("finish.log").contains(": step "), "the finishing fit trained instead of collecting");

@@ -228,9 +228,9 @@ fn run_folder(k: usize, c: Candidate) -> PathBuf {
     Path::new("runs").join(c.name()).join(format!("fold{k}"))
 }
 
-/// Trains (or resumes) fold run `index` of [`run_order`] with the plan's iterations: one task of
+/// Trains (or resumes) fold run `index` of [`run_order`] for `iters` iterations: one task of
 /// `fit --slurm`'s job array. The finishing fit finds the run done and scores it.
-pub fn run_one(cfg: &FitConfig, plan: &Plan, out: &Path, index: usize, device: Device) -> Result<()> {
+pub fn run_one(cfg: &FitConfig, plan: &Plan, out: &Path, index: usize, iters: usize, device: Device) -> Result<()> {
     let order = run_order(plan);
     let Some(&(k, c)) = order.get(index) else {
         bail!("fold run {index}: the plan in {} has runs 0 to {}", out.display(), order.len().saturating_sub(1));
@@ -239,7 +239,7 @@ pub fn run_one(cfg: &FitConfig, plan: &Plan, out: &Path, index: usize, device: D
     let dir = out.join(run_folder(k, c));
     let tcfg = match started_config(&dir)? {
         Some(t) => t,
-        None => fold_config(cfg, plan, c, &folds[k], plan.iters),
+        None => fold_config(cfg, plan, c, &folds[k], iters),
     };
     crate::train::segment::run(&tcfg, &dir, device)?;
     Ok(())
