@@ -9,7 +9,10 @@ that spends its budget, docs/study/fit/refit.sh) against train, refit against th
 (one epoch) against both, nnU-Net at five epochs (docs/study/fit/nnunet.sh) against refit and one epoch,
 and fit on an H200 (fit-gpu, scripts/device-check.sh fit; kvasir_seg only) against refit and nnunet5.
 """
-import csv, json, os, random, sys
+import csv, json, os, sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from paired import interval, verdict  # noqa: E402
 
 study = sys.argv[1]
 from_csv = study.endswith(".csv")
@@ -48,12 +51,6 @@ if not from_csv:
             w.writerow({k: (f"{v:.5f}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
-def interval(d):
-    rng = random.Random(0)
-    means = sorted(sum(rng.choice(d) for _ in d) / len(d) for _ in range(10000))
-    return sum(d) / len(d), means[250], means[9749]
-
-
 PAIRS = [("fit", "train"), ("refit", "train"), ("refit", "fit"), ("fit-best", "fit"), ("nnunet", "fit"), ("nnunet", "refit"),
          ("nnunet5", "refit"), ("nnunet5", "nnunet"), ("fit-gpu", "refit"), ("fit-gpu", "nnunet5")]
 print("| set | metric | arm - base | base | arm | difference (seeds) | verdict |\n|---|---|---|---|---|---|---|")
@@ -66,9 +63,8 @@ for name in sorted({r["set"] for r in rows}):
                 continue
             d = [by[(arm, s)] - by[(base, s)] for s in seeds]
             m, lo, hi = interval(d)
-            verdict = "too few seeds" if len(d) < 3 else ("within noise" if lo <= 0 <= hi else ("better" if lo > 0 else "worse"))
             mean = lambda a: sum(by[(a, s)] for s in seeds) / len(seeds)
-            print(f"| {name} | {metric} | {arm} - {base} | {mean(base):.3f} | {mean(arm):.3f} | {m:+.3f} [{lo:+.3f}, {hi:+.3f}] ({len(d)}) | {verdict} |")
+            print(f"| {name} | {metric} | {arm} - {base} | {mean(base):.3f} | {mean(arm):.3f} | {m:+.3f} [{lo:+.3f}, {hi:+.3f}] ({len(d)}) | {verdict(lo, hi, len(d), 'seeds')} |")
 
 if from_csv:
     sys.exit(0)

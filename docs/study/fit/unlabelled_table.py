@@ -8,8 +8,10 @@ chosen candidate and each candidate's cross-validated Dice) and OUT_DIR/results.
 import csv
 import json
 import os
-import random
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from paired import interval, verdict  # noqa: E402
 
 study, out = sys.argv[1], sys.argv[2]
 os.makedirs(out, exist_ok=True)
@@ -39,18 +41,6 @@ with open(os.path.join(out, "results.csv"), "w", newline="") as f:
         w.writerow({k: (f"{v:.5f}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
-def interval(d):
-    rng = random.Random(0)
-    means = sorted(sum(rng.choice(d) for _ in d) / len(d) for _ in range(10000))
-    return sum(d) / len(d), means[250], means[9749]
-
-
-def verdict(lo, hi, n):
-    if n < 3:
-        return "too few seeds"
-    return "better" if lo > 0 else "worse" if hi < 0 else "within noise"
-
-
 by = {(r["method"], r["seed"]): r for r in rows}
 seeds = sorted({r["seed"] for r in rows})
 md = ["# fit with and without unlabelled images (kvasir_seg, N = 16)", "",
@@ -69,7 +59,7 @@ for metric, label in [("test_dice", f"test Dice ({rows[0]['test_cases']} kvasir_
     base = sum(by[("fit", s)][metric] for s in seeds) / len(seeds)
     arm = sum(by[("fit-unlabelled", s)][metric] for s in seeds) / len(seeds)
     m, lo, hi = interval(diffs)
-    md.append(f"| {label} | {base:.3f} | {arm:.3f} | {m:+.3f} [{lo:+.3f}, {hi:+.3f}] ({len(diffs)}) | {verdict(lo, hi, len(diffs))} |")
+    md.append(f"| {label} | {base:.3f} | {arm:.3f} | {m:+.3f} [{lo:+.3f}, {hi:+.3f}] ({len(diffs)}) | {verdict(lo, hi, len(diffs), 'seeds')} |")
 with open(os.path.join(out, "results.md"), "w") as f:
     f.write("\n".join(md) + "\n")
 print("\n".join(md))

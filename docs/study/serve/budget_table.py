@@ -6,7 +6,7 @@ finished SET-budget180-sSEED cells of STUDY_DIR; writes OUT_DIR/rounds.csv, effo
 180 s cells), results.md and budget.png (Dice and effort by round). Random picks the same images in both campaigns
 (same seed, split and queue order), so the pairs differ only in the retrain's budget. Paired
 differences are 180 s minus 60 s on the same set and seed, 95 % bootstrap intervals over the pairs
-(10 000 resamples, seed 0).
+(docs/study/paired.py).
 """
 import csv
 import glob
@@ -14,6 +14,9 @@ import os
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from paired import interval, verdict, write_csv  # noqa: E402
 
 study, out = sys.argv[1], sys.argv[2]
 here = os.path.dirname(os.path.abspath(__file__))
@@ -45,34 +48,13 @@ def earlier(name):
     return rs
 
 
-def write(name, data, fields):
-    with open(os.path.join(out, name), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        for r in data:
-            w.writerow({k: r[k] for k in fields})
-
-
-def interval(values):
-    v = np.asarray(values, float)
-    rng = np.random.default_rng(0)
-    means = v[rng.integers(0, len(v), (10000, len(v)))].mean(1)
-    return v.mean(), np.percentile(means, 2.5), np.percentile(means, 97.5)
-
-
-def verdict(lo, hi, n):
-    if n < 3:
-        return "too few pairs"
-    return "better" if lo > 0 else "worse" if hi < 0 else "within noise"
-
-
 def ratio(rs):
     return sum(int(r["changed_pixels"]) for r in rs) / max(1, sum(int(r["mask_pixels"]) for r in rs))
 
 
 new_rounds, new_effort = cells("rounds.csv"), cells("effort.csv")
-write("rounds.csv", new_rounds, ["set", "strategy", "seed", "annotated", "model_version", "test_dice"])
-write("effort.csv", new_effort, ["set", "strategy", "seed", "annotated_before", "case", "changed_pixels", "mask_pixels"])
+write_csv(os.path.join(out, "rounds.csv"), new_rounds, ["set", "strategy", "seed", "annotated", "model_version", "test_dice"])
+write_csv(os.path.join(out, "effort.csv"), new_effort, ["set", "strategy", "seed", "annotated_before", "case", "changed_pixels", "mask_pixels"])
 finished = {(r["set"], r["seed"]) for r in new_rounds}
 rounds = new_rounds + [r for r in earlier("rounds.csv") if (r["set"], r["seed"]) in finished]
 effort = new_effort + [r for r in earlier("effort.csv") if (r["set"], r["seed"]) in finished]

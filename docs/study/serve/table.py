@@ -12,6 +12,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from paired import verdict, write_csv  # noqa: E402
+
 study, out = sys.argv[1], sys.argv[2]
 os.makedirs(out, exist_ok=True)
 STRATEGIES = ["random", "uncertainty", "diverse"]
@@ -31,31 +34,21 @@ def rows(name):
     return found
 
 
-def write(name, data, fields):
-    with open(os.path.join(out, name), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        for r in data:
-            w.writerow({k: r[k] for k in fields})
-
 
 def interval(values):
+    """numpy's resampling, which this campaign's committed tables came from (docs/study/paired.py
+    draws another stream)."""
     v = np.asarray(values, float)
     rng = np.random.default_rng(0)
     means = v[rng.integers(0, len(v), (10000, len(v)))].mean(1)
     return v.mean(), np.percentile(means, 2.5), np.percentile(means, 97.5)
 
 
-def verdict(lo, hi, n):
-    if n < 3:
-        return "too few pairs"
-    return "better" if lo > 0 else "worse" if hi < 0 else "within noise"
-
 
 rounds = rows("rounds.csv")
 effort = rows("effort.csv")
-write("rounds.csv", rounds, ["set", "strategy", "seed", "annotated", "model_version", "test_dice"])
-write("effort.csv", effort, ["set", "strategy", "seed", "annotated_before", "case", "changed_pixels", "mask_pixels"])
+write_csv(os.path.join(out, "rounds.csv"), rounds, ["set", "strategy", "seed", "annotated", "model_version", "test_dice"])
+write_csv(os.path.join(out, "effort.csv"), effort, ["set", "strategy", "seed", "annotated_before", "case", "changed_pixels", "mask_pixels"])
 sets = sorted({r["set"] for r in rounds})
 counts = sorted({int(r["annotated"]) for r in rounds})
 dice = {(r["set"], r["strategy"], int(r["seed"]), int(r["annotated"])): float(r["test_dice"]) for r in rounds}
