@@ -19,7 +19,7 @@ $(TORCH):
 build: setup
 	cargo build
 
-## Generates phantom data, trains plain, augment (the default) and genseg briefly, prints where the pictures are.
+## Generates phantom data, trains plain, augment (the default) and genseg briefly, then fit on the same pairs; prints where the pictures are.
 demo: setup
 	cargo run -- demo --out demo-out
 
