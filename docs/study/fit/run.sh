@@ -9,14 +9,18 @@
 # 10 minutes are 10 minutes of one core). nnU-Net v2 arm: scripts/nnunet_peer.sh on the train
 # run's split, where time allows (see RESULTS). fit-best: the fit's fold runs with their
 # best-validation checkpoints instead of their last models (issue 32 item 3).
-#   bash docs/study/fit/run.sh STUDY_DIR      (resumable: finished cells are skipped)
+# N = 40 (issue 32's second label count; design fixed before its results, RESULTS "Does fit beat
+# train?"): the same script with N=40 and a study folder of its own; fit is then the fit of
+# today's binary (the refit that spends its budget).
+#   [N=40] bash docs/study/fit/run.sh STUDY_DIR      (resumable: finished cells are skipped)
 set -u
+N=${N:-16}
 STUDY=$(realpath -m "${1:-/work/studies/fit}")
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 D=${DATA:-$ROOT/../shared/data}
 mkdir -p "$STUDY"
 [ -x "$STUDY/genseg" ] || cp "$ROOT/target/debug/genseg" "$STUDY/genseg"
-export STUDY D ROOT
+export STUDY D ROOT N
 cell() {
   set -u
   local set=$1 seed=$2 ood=${3:-}
@@ -24,7 +28,7 @@ cell() {
   [ -f "$c/done" ] && return 0
   mkdir -p "$c"
   local start=$(date +%s)
-  [ -f "$c/train/summary.json" ] || $G train "$D/$set" --n 16 --seed "$seed" --out "$c/train" > "$c/train.log" 2>&1
+  [ -f "$c/train/summary.json" ] || $G train "$D/$set" --n "$N" --seed "$seed" --out "$c/train" > "$c/train.log" 2>&1
   local trained=$(date +%s)
   python3 "$ROOT/docs/study/fit/folders.py" "$D/$set" "$c/train/split.json" "$c"
   $G fit "$c/labelled" --budget 10m --seed "$seed" --out "$c/fit" --no-onnx > "$c/fit.log" 2>&1 || return 1

@@ -27,13 +27,15 @@ for cell in [] if from_csv else sorted(os.listdir(study)):
     if not os.path.isfile(os.path.join(c, "done")):
         continue
     name, seed = cell.rsplit("-s", 1)
+    split = json.load(open(os.path.join(c, "train", "split.json")))
+    n = len(split["train"]) + len(split["val"])
     seconds = dict(zip(*[iter(open(os.path.join(c, "seconds")).read().split())] * 2))
     for arm in ["train", "fit", "fit-best", "refit", "nnunet", "nnunet5"]:
         ev = os.path.join(c, f"eval-{arm}", "summary.json")
         if not os.path.isfile(ev):
             continue
         s = json.load(open(ev))["summary"]
-        row = {"method": arm, "set": name, "n": 16, "seed": int(seed), "test_dice": s["dice"]["mean"],
+        row = {"method": arm, "set": name, "n": n, "seed": int(seed), "test_dice": s["dice"]["mean"],
                "test_iou": s["iou"]["mean"], "test_cases": s["cases"], "ood_dice": "", "ood_iou": "", "ood_cases": "",
                "seconds": seconds.get(arm, "")}
         if arm == "train":  # its training time (a resumed launch of the study skipped it)
