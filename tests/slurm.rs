@@ -226,8 +226,11 @@ fn a_study_and_a_fit_run_on_slurm_and_a_cancelled_task_resumes() {
             log(&format!("fold-{k}.log"))
         );
         // Side by side, each task spends the training budget, not its share of a sequence.
-        assert!(log(&format!("fold-{k}.log")).contains("what the training budget affords one run"));
+        assert!(log(&format!("fold-{k}.log")).contains("the plan's, for runs side by side"));
     }
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fit.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["plan"]["runs"], "side-by-side", "the plan job planned for runs one after another");
     assert!(log("finish.log").contains("chosen: augment"), "finishing fit: {}", log("finish.log"));
     assert!(!log("finish.log").contains(": step "), "the finishing fit trained instead of collecting");
     assert!(fit.join("ensemble.json").is_file() && fit.join("report.html").is_file());

@@ -17,7 +17,7 @@ pub struct FitArgs {
     pub unlabelled: Option<PathBuf>,
     /// Wall-clock budget of the whole fit, e.g. 20m, 90s, 1h30m (the plan and the cross-validation
     /// fit it; kept within 10 %)
-    #[arg(long, default_value = "20m", value_parser = genseg::fit::plan::parse_budget)]
+    #[arg(long, default_value = "20m", value_parser = genseg::fit::budget::parse_budget)]
     pub budget: f64,
     /// Cross-validation folds [default: 5, fewer for fewer than 10 pairs]
     #[arg(long, value_parser = clap::value_parser!(u64).range(2..).map(|k| k as usize))]

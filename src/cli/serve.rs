@@ -43,7 +43,7 @@ pub struct RetrainArgs {
     #[arg(long, default_value_t = 5)]
     pub retrain_every: usize,
     /// Wall-clock budget of each retrain (a `genseg fit`), e.g. 3m, 90s
-    #[arg(long, default_value = "3m", value_parser = genseg::fit::plan::parse_budget)]
+    #[arg(long, default_value = "3m", value_parser = genseg::fit::budget::parse_budget)]
     pub budget: f64,
     /// Fold models of each retrain (their disagreement ranks the queue)
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(2..).map(|k| k as usize))]

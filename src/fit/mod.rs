@@ -9,6 +9,7 @@
 //! folds/ (the id lists), runs/CANDIDATE/foldK/ (ordinary run folders), ensemble.json,
 //! model.onnx, report.html, overlays_val.png. A killed fit resumes: finished fold runs are kept,
 //! an unfinished one resumes from its checkpoint, and the budget counts the time already spent.
+pub mod budget;
 pub mod cv;
 pub mod plan;
 pub mod report;
@@ -21,7 +22,7 @@ use crate::runtime::{ensure_writable_dir, lock_folder, write_json};
 use crate::train::{Method, TrainConfig};
 use anyhow::{Context, Result};
 use cv::CvResult;
-use plan::{Plan, PlanInput, Profile};
+use plan::{Plan, PlanInput, Profile, Runs};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -166,7 +167,7 @@ pub struct FitSummary {
 /// Runs (or resumes) the fit `cfg` into `out`.
 pub fn run(cfg: &FitConfig, out: &Path, device: Device) -> Result<FitSummary> {
     let clock = Clock::resume(out);
-    let (_lock, record) = prepare(cfg, out, device)?;
+    let (_lock, record) = prepare(cfg, out, Runs::OneAfterAnother, device)?;
     let (cv, scores) = cv::run(cfg, &record.plan, out, &clock, device)?;
     let chosen = cv.chosen;
     let members: Vec<PathBuf> = cv.members(chosen);
@@ -191,7 +192,7 @@ pub fn run(cfg: &FitConfig, out: &Path, device: Device) -> Result<FitSummary> {
 
 /// The stages before training, with the fit folder locked: inputs never overwritten, the data
 /// the same as when the fit began, and plan.json (made now, or kept from the first session).
-fn prepare(cfg: &FitConfig, out: &Path, device: Device) -> Result<(crate::runtime::FolderLock, FitRecord)> {
+fn prepare(cfg: &FitConfig, out: &Path, runs: Runs, device: Device) -> Result<(crate::runtime::FolderLock, FitRecord)> {
     let mut inputs = vec![("the data folder", cfg.data.as_path())];
     inputs.extend(cfg.unlabelled.as_deref().map(|p| ("--unlabelled", p)));
     crate::runtime::refuse_overlap("--out", out, &inputs)?;
@@ -204,7 +205,7 @@ fn prepare(cfg: &FitConfig, out: &Path, device: Device) -> Result<(crate::runtim
     }
     fingerprint.refuse_changed(out, &cfg.data)?;
     // Data or settings refused before a plan exists leave no folder this call created.
-    let record = match plan_stage(cfg, out, device) {
+    let record = match plan_stage(cfg, out, runs, device) {
         Ok(record) => record,
         Err(e) => {
             drop(lock);
@@ -219,7 +220,7 @@ fn prepare(cfg: &FitConfig, out: &Path, device: Device) -> Result<(crate::runtim
 }
 
 /// plan.json's plan: the one made when the fit started (a resumed fit keeps it), or a new one.
-fn plan_stage(cfg: &FitConfig, out: &Path, device: Device) -> Result<FitRecord> {
+fn plan_stage(cfg: &FitConfig, out: &Path, runs: Runs, device: Device) -> Result<FitRecord> {
     let path = out.join("plan.json");
     if let Ok(text) = std::fs::read_to_string(&path) {
         let record: FitRecord =
@@ -269,6 +270,7 @@ fn plan_stage(cfg: &FitConfig, out: &Path, device: Device) -> Result<FitRecord> 
         folds,
         required,
         optional,
+        runs,
         droppable,
         exports: cfg.python.is_some(),
     };

@@ -1,6 +1,7 @@
 //! From a labelled folder and a time budget to what `fit` trains (nnU-Net's fingerprint -> plan):
 //! the data's [`Profile`], then the working resolution, network, iterations, folds and candidate
 //! arms that fit the budget, each choice with its reason.
+use super::budget::training_seconds;
 use super::Candidate;
 use crate::data::files::Folders;
 use crate::data::set::LoadOptions;
@@ -86,10 +87,24 @@ pub struct Plan {
     pub folds: usize,
     /// In the order they are tried; the first is the reference of the paired differences.
     pub candidates: Vec<Candidate>,
+    #[serde(default)]
+    pub runs: Runs,
     /// Measured milliseconds per U-Net training step at each side tried, and at the chosen one.
     pub step_ms: Vec<(u32, f64)>,
     pub ms_per_step: f64,
     pub reasons: Vec<String>,
+}
+
+/// How the fold runs share the budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Runs {
+    /// On one machine: the budget bounds their sum.
+    #[default]
+    OneAfterAnother,
+    /// As tasks of a Slurm array (`fit --slurm`): the budget bounds each run, so the costliest
+    /// candidate's run sets the side and iterations.
+    SideBySide,
 }
 
 /// Iteration cap of a fold run when the budget allows it: `train`'s default.
@@ -163,6 +178,7 @@ pub struct PlanInput<'a> {
     /// Candidates every fit tries, then those tried when the budget leaves room, in order.
     pub required: Vec<Candidate>,
     pub optional: Vec<Candidate>,
+    pub runs: Runs,
     /// Whether required candidates may be left out when the budget is short (not when the user
     /// named them).
     pub droppable: bool,
@@ -174,7 +190,7 @@ pub struct PlanInput<'a> {
 /// fold; then as many iterations as the budget allows there (dropping candidates from the end
 /// below [`FEW_ITERS`]); then optional candidates while they fit at full iterations.
 pub fn plan(input: PlanInput, device: Device) -> Result<Plan> {
-    let PlanInput { profile, load, budget_s, folds, mut required, optional, droppable, exports } = input;
+    let PlanInput { profile, load, budget_s, folds, mut required, optional, runs, droppable, exports } = input;
     let cuda = device.is_cuda();
     let (width, batch_size) = if cuda { (32, 8) } else { (16, 4) };
     let training_s = training_seconds(budget_s, exports);
@@ -194,9 +210,25 @@ pub fn plan(input: PlanInput, device: Device) -> Result<Plan> {
             deep_supervision: false,
         })
     };
+    // Seconds the runs of `cands` take at `iters` iterations: all of them one after another, or
+    // the costliest alone when they train side by side.
     let cost = |cands: &[Candidate], step_ms: f64, iters: usize| {
-        let factor: f64 = cands.iter().map(|c| c.cost()).sum();
-        folds as f64 * factor * iters as f64 * step_ms * OVERHEAD / 1000.0
+        let factor = match runs {
+            Runs::OneAfterAnother => folds as f64 * cands.iter().map(|c| c.cost()).sum::<f64>(),
+            Runs::SideBySide => cands.iter().map(|c| c.cost()).fold(0.0, f64::max),
+        };
+        factor * iters as f64 * step_ms * OVERHEAD / 1000.0
+    };
+    let fitting = match runs {
+        Runs::OneAfterAnother => {
+            format!("{} candidate(s) x {folds} folds x {FULL_ITERS} iterations fit", required.len())
+        }
+        Runs::SideBySide => format!(
+            "one run of {FULL_ITERS} iterations of the costliest of {} candidate(s) fits (the {} fold runs train side \
+             by side as Slurm tasks)",
+            required.len(),
+            folds * required.len()
+        ),
     };
     let mut step_ms_at = Vec::new();
     let (size, ms) = if profile.dims == 3 {
@@ -226,16 +258,15 @@ pub fn plan(input: PlanInput, device: Device) -> Result<Plan> {
         }
         let (side, ms) = chosen.expect("at least one side");
         reasons.push(format!(
-            "{side} px: the largest side (of {sides:?}, none above the median image side {native} px) at which {} \
-             candidate(s) x {folds} folds x {FULL_ITERS} iterations fit {:.0} s of training ({ms:.0} ms a step measured)",
-            required.len(),
-            training_s
+            "{side} px: the largest side (of {sides:?}, none above the median image side {native} px) at which \
+             {fitting} {training_s:.0} s of training ({ms:.0} ms a step measured)"
         ));
         (side, ms)
     };
     let iters = loop {
         let iters = ((training_s / cost(&required, ms, 1)) as usize).min(FULL_ITERS);
-        if iters >= FEW_ITERS || required.len() == 1 || !droppable {
+        // Side by side, leaving out a run does not give the others more time.
+        if iters >= FEW_ITERS || required.len() == 1 || !droppable || runs == Runs::SideBySide {
             break iters;
         }
         let dropped = required.pop().expect("more than one candidate");
@@ -244,7 +275,10 @@ pub fn plan(input: PlanInput, device: Device) -> Result<Plan> {
     if iters < MIN_ITERS {
         // The first fold trains MIN_ITERS whatever the rate measured later says (cv's
         // fold_iterations), so a budget that cannot afford them would be overrun.
-        let first_fold_s = cost(&required, ms, MIN_ITERS) / folds as f64;
+        let first_fold_s = match runs {
+            Runs::OneAfterAnother => cost(&required, ms, MIN_ITERS) / folds as f64,
+            Runs::SideBySide => cost(&required, ms, MIN_ITERS),
+        };
         if first_fold_s > training_s {
             // The least multiple of 10 s that affords it (training_seconds gives at least half a
             // budget, so the search ends by twice the first fold's time).
@@ -252,11 +286,13 @@ pub fn plan(input: PlanInput, device: Device) -> Result<Plan> {
                 .map(|k| k as f64 * 10.0)
                 .find(|&b| training_seconds(b, exports) >= first_fold_s)
                 .expect("an unbounded search over budgets");
+            let runs_of = match runs {
+                Runs::OneAfterAnother => format!("the first fold's {} run(s)", required.len()),
+                Runs::SideBySide => "a fold run".into(),
+            };
             bail!(
-                "--budget {budget_s:.0} s is too short for this data: the first fold's {} run(s) of {MIN_ITERS} iterations \
-                 take about {first_fold_s:.0} s at {ms:.0} ms a step; give --budget {:.0}s or more",
-                required.len(),
-                enough
+                "--budget {budget_s:.0} s is too short for this data: {runs_of} of {MIN_ITERS} iterations need about \
+                 {first_fold_s:.0} s at {ms:.0} ms a step; give --budget {enough:.0}s or more"
             );
         }
         reasons.push(format!(
@@ -266,10 +302,15 @@ pub fn plan(input: PlanInput, device: Device) -> Result<Plan> {
     }
     let iters = iters.max(MIN_ITERS);
     if iters < FULL_ITERS {
-        reasons.push(format!(
-            "{iters} iterations a fold run: what the budget affords at the estimated rate (full: {FULL_ITERS}); \
-             later folds run what the rate measured on the first affords"
-        ));
+        reasons.push(match runs {
+            Runs::OneAfterAnother => format!(
+                "{iters} iterations a fold run: what the budget affords at the estimated rate (full: {FULL_ITERS}); \
+                 later folds run what the rate measured on the first affords"
+            ),
+            Runs::SideBySide => format!(
+                "{iters} iterations a fold run: what the budget affords one run at the estimated rate (full: {FULL_ITERS})"
+            ),
+        });
     }
     let mut candidates = required;
     for c in optional {
@@ -294,70 +335,16 @@ pub fn plan(input: PlanInput, device: Device) -> Result<Plan> {
         iters,
         folds,
         candidates,
+        runs,
         step_ms: step_ms_at,
         ms_per_step: ms,
         reasons,
     })
 }
 
-/// The seconds of a `budget_s` fit that cross-validation may take. Planning, the report and the
-/// rate's misjudgement take 5 % and 5 s; the ensemble's ONNX export (tracing every fold model,
-/// then checking the graph in onnxruntime) 15 s and 5 % more. Never below half the budget.
-pub fn training_seconds(budget_s: f64, exports: bool) -> f64 {
-    let reserve = budget_s * 0.05 + if exports { 20.0 + budget_s * 0.05 } else { 5.0 };
-    (budget_s - reserve).max(budget_s * 0.5)
-}
-
-/// `20m`, `90s`, `1h30m`, `600` (seconds).
-pub fn parse_budget(text: &str) -> Result<f64> {
-    let t = text.trim();
-    if let Ok(s) = t.parse::<f64>() {
-        return positive(s, text);
-    }
-    let (mut total, mut number) = (0.0, String::new());
-    for ch in t.chars() {
-        match ch {
-            '0'..='9' | '.' => number.push(ch),
-            'h' | 'm' | 's' => {
-                let v: f64 =
-                    number.parse().map_err(|_| anyhow::anyhow!("--budget {text}: give e.g. 20m, 90s or 1h30m"))?;
-                total += v * match ch {
-                    'h' => 3600.0,
-                    'm' => 60.0,
-                    _ => 1.0,
-                };
-                number.clear();
-            }
-            _ => bail!("--budget {text}: give e.g. 20m, 90s or 1h30m"),
-        }
-    }
-    if !number.is_empty() {
-        bail!("--budget {text}: give a unit after {number} (h, m or s)");
-    }
-    positive(total, text)
-}
-
-fn positive(s: f64, text: &str) -> Result<f64> {
-    if !(s.is_finite() && s > 0.0) {
-        bail!("--budget {text}: give a positive time, e.g. 20m");
-    }
-    Ok(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn budgets_parse_with_units() {
-        assert_eq!(parse_budget("20m").unwrap(), 1200.0);
-        assert_eq!(parse_budget("1h30m").unwrap(), 5400.0);
-        assert_eq!(parse_budget("90s").unwrap(), 90.0);
-        assert_eq!(parse_budget("600").unwrap(), 600.0);
-        for bad in ["", "0", "-5", "20x", "m", "20m5"] {
-            assert!(parse_budget(bad).unwrap_err().to_string().contains("--budget"), "{bad}");
-        }
-    }
 
     fn profile(side: u32) -> Profile {
         Profile {
@@ -381,6 +368,7 @@ mod tests {
             folds: 5,
             required: vec![Candidate::Augment, Candidate::CopyPaste],
             optional: vec![Candidate::AugmentNnunet],
+            runs: Runs::OneAfterAnother,
             droppable,
             exports: false,
         }
@@ -406,13 +394,22 @@ mod tests {
         assert!(err.contains("--budget") && err.contains("or more"), "{err}");
     }
 
-    /// A 10-minute fit keeps 35 s for the rest without an export, 80 s with one; a tiny budget
-    /// keeps half for training.
+    /// Side by side (Slurm tasks) the budget bounds one run, not the sum of the folds': the
+    /// iterations one run affords, no candidate left out; a budget too short for one run refused.
     #[test]
-    fn the_reserve_depends_on_the_export() {
-        assert_eq!(training_seconds(600.0, false), 565.0);
-        assert_eq!(training_seconds(600.0, true), 520.0);
-        assert_eq!(training_seconds(40.0, true), 20.0);
+    fn side_by_side_the_budget_bounds_each_run() {
+        let side_by_side = |budget_s| PlanInput { runs: Runs::SideBySide, ..input(24, budget_s, true) };
+        let sequential = plan(input(24, 20.0, true), Device::Cpu).unwrap();
+        let p = plan(side_by_side(20.0), Device::Cpu).unwrap();
+        assert_eq!((p.runs, p.size), (Runs::SideBySide, 24));
+        assert_eq!(p.candidates, [Candidate::Augment, Candidate::CopyPaste]);
+        // Copy-paste, the costlier of the two, sets the iterations.
+        let run_s = Candidate::CopyPaste.cost() * p.ms_per_step * OVERHEAD / 1000.0;
+        let affordable = (p.training_s / run_s) as usize;
+        assert_eq!(p.iters, affordable.clamp(MIN_ITERS, FULL_ITERS));
+        assert!(p.iters > sequential.iters, "{} vs {}", p.iters, sequential.iters);
+        let err = plan(side_by_side(0.01), Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("a fold run of 50 iterations") && err.contains("or more"), "{err}");
     }
 
     #[test]
