@@ -21,7 +21,7 @@ for ax, name in zip(axes[0], sets):
         xs = [i for i, a in enumerate(arms) if (a, name, seed) in by]
         ax.plot(xs, [by[(arms[i], name, seed)] for i in xs], "o-", color=colour, label=f"seed {seed}")
     ax.set_xticks(range(len(arms)), arms)
-    ax.set_title(f"{name} (N = 16)")
+    ax.set_title(f"{name} (N = {'/'.join(sorted({r['n'] for r in rows if r['set'] == name}))})")
     ax.grid(alpha=0.3)
 axes[0][0].set_ylabel("test Dice")
 axes[0][0].legend(fontsize=8)
