@@ -63,7 +63,11 @@ pub fn fold_run(cfg: &FitConfig, out: &Path, index: usize, device: Device) -> Re
         .with_context(|| format!("{}: no plan; start the fit with `genseg fit ... --slurm`", path.display()))?;
     let record: FitRecord = serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
     let iters = record.plan.iters;
-    tracing::info!("fit: fold run {index} runs {iters} iterations (the plan's, for runs side by side)");
+    let planned = match record.plan.runs {
+        Runs::SideBySide => "side by side",
+        Runs::OneAfterAnother => "one after another: this fit was planned without --slurm",
+    };
+    tracing::info!("fit: fold run {index} runs {iters} iterations (the plan's, for runs {planned})");
     cv::run_one(cfg, &record.plan, out, index, iters, device)
 }
 
