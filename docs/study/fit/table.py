@@ -6,7 +6,7 @@ Writes STUDY_DIR/results.csv (method, set, n, seed, test_dice, test_iou, test_ca
 ood_iou, ood_cases, seconds) from every finished cell and prints, per set, the mean test Dice of
 each arm and the paired differences by seed with 95 % bootstrap intervals: fit and refit (the fit
 that spends its budget, docs/study/fit/refit.sh) against train, refit against the first fit, nnU-Net
-(one epoch) against both, nnU-Net at five epochs (docs/study/fit/nnunet.sh) against refit and one epoch,
+(one epoch) against both, nnU-Net at five epochs (docs/study/fit/nnunet.sh) against refit, fit (the N = 40 study's) and one epoch,
 and fit on an H200 (fit-gpu, scripts/device-check.sh fit; kvasir_seg only) against refit and nnunet5.
 """
 import csv, json, os, sys
@@ -54,7 +54,7 @@ if not from_csv:
 
 
 PAIRS = [("fit", "train"), ("refit", "train"), ("refit", "fit"), ("fit-best", "fit"), ("nnunet", "fit"), ("nnunet", "refit"),
-         ("nnunet5", "refit"), ("nnunet5", "nnunet"), ("fit-gpu", "refit"), ("fit-gpu", "nnunet5")]
+         ("nnunet5", "refit"), ("nnunet5", "fit"), ("nnunet5", "nnunet"), ("fit-gpu", "refit"), ("fit-gpu", "nnunet5")]
 print("| set | metric | arm - base | base | arm | difference (seeds) | verdict |\n|---|---|---|---|---|---|---|")
 for name in sorted({r["set"] for r in rows}):
     for metric in ["test_dice", "ood_dice"]:
