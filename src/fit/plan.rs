@@ -224,10 +224,9 @@ pub fn plan(input: PlanInput, device: Device) -> Result<Plan> {
             format!("{} candidate(s) x {folds} folds x {FULL_ITERS} iterations fit", required.len())
         }
         Runs::SideBySide => format!(
-            "one run of {FULL_ITERS} iterations of the costliest of {} candidate(s) fits (the {} fold runs train side \
-             by side as Slurm tasks)",
-            required.len(),
-            folds * required.len()
+            "one run of {FULL_ITERS} iterations of the costliest of {} candidate(s) fits (the fold runs train side by \
+             side as Slurm tasks)",
+            required.len()
         ),
     };
     let mut step_ms_at = Vec::new();
