@@ -40,7 +40,9 @@ pub fn plan_and_submit(
     let (lock, record) = prepare(cfg, out, Runs::SideBySide, device)?;
     drop(lock);
     let runs = cv::run_order(&record.plan).len();
+    // The plan job makes the folder too: `--slurm-plan` may run without `submit` before it.
     let dir = out.join("slurm");
+    ensure_writable_dir(&dir)?;
     let (folds_sh, finish_sh) = (dir.join("folds.sh"), dir.join("finish.sh"));
     let mut task = quoted(command);
     task.insert(1, "--threads \"${SLURM_CPUS_PER_TASK:-1}\"".into());
