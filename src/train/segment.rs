@@ -142,7 +142,10 @@ pub fn run_on(
             state.stopped = state.plateaued(cfg.patience, cfg.val_every, cfg.min_iters, val_dice);
             t.save_checkpoint(&ckpt, &state)?;
             // The loss metrics.jsonl records: the mean since the last validation.
-            progress.status(format!("loss {mean_loss:.3}, val Dice {val_dice:.3} (best {:.3})", state.best_val_dice));
+            progress.status(match splits.val.is_empty() {
+                true => format!("loss {mean_loss:.3}, no validation cases (the last model is kept)"),
+                false => format!("loss {mean_loss:.3}, val Dice {val_dice:.3} (best {:.3})", state.best_val_dice),
+            });
             if state.stopped {
                 tracing::info!(
                     "early stop at iteration {done}: no better validation Dice since iteration {}",

@@ -7,7 +7,8 @@ ood_iou, ood_cases, seconds) from every finished cell and prints, per set, the m
 each arm and the paired differences by seed with 95 % bootstrap intervals: fit and refit (the fit
 that spends its budget, docs/study/fit/refit.sh) against train, refit against the first fit, nnU-Net
 (one epoch) against both, nnU-Net at five epochs (docs/study/fit/nnunet.sh) against refit, fit (the N = 40 study's) and one epoch,
-and fit on an H200 (fit-gpu, scripts/device-check.sh fit; kvasir_seg only) against refit and nnunet5.
+fit on an H200 (fit-gpu, scripts/device-check.sh fit; kvasir_seg only) against refit and nnunet5,
+and one model on all pairs with fit's recipe (fit-all, docs/study/fit/all.sh) against fit.
 """
 import csv, json, os, sys
 
@@ -30,7 +31,7 @@ for cell in [] if from_csv else sorted(os.listdir(study)):
     split = json.load(open(os.path.join(c, "train", "split.json")))
     n = len(split["train"]) + len(split["val"])
     seconds = dict(zip(*[iter(open(os.path.join(c, "seconds")).read().split())] * 2))
-    for arm in ["train", "fit", "fit-best", "refit", "nnunet", "nnunet5"]:
+    for arm in ["train", "fit", "fit-best", "fit-all", "refit", "nnunet", "nnunet5"]:
         ev = os.path.join(c, f"eval-{arm}", "summary.json")
         if not os.path.isfile(ev):
             continue
@@ -53,7 +54,7 @@ if not from_csv:
             w.writerow({k: (f"{v:.5f}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
-PAIRS = [("fit", "train"), ("refit", "train"), ("refit", "fit"), ("fit-best", "fit"), ("nnunet", "fit"), ("nnunet", "refit"),
+PAIRS = [("fit", "train"), ("refit", "train"), ("refit", "fit"), ("fit-best", "fit"), ("fit-all", "fit"), ("nnunet", "fit"), ("nnunet", "refit"),
          ("nnunet5", "refit"), ("nnunet5", "fit"), ("nnunet5", "nnunet"), ("fit-gpu", "refit"), ("fit-gpu", "nnunet5")]
 print("| set | metric | arm - base | base | arm | difference (seeds) | verdict |\n|---|---|---|---|---|---|---|")
 for name in sorted({r["set"] for r in rows}):
