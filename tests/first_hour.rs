@@ -87,3 +87,27 @@ fn a_one_seed_study_gives_numbers_but_no_verdict() {
         assert!(!md.contains(verdict), "a verdict from one seed: {verdict}\n{md}");
     }
 }
+
+#[test]
+fn a_run_without_validation_cases_says_so_instead_of_a_nan_dice() {
+    let d = tempfile::tempdir().unwrap();
+    let data = phantom_dataset(d.path(), 4);
+    let ids = d.path().join("all.txt");
+    let names: String = std::fs::read_dir(data.join("images"))
+        .unwrap()
+        .map(|e| format!("{}\n", e.unwrap().path().file_stem().unwrap().to_string_lossy()))
+        .collect();
+    std::fs::write(&ids, names).unwrap();
+    let run = d.path().join("run");
+    let mut args = vec!["train", arg(&data), "--train-ids", arg(&ids), "--iters", "4", "--val-every", "2"];
+    args.extend_from_slice(&["--out", arg(&run)]);
+    args.extend_from_slice(SMALL);
+    let o = genseg(&args);
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains("augment: step 4/4, loss ") && log.contains("no validation cases (the last model is kept)"),
+        "{log}"
+    );
+    assert!(!log.contains("NaN"), "{log}");
+}
