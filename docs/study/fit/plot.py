@@ -1,5 +1,5 @@
 """Test Dice per (set, seed) of the fit study: train's defaults, the first fit, refit (the fit that
-spends its budget) and nnU-Net v2 (1 and 5 epochs) where it ran; one line per seed joins its arms, so the paired
+spends its budget), one model on all pairs with fit's recipe (fit-all) and nnU-Net v2 (1 and 5 epochs) where it ran; one line per seed joins its arms, so the paired
 differences of results.md can be seen cell by cell.
 Usage: python plot.py docs/study/fit/results.csv docs/study/fit/paired.png
 """
@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 rows = list(csv.DictReader(open(sys.argv[1])))
-arms = [a for a in ["train", "fit", "refit", "nnunet", "nnunet5"] if any(r["method"] == a for r in rows)]
+arms = [a for a in ["train", "fit-all", "fit", "refit", "nnunet", "nnunet5"] if any(r["method"] == a for r in rows)]
 sets = sorted({r["set"] for r in rows})
 by = {(r["method"], r["set"], int(r["seed"])): float(r["test_dice"]) for r in rows}
 fig, axes = plt.subplots(1, len(sets), figsize=(3.4 * len(sets), 3.6), sharey=True, squeeze=False)
