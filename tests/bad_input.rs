@@ -107,6 +107,17 @@ fn missing_dataset_layout() {
     let o = genseg(&["check", d.path().to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("expected images/ and masks/"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("--unlabelled"), "{}", stderr(&o));
+    // A folder of bare images: the error also says where unlabelled images go.
+    let image = std::fs::read_dir(dataset(d.path()).join("images")).unwrap().next().unwrap().unwrap().path();
+    std::fs::copy(&image, d.path().join(image.file_name().unwrap())).unwrap();
+    let o = genseg(&["check", d.path().to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("expected images/ and masks/") && stderr(&o).contains("--unlabelled"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -92,8 +92,19 @@ impl Folders {
         } else if root.join("imagesTr").is_dir() && root.join("labelsTr").is_dir() {
             (Layout::NnUnetRaw, "imagesTr", "labelsTr")
         } else {
+            // A folder of bare images is most often the user's unlabelled images: say where they go.
+            let bare_images = std::fs::read_dir(root).is_ok_and(|entries| {
+                entries.flatten().any(|e| crate::data::image_io::has_image_extension(&e.path()) || is_nifti(&e.path()))
+            });
+            let unlabelled = if bare_images {
+                " (images without masks are unlabelled: give them as --unlabelled to check, train or fit, or annotate \
+                 them with `genseg serve`)"
+            } else {
+                ""
+            };
             bail!(
-                "{}: expected images/ and masks/ (or nnU-Net's imagesTr/ and labelsTr/) inside; create them and put matching files in",
+                "{}: expected images/ and masks/ (or nnU-Net's imagesTr/ and labelsTr/) inside; create them and put \
+                 matching files in{unlabelled}",
                 root.display()
             );
         };

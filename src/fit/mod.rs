@@ -12,6 +12,7 @@
 pub mod budget;
 pub mod cv;
 pub mod plan;
+pub mod profile;
 pub mod report;
 pub mod slurm;
 
@@ -22,7 +23,8 @@ use crate::runtime::{ensure_writable_dir, lock_folder, write_json};
 use crate::train::{Method, TrainConfig};
 use anyhow::{Context, Result};
 use cv::CvResult;
-use plan::{Plan, PlanInput, Profile, Runs};
+use plan::{Plan, PlanInput, Runs};
+use profile::Profile;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;

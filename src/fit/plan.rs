@@ -1,71 +1,19 @@
-//! From a labelled folder and a time budget to what `fit` trains (nnU-Net's fingerprint -> plan):
-//! the data's [`Profile`], then the working resolution, network, iterations, folds and candidate
-//! arms that fit the budget, each choice with its reason.
+//! From the data's [`Profile`] and a time budget to what `fit` trains (nnU-Net's fingerprint ->
+//! plan): the working resolution, network, iterations, folds and candidate arms that fit the
+//! budget, each choice with its reason.
 use super::budget::training_seconds;
+use super::profile::Profile;
 use super::Candidate;
-use crate::data::files::Folders;
 use crate::data::set::LoadOptions;
-use crate::data::SegDataset;
 use crate::learn::loss::{segmentation_loss, RegionLoss};
 use crate::learn::optim::{gradients, OptimConfig, Optimizer};
 use crate::models::segnet::{NetConfig, SegNet};
 use crate::models::unet::{UNetConfig, Upsampling};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 use std::time::Instant;
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
-
-/// What the plan reads off the data.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Profile {
-    /// 2 (images) or 3 (volumes).
-    pub dims: usize,
-    pub channels: usize,
-    pub pairs: usize,
-    /// The pairs' case ids (what the folds split).
-    pub ids: Vec<String>,
-    /// The median of each image's shorter side, in pixels (2-D).
-    pub median_side: Option<u32>,
-    /// Foreground share of a mask: median and smallest non-empty, over the pairs.
-    pub foreground_median: f64,
-    pub foreground_min: f64,
-    pub empty_masks: usize,
-}
-
-impl Profile {
-    /// The profile of `set`, loaded from `data`.
-    pub fn of(data: &Path, set: &SegDataset) -> Result<Profile> {
-        let area: f64 = set.shape.iter().product::<i64>() as f64;
-        let shares: Vec<f64> = (0..set.len() as i64)
-            .map(|i| f64::try_from(set.masks.get(i).gt(0.5).sum(Kind::Float)).unwrap_or(0.0) / area)
-            .collect();
-        let filled: Vec<f64> = shares.iter().copied().filter(|&s| s > 0.0).collect();
-        let median_side = match set.dims() {
-            2 => {
-                let folders = Folders::of(data)?;
-                let sides: Vec<f64> = std::fs::read_dir(&folders.images)?
-                    .flatten()
-                    .filter_map(|e| image::image_dimensions(e.path()).ok())
-                    .map(|(w, h)| w.min(h) as f64)
-                    .collect();
-                Some(crate::eval::stats::median(&sides) as u32).filter(|&s| s > 0)
-            }
-            _ => None,
-        };
-        Ok(Profile {
-            dims: set.dims(),
-            channels: set.channels,
-            pairs: set.len(),
-            ids: set.ids.clone(),
-            median_side,
-            foreground_median: crate::eval::stats::median(&shares),
-            foreground_min: filled.iter().copied().fold(f64::NAN, f64::min),
-            empty_masks: shares.len() - filled.len(),
-        })
-    }
-}
 
 /// What `fit` trains, and why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -169,6 +117,25 @@ pub fn step_ms(net: &NetConfig, channels: i64, shape: &[i64], batch: i64, device
     crate::eval::stats::median(&times)
 }
 
+/// The candidates kept, in order, and those left out: each after the first is kept when the runs
+/// of those kept with it still get [`FEW_ITERS`] iterations (`affordable` of them).
+fn keep_affordable(
+    candidates: &[Candidate],
+    affordable: impl Fn(&[Candidate]) -> usize,
+) -> (Vec<Candidate>, Vec<Candidate>) {
+    let mut kept = candidates[..1].to_vec();
+    let mut left_out = Vec::new();
+    for &c in &candidates[1..] {
+        let with = [kept.as_slice(), &[c]].concat();
+        if affordable(&with) >= FEW_ITERS {
+            kept = with;
+        } else {
+            left_out.push(c);
+        }
+    }
+    (kept, left_out)
+}
+
 /// What the planner is given besides the data.
 pub struct PlanInput<'a> {
     pub profile: Profile,
@@ -187,8 +154,9 @@ pub struct PlanInput<'a> {
 }
 
 /// The plan: the largest side at which every required candidate gets [`FULL_ITERS`] on every
-/// fold; then as many iterations as the budget allows there (dropping candidates from the end
-/// below [`FEW_ITERS`]); then optional candidates while they fit at full iterations.
+/// fold; then as many iterations as the budget allows there (keeping required candidates in
+/// order while they still leave [`FEW_ITERS`]); then optional candidates while they fit at full
+/// iterations.
 pub fn plan(input: PlanInput, device: Device) -> Result<Plan> {
     let PlanInput { profile, load, budget_s, folds, mut required, optional, runs, droppable, exports } = input;
     let cuda = device.is_cuda();
@@ -219,14 +187,14 @@ pub fn plan(input: PlanInput, device: Device) -> Result<Plan> {
         };
         factor * iters as f64 * step_ms * OVERHEAD / 1000.0
     };
-    let fitting = match runs {
+    // What must fit at the chosen side, and how the runs share the machine.
+    let (full_runs, sharing) = match runs {
         Runs::OneAfterAnother => {
-            format!("{} candidate(s) x {folds} folds x {FULL_ITERS} iterations fit", required.len())
+            (format!("{} candidate(s) x {folds} folds x {FULL_ITERS} iterations", required.len()), "")
         }
-        Runs::SideBySide => format!(
-            "one run of {FULL_ITERS} iterations of the costliest of {} candidate(s) fits (the fold runs train side by \
-             side as Slurm tasks)",
-            required.len()
+        Runs::SideBySide => (
+            format!("one run of {FULL_ITERS} iterations of the costliest of {} candidate(s)", required.len()),
+            " (the fold runs train side by side as Slurm tasks)",
         ),
     };
     let mut step_ms_at = Vec::new();
@@ -256,21 +224,33 @@ pub fn plan(input: PlanInput, device: Device) -> Result<Plan> {
             }
         }
         let (side, ms) = chosen.expect("at least one side");
-        reasons.push(format!(
-            "{side} px: the largest side (of {sides:?}, none above the median image side {native} px) at which \
-             {fitting} {training_s:.0} s of training ({ms:.0} ms a step measured)"
-        ));
+        let full_s = cost(&required, ms, FULL_ITERS);
+        reasons.push(if full_s <= training_s {
+            format!(
+                "{side} px: the largest side (of {sides:?}, none above the median image side {native} px) at which \
+                 {full_runs} fit {training_s:.0} s of training{sharing} ({ms:.0} ms a step measured)"
+            )
+        } else {
+            format!(
+                "{side} px: the smallest side (of {sides:?}, none above the median image side {native} px); even there \
+                 {full_runs} would take {full_s:.0} s, more than the {training_s:.0} s of training{sharing} ({ms:.0} \
+                 ms a step measured), so iterations or candidates give way"
+            )
+        });
         (side, ms)
     };
-    let iters = loop {
-        let iters = ((training_s / cost(&required, ms, 1)) as usize).min(FULL_ITERS);
-        // Side by side, leaving out a run does not give the others more time.
-        if iters >= FEW_ITERS || required.len() == 1 || !droppable || runs == Runs::SideBySide {
-            break iters;
+    let affordable = |cands: &[Candidate]| ((training_s / cost(cands, ms, 1)) as usize).min(FULL_ITERS);
+    // Side by side, leaving out a run does not give the others more time. One after another, a
+    // candidate that would cut every run below FEW_ITERS is left out, and the cheaper ones after
+    // it are still tried (semi, 2.7 steps an iteration, may not fit where copy-paste does).
+    if droppable && runs == Runs::OneAfterAnother {
+        let (kept, left_out) = keep_affordable(&required, affordable);
+        for c in left_out {
+            reasons.push(format!("{}: left out, the budget gives too few iterations for it", c.name()));
         }
-        let dropped = required.pop().expect("more than one candidate");
-        reasons.push(format!("{}: left out, the budget gives too few iterations for it", dropped.name()));
-    };
+        required = kept;
+    }
+    let iters = affordable(&required);
     if iters < MIN_ITERS {
         // The first fold trains MIN_ITERS whatever the rate measured later says (cv's
         // fold_iterations), so a budget that cannot afford them would be overrun.
@@ -409,6 +389,26 @@ mod tests {
         assert!(p.iters > sequential.iters, "{} vs {}", p.iters, sequential.iters);
         let err = plan(side_by_side(0.01), Device::Cpu).unwrap_err().to_string();
         assert!(err.contains("a fold run of 50 iterations") && err.contains("or more"), "{err}");
+    }
+
+    /// A candidate that would cut the runs below FEW_ITERS is left out, and a cheaper one after it
+    /// still kept: semi (2.7 steps) gives way where copy-paste (1.05) fits.
+    #[test]
+    fn a_costly_candidate_left_out_does_not_take_cheaper_ones_with_it() {
+        let steps_affordable = 800.0;
+        let affordable =
+            |cands: &[Candidate]| (steps_affordable / cands.iter().map(|c| c.cost()).sum::<f64>()) as usize;
+        let all = [Candidate::Augment, Candidate::Semi, Candidate::CopyPaste];
+        let (kept, left_out) = keep_affordable(&all, affordable);
+        assert_eq!(
+            (kept.as_slice(), left_out.as_slice()),
+            (&[Candidate::Augment, Candidate::CopyPaste][..], &[Candidate::Semi][..])
+        );
+        // Room for all three: all kept, in order; room for augment alone: it is kept anyway.
+        let (kept, left_out) = keep_affordable(&all, |c| affordable(c) * 10);
+        assert_eq!((kept.as_slice(), left_out.len()), (&all[..], 0));
+        let (kept, left_out) = keep_affordable(&all, |c| affordable(c) / 10);
+        assert_eq!((kept.as_slice(), left_out.len()), (&[Candidate::Augment][..], 2));
     }
 
     #[test]
