@@ -11,8 +11,8 @@ pub struct FitArgs {
     /// Dataset folder of labelled pairs: images/ + masks/, or nnU-Net's imagesTr/ + labelsTr/;
     /// every pair trains and validates (k-fold)
     pub data: PathBuf,
-    /// Folder of images without masks; adds the semi-supervised candidate (none may be a
-    /// labelled image)
+    /// Folder of images without masks (none may be a labelled image); adds the semi-supervised
+    /// candidate where the budget gives every candidate full iterations
     #[arg(long)]
     pub unlabelled: Option<PathBuf>,
     /// Wall-clock budget of the whole fit, e.g. 20m, 90s, 1h30m (the plan and the cross-validation
@@ -23,7 +23,7 @@ pub struct FitArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(2..).map(|k| k as usize))]
     pub folds: Option<usize>,
     /// The candidates to cross-validate, comma separated, all of them whatever the budget
-    /// [default: augment, copy-paste, semi with --unlabelled, more when the budget allows]
+    /// [default: augment, copy-paste; semi with --unlabelled and more when the budget allows]
     #[arg(long, value_delimiter = ',', value_enum)]
     pub candidates: Option<Vec<genseg::fit::Candidate>>,
     /// Seed of the folds and of every run
