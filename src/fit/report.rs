@@ -74,7 +74,8 @@ pub fn write(out: &Path, record: &FitRecord, cv: &CvResult, scores: &[FoldScore]
     }
     h += &format!("</table>\n<p><b>Chosen:</b> {}</p>\n", escape(&cv.reason));
     h += "<h2>Validation cases of the chosen candidate, worst to best</h2>\n\
-          <img src=\"overlays_val.png\" alt=\"validation overlays\">\n<h2>Training curves of its fold runs</h2>\n<div class=\"row\">";
+          <p>Each case: the image, then the fold model's prediction tinted red and the reference mask \
+          outlined in green.</p>\n<img src=\"overlays_val.png\" alt=\"validation overlays\">\n<h2>Training curves of its fold runs</h2>\n<div class=\"row\">";
     for run in cv.members(cv.chosen) {
         let rel = run.display().to_string();
         h += &format!(

@@ -26,7 +26,10 @@ pub(super) fn write_report(out: &Path, rows: &[Row], methods: &[Method], tables:
     for t in tables {
         h.push_str(&t.html());
     }
-    h.push_str("<h2>Examples per method</h2>\n");
+    h.push_str(
+        "<h2>Examples per method</h2>\n<p>Overlays: each case's prediction tinted red, its reference mask outlined \
+         in green, named with its Dice.</p>\n",
+    );
     let n = rows.iter().map(|r| r.n).max();
     for &m in methods {
         let Some(row) = rows.iter().filter(|r| r.summary.method == m && Some(r.n) == n).min_by_key(|r| r.seed) else {
