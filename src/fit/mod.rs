@@ -249,6 +249,7 @@ fn plan_stage(cfg: &FitConfig, out: &Path, runs: Runs, device: Device) -> Result
         )?;
     }
     let profile = Profile::of(&cfg.data, &set)?;
+    let dims = profile.dims;
     let folds = plan::fold_count(profile.pairs, cfg.folds)?;
     let (required, optional, droppable) = match &cfg.candidates {
         Some(given) => {
@@ -274,7 +275,8 @@ fn plan_stage(cfg: &FitConfig, out: &Path, runs: Runs, device: Device) -> Result
         optional,
         runs,
         droppable,
-        exports: cfg.python.is_some(),
+        // export handles 2-D U-Nets: a 3-D fit keeps no time back for it.
+        exports: cfg.python.is_some() && dims == 2,
     };
     let plan = plan::plan(input, device)?;
     for reason in &plan.reasons {
