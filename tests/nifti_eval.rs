@@ -1,5 +1,6 @@
 //! NIfTI on the MSD hippocampus set: geometry-preserving round trip, and `genseg evaluate` on
-//! label maps per label with header spacing.
+//! label maps per label (every label of the references unless --labels chooses) with header
+//! spacing.
 mod common;
 use common::*;
 use nifti::{IntoNdArray, NiftiObject, ReaderOptions};
@@ -34,16 +35,10 @@ fn hippocampus_label_maps_per_label() {
         }
     }
     let out = d.path().join("eval");
-    let o = genseg(&[
-        "evaluate",
-        pred.to_str().unwrap(),
-        reference.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--labels",
-        "1,2",
-    ]);
+    let o = genseg(&["evaluate", pred.to_str().unwrap(), reference.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    // Without --labels, every label of the references is scored (the maps hold 1 and 2).
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("label 1:") && stdout(&o).contains("label 2:"), "{}", stdout(&o));
     let csv = std::fs::read_to_string(out.join("cases.csv")).unwrap();
     let rows: Vec<Vec<String>> = csv.lines().skip(1).map(|l| l.split(',').map(String::from).collect()).collect();
     assert_eq!(rows.len(), 4, "{csv}");
@@ -60,6 +55,13 @@ fn hippocampus_label_maps_per_label() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["labels"]["2"]["dice"]["n"].as_u64(), Some(2));
+    // --labels chooses.
+    let only = d.path().join("eval2");
+    let o = genseg(&["evaluate", arg(&pred), arg(&reference), "--out", arg(&only), "--labels", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(only.join("cases.csv")).unwrap();
+    assert_eq!(csv.lines().skip(1).filter(|l| l.contains("/label2,")).count(), 2, "{csv}");
+    assert_eq!(csv.lines().count(), 3, "{csv}");
 }
 
 #[test]

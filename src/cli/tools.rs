@@ -169,9 +169,10 @@ pub struct EvaluateArgs {
     /// Normalised surface Dice tolerance, in the unit of the distances (mm with a spacing, else px)
     #[arg(long, default_value_t = 1.0)]
     pub nsd_tolerance: f64,
-    /// Labels to score in NIfTI label maps (each as its own binary mask)
-    #[arg(long, value_delimiter = ',', default_value = "1")]
-    pub labels: Vec<u32>,
+    /// Labels to score in NIfTI label maps, each as its own binary mask [default: every label of
+    /// the reference volumes]
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Option<Vec<u32>>,
 }
 
 impl EvaluateArgs {
@@ -204,8 +205,13 @@ impl EvaluateArgs {
         let opts = args.options(volumes)?;
         let unit = args.unit(volumes);
         if volumes {
-            let per_label =
-                genseg::eval::evaluate_nifti_folders(&args.pred, &args.reference, &args.labels, &opts, &args.out)?;
+            let per_label = genseg::eval::evaluate_nifti_folders(
+                &args.pred,
+                &args.reference,
+                args.labels.as_deref(),
+                &opts,
+                &args.out,
+            )?;
             for (l, s) in per_label {
                 let h = s.hd95.as_ref().map(|h| h.mean).unwrap_or(f64::NAN);
                 let (d, i) = (&s.dice, &s.iou);

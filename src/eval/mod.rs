@@ -68,12 +68,13 @@ pub fn evaluate_folders(
     Ok(summary)
 }
 
-/// Compares NIfTI label maps per label (`labels`, e.g. 1,2), with each reference's own voxel
-/// spacing; writes OUT/cases.csv (id = case/label) and OUT/summary.json (one summary per label).
+/// Compares NIfTI label maps per label (`labels`, e.g. 1,2; `None`: every label of the reference
+/// volumes, as training segments every label found), with each reference's own voxel spacing;
+/// writes OUT/cases.csv (id = case/label) and OUT/summary.json (one summary per label).
 pub fn evaluate_nifti_folders(
     pred: &Path,
     reference: &Path,
-    labels: &[u32],
+    labels: Option<&[u32]>,
     opts: &MetricOptions,
     out: &Path,
 ) -> Result<Vec<(u32, report::Summary)>> {
@@ -83,6 +84,10 @@ pub fn evaluate_nifti_folders(
         Side::Second => (format!("no predicted volume for case '{id}' in {}", pred.display()), true),
     });
     refuse_fatal(format_args!("cannot pair {} with {}", pred.display(), reference.display()), &problems)?;
+    let labels = match labels {
+        Some(given) => given.to_vec(),
+        None => reference_labels(&pairs)?,
+    };
     ensure_writable_dir(out)?;
     let cases: Vec<Result<Vec<(u32, CaseMetrics)>>> = pairs
         .par_iter()
@@ -128,4 +133,15 @@ pub fn evaluate_nifti_folders(
         &serde_json::json!({"options": opts, "spacing": "from each reference header", "labels": json}),
     )?;
     Ok(per_label)
+}
+
+/// Every label above 0 in the reference volumes of `pairs` (1 when all of them are empty).
+fn reference_labels(pairs: &[Pair]) -> Result<Vec<u32>> {
+    let found: Vec<std::collections::BTreeSet<u32>> = pairs
+        .par_iter()
+        .map(|pair| Ok(read_labels(&pair.second)?.0.into_iter().filter(|&v| v > 0).collect()))
+        .collect::<Result<_>>()?;
+    let labels: Vec<u32> =
+        found.into_iter().flatten().collect::<std::collections::BTreeSet<u32>>().into_iter().collect();
+    Ok(if labels.is_empty() { vec![1] } else { labels })
 }
