@@ -338,10 +338,16 @@ impl TrainConfig {
             (Some(u), true) => format!(" and {} unlabelled images", u.len()),
             _ => String::new(),
         };
+        let mut recipe = self.method.name().to_string();
+        if self.copy_paste > 0.0 {
+            recipe += &format!(" with copy-paste (p {})", self.copy_paste);
+        }
+        if matches!(self.augment_preset, AugmentPreset::Nnunet) {
+            recipe += " with nnU-Net's augmentation preset";
+        }
         format!(
-            "{} on {train} training and {val} validation pairs{unlabelled} ({test} test), {input}, {net}, batch {}, up to {} \
-             iterations, validating every {}{stop}",
-            self.method.name(),
+            "{recipe} on {train} training and {val} validation pairs{unlabelled} ({test} test), {input}, {net}, batch {}, up \
+             to {} iterations, validating every {}{stop}",
             self.batch_size,
             self.iters,
             self.val_every
