@@ -135,7 +135,8 @@ elif fmt == "onnx":
     channels = "RGB" if unet["in_channels"] == 3 else "grey"
     meta = {
         "input": f"pixels: uint8 [N, {unet['in_channels']}, H, W], {channels}, any H and W (one size per call), as "
-        "viewers show the image (EXIF orientation applied)",
+        "viewers show the image (EXIF orientation applied; a 16-bit image first scaled to 8 bits by its brightest "
+        "value: round(v * 255 / max))",
         "output": f"probabilities: float32 [N, {unet['out_channels']}, H, W]; mask: uint8 [N, {unet['out_channels']}, "
         "H, W], 1 where the probability is above 0.5, one channel per label",
         "members": len(nets),

@@ -5,7 +5,7 @@
 //! that size out), checked in onnxruntime on the run's test images at their own sizes;
 //! TorchScript is the network alone, checked by genseg's libtorch on resized images.
 use crate::data::files::stem;
-use crate::data::image_io::{decode, image_to_chw, to_channels};
+use crate::data::image_io::{decode_image, image_to_chw, to_channels};
 use crate::data::split::load_splits;
 
 use crate::models::segnet::NetConfig;
@@ -236,7 +236,7 @@ fn check_pictures(run: &Path, channels: usize, size: u32) -> Result<Vec<image::D
         files.sort();
         let held_out = if split.split.test.is_empty() { &split.split.val } else { &split.split.test };
         let test: Vec<PathBuf> = files.into_iter().filter(|f| held_out.contains(&stem(f))).take(4).collect();
-        test.iter().map(|f| decode(f).ok().map(|img| to_channels(&img, channels))).collect::<Option<Vec<_>>>()
+        test.iter().map(|f| decode_image(f).ok().map(|img| to_channels(&img, channels))).collect::<Option<Vec<_>>>()
     });
     match found {
         Some(pictures) if !pictures.is_empty() => Ok(pictures),

@@ -145,6 +145,42 @@ fn grey_images_give_one_channel() {
     assert_eq!(loaded.images.size(), vec![4, 1, 32, 32]);
 }
 
+/// 12-bit scanner data in 16-bit files (0..4095) loads like the same pixels at 8 bits scaled to
+/// their maximum, not crushed to 16 grey levels; check says how they were read.
+#[test]
+fn sixteen_bit_images_keep_their_grey_levels() {
+    let d = tempfile::tempdir().unwrap();
+    let data = phantom_dataset(d.path(), 4);
+    for i in 0..4 {
+        let p = data.join(format!("images/phantom_{i:03}.png"));
+        let g = image::open(&p).unwrap().to_luma8();
+        let max = g.pixels().map(|p| p.0[0] as u32).max().unwrap();
+        // The same picture at 12 bits, scaled so that its brightest value maps back to 255.
+        let deep = image::ImageBuffer::<image::Luma<u16>, _>::from_fn(g.width(), g.height(), |x, y| {
+            image::Luma([(g.get_pixel(x, y).0[0] as u32 * 4095 / max) as u16])
+        });
+        let stretched = GrayImage::from_fn(g.width(), g.height(), |x, y| {
+            image::Luma([((g.get_pixel(x, y).0[0] as u32 * 4095 / max * 255 + 2047) / 4095) as u8])
+        });
+        stretched.save(&p).unwrap();
+        deep.save(d.path().join(format!("phantom_{i:03}_16.png"))).unwrap();
+    }
+    let stretched = dataset::load(&data, &opts(32)).unwrap();
+    for i in 0..4 {
+        std::fs::rename(
+            d.path().join(format!("phantom_{i:03}_16.png")),
+            data.join(format!("images/phantom_{i:03}.png")),
+        )
+        .unwrap();
+    }
+    let deep = dataset::load(&data, &opts(32)).unwrap();
+    assert_eq!((stretched.channels, deep.channels), (1, 1));
+    let differ = f64::try_from((&deep.images - &stretched.images).abs().max()).unwrap();
+    assert!(differ <= 1.0 / 255.0 + 1e-6, "16-bit pixels differ from their 8-bit twin by {differ}");
+    let o = genseg(&["check", arg(&data), "--size", "32"]);
+    assert!(stdout(&o).contains("16-bit images: 4"), "{}", stdout(&o));
+}
+
 #[test]
 fn nnunet_raw_layout_matches_the_folder_layout() {
     let d = tempfile::tempdir().unwrap();

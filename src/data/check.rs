@@ -27,6 +27,8 @@ pub struct ImageStats {
     pub layout: Layout,
     pub channels: usize,
     pub color_images: usize,
+    /// Images with 16 bits a channel, each scaled to 8 bits by its brightest value.
+    pub sixteen_bit_images: usize,
     pub width_range: (u32, u32),
     pub height_range: (u32, u32),
     /// Distinct mask values (before binarisation) -> number of masks with them.
@@ -72,6 +74,13 @@ impl fmt::Display for CheckReport {
         match &self.stats {
             Stats::Images(s) => {
                 writeln!(f, "channels used: {} ({} colour images)", s.channels, s.color_images)?;
+                if s.sixteen_bit_images > 0 {
+                    writeln!(
+                        f,
+                        "16-bit images: {} (each scaled to 8 bits by its brightest value)",
+                        s.sixteen_bit_images
+                    )?;
+                }
                 let (w, h) = (s.width_range, s.height_range);
                 writeln!(f, "widths {}..{}, heights {}..{}", w.0, w.1, h.0, h.1)?;
                 writeln!(f, "mask values (before binarisation): {:?}", s.mask_value_sets)?;

@@ -41,6 +41,54 @@ pub fn decode(path: &Path) -> Result<DynamicImage> {
     Ok(img)
 }
 
+/// An image file as genseg reads it: [`decode`], then 16-bit pixels scaled to 8 bits by the
+/// image's brightest value ([`to_8bit`]).
+pub fn decode_image(path: &Path) -> Result<DynamicImage> {
+    Ok(to_8bit(decode(path)?))
+}
+
+/// Whether an image has 16 bits a channel.
+pub fn is_16bit(img: &DynamicImage) -> bool {
+    img.color().bytes_per_pixel() / img.color().channel_count() == 2
+}
+
+/// A 16-bit image scaled so that its brightest value is 255 (v * 255 / max, rounded; alpha by
+/// 257), other images unchanged. Scanners export 12-bit data (0..4095) as 16-bit files, which the
+/// plain conversion (v / 257) crushes to 16 grey levels; per-image scaling keeps 256, as
+/// nnU-Net normalises each non-CT image by its own statistics.
+pub fn to_8bit(img: DynamicImage) -> DynamicImage {
+    if !is_16bit(&img) {
+        return img;
+    }
+    let (w, h, channels, alpha) =
+        (img.width(), img.height(), img.color().channel_count() as usize, img.color().has_alpha());
+    let colour = channels - alpha as usize;
+    let raw: Vec<u16> = match &img {
+        DynamicImage::ImageLuma16(i) => i.as_raw().clone(),
+        DynamicImage::ImageLumaA16(i) => i.as_raw().clone(),
+        DynamicImage::ImageRgb16(i) => i.as_raw().clone(),
+        DynamicImage::ImageRgba16(i) => i.as_raw().clone(),
+        _ => return img,
+    };
+    let max = raw.iter().enumerate().filter(|(i, _)| i % channels < colour).map(|(_, &v)| v as u32).max().unwrap_or(0);
+    let bytes: Vec<u8> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| match (i % channels < colour, max) {
+            (false, _) => (v / 257) as u8,
+            (true, 0) => 0,
+            (true, m) => ((v as u32 * 255 + m / 2) / m) as u8,
+        })
+        .collect();
+    let built = match (colour, alpha) {
+        (1, false) => image::GrayImage::from_raw(w, h, bytes).map(DynamicImage::ImageLuma8),
+        (1, true) => image::GrayAlphaImage::from_raw(w, h, bytes).map(DynamicImage::ImageLumaA8),
+        (_, false) => RgbImage::from_raw(w, h, bytes).map(DynamicImage::ImageRgb8),
+        (_, true) => image::RgbaImage::from_raw(w, h, bytes).map(DynamicImage::ImageRgba8),
+    };
+    built.expect("one byte for every 16-bit sample")
+}
+
 /// A binary mask decoded from any two-valued image.
 pub struct BinaryMask {
     pub mask: GrayImage,
@@ -151,6 +199,26 @@ mod tests {
         out.extend(payload);
         out.extend(&plain[2..]);
         out
+    }
+
+    /// 12-bit values in a 16-bit file keep 256 grey levels, the brightest at 255; alpha is kept.
+    #[test]
+    fn sixteen_bit_images_are_scaled_by_their_maximum() {
+        let grey =
+            image::ImageBuffer::<image::Luma<u16>, _>::from_fn(64, 64, |x, y| image::Luma([(x * 64 + y) as u16]));
+        let scaled = to_8bit(DynamicImage::ImageLuma16(grey)).to_luma8();
+        let levels: std::collections::BTreeSet<u8> = scaled.pixels().map(|p| p.0[0]).collect();
+        assert_eq!((levels.len(), *levels.first().unwrap(), *levels.last().unwrap()), (256, 0, 255));
+        let plain =
+            DynamicImage::ImageLuma16(image::ImageBuffer::from_fn(64, 64, |x, y| image::Luma([(x * 64 + y) as u16])));
+        assert!(plain.to_luma8().pixels().map(|p| p.0[0]).max() <= Some(16), "the plain conversion crushes them");
+        let rgba = image::ImageBuffer::<image::Rgba<u16>, _>::from_fn(2, 1, |x, _| {
+            image::Rgba([1000 * x as u16, 0, 500, 65535])
+        });
+        let scaled = to_8bit(DynamicImage::ImageRgba16(rgba)).to_rgba8();
+        assert_eq!((scaled.get_pixel(0, 0).0, scaled.get_pixel(1, 0).0), ([0, 0, 128, 255], [255, 0, 128, 255]));
+        let eight = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(2, 2, image::Luma([7])));
+        assert_eq!(to_8bit(eight.clone()), eight);
     }
 
     #[test]

@@ -199,11 +199,15 @@ pub struct LoadedCase {
     pub mask: Vec<f32>,
     pub original_size: (u32, u32),
     pub color: bool,
+    /// Stored with 16 bits a channel (scaled to 8 by its maximum).
+    pub sixteen_bit: bool,
     pub mask_values: Vec<u16>,
 }
 
 fn read_case(case: &CaseFiles, channels: usize, opts: &LoadOptions) -> Result<(LoadedCase, Vec<Problem>)> {
-    let decoded: Vec<_> = case.images.iter().map(|p| image_io::decode(p)).collect::<Result<_>>()?;
+    let raw: Vec<_> = case.images.iter().map(|p| image_io::decode(p)).collect::<Result<_>>()?;
+    let sixteen_bit = raw.iter().any(image_io::is_16bit);
+    let decoded: Vec<_> = raw.into_iter().map(image_io::to_8bit).collect();
     let img = &decoded[0];
     let mask = image_io::decode_mask(&case.mask, opts.binarize)?;
     let (w, h) = (img.width(), img.height());
@@ -245,6 +249,7 @@ fn read_case(case: &CaseFiles, channels: usize, opts: &LoadOptions) -> Result<(L
         mask: image_io::mask_to_hw(&mask.mask, opts.size),
         original_size: (w, h),
         color: decoded.len() == 1 && image_io::is_color(img),
+        sixteen_bit,
         mask_values: mask.values,
     };
     Ok((loaded, problems))
@@ -339,6 +344,7 @@ pub fn check(root: &Path, opts: &LoadOptions) -> Result<CheckReport> {
         layout: inv.layout,
         channels,
         color_images: cases.iter().filter(|c| c.color).count(),
+        sixteen_bit_images: cases.iter().filter(|c| c.sixteen_bit).count(),
         width_range: range(|c| c.original_size.0),
         height_range: range(|c| c.original_size.1),
         mask_value_sets,
@@ -380,7 +386,7 @@ pub fn load_images(input: &Path, channels: usize, size: u32) -> Result<ImageBatc
     let decoded: Vec<Result<_>> = files
         .par_iter()
         .map(|f| {
-            let img = image_io::decode(f)?;
+            let img = image_io::decode_image(f)?;
             Ok((image_io::image_to_chw(&img, channels, size), (img.width(), img.height())))
         })
         .collect();

@@ -80,7 +80,7 @@ pub fn label_names(root: &Path) -> BTreeMap<u32, String> {
 /// or empty folder `out`: imagesTr/{case}_0000.png (RGB when any image has colour, nnU-Net's
 /// natural-image reader), labelsTr/{case}.png with values 0/1, dataset.json.
 pub fn write_raw(pairs: &[(String, std::path::PathBuf, std::path::PathBuf)], out: &Path) -> Result<()> {
-    use super::image_io::{decode, decode_mask, is_color, to_channels};
+    use super::image_io::{decode_image, decode_mask, is_color, to_channels};
     if std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(false) {
         bail!("{} is not empty; give a new or empty folder for the nnU-Net data set", out.display());
     }
@@ -88,7 +88,7 @@ pub fn write_raw(pairs: &[(String, std::path::PathBuf, std::path::PathBuf)], out
     for dir in [&images_dir, &labels_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let decoded: Vec<_> = pairs.iter().map(|(_, image, _)| decode(image)).collect::<Result<_>>()?;
+    let decoded: Vec<_> = pairs.iter().map(|(_, image, _)| decode_image(image)).collect::<Result<_>>()?;
     let channels = if decoded.iter().any(is_color) { 3 } else { 1 };
     for ((case, _, mask), img) in pairs.iter().zip(&decoded) {
         let file = images_dir.join(format!("{case}_0000.png"));

@@ -107,7 +107,7 @@ pub fn load(dir: &Path, like: &SegDataset, opts: &LoadOptions) -> Result<Unlabel
             let shape = opts.volume.shape;
             return Ok(network_input(&volume, shape).1);
         }
-        let img = image_io::decode(f)?;
+        let img = image_io::decode_image(f)?;
         let file_channels = if image_io::is_color(&img) { 3 } else { 1 };
         if opts.channels.is_none() && file_channels != channels {
             bail!(

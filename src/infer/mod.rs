@@ -153,7 +153,7 @@ pub fn predict(run: &Path, input: &Path, out: &Path, options: PredictOptions, de
         let stem = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| format!("case{i}"));
         let path = out.join(format!("{stem}.png"));
         crate::runtime::write_atomic_with(&path, |tmp| Ok(mask.save_with_format(tmp, image::ImageFormat::Png)?))?;
-        let original = crate::data::image_io::decode(file)?.to_rgb8();
+        let original = crate::data::image_io::decode_image(file)?.to_rgb8();
         crate::viz::save_png(&overlays.join(format!("{stem}.png")), &crate::viz::overlay(&original, &bits, None))?;
         written.push(path);
         stems.push(stem);

@@ -98,7 +98,7 @@ fn encode_png(img: &image::DynamicImage) -> Result<Vec<u8>, String> {
 /// The image as PNG, as genseg reads it (EXIF orientation applied; TIFF and 16-bit made viewable).
 async fn image(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     on_image(app, id, |app, i| {
-        let img = crate::data::image_io::decode(&app.images[i].file).map_err(|e| format!("{e:#}"))?;
+        let img = crate::data::image_io::decode_image(&app.images[i].file).map_err(|e| format!("{e:#}"))?;
         Ok(png(encode_png(&image::DynamicImage::ImageRgb8(img.to_rgb8()))?))
     })
     .await

@@ -160,7 +160,7 @@ fn score(images: &[Image], ensemble: &Ensemble, device: Device) -> Result<Scores
     for chunk in images.chunks(32) {
         let mut pixels = Vec::new();
         for im in chunk {
-            let img = image_io::decode(&im.file)?;
+            let img = image_io::decode_image(&im.file)?;
             let chw = image_io::image_to_chw(&img, channels, spec.size);
             features.insert(im.id.clone(), queue::features(&chw, channels, side));
             pixels.extend(chw);
@@ -183,7 +183,7 @@ fn score(images: &[Image], ensemble: &Ensemble, device: Device) -> Result<Scores
 /// The model's mask for the image `file` at the image's own size.
 pub fn proposal(model: &Model, file: &Path, device: Device) -> Result<GrayImage> {
     let spec = &model.ensemble.spec;
-    let img = image_io::decode(file)?;
+    let img = image_io::decode_image(file)?;
     let chw = image_io::image_to_chw(&img, spec.channels, spec.size);
     let s = spec.size as i64;
     let x = Tensor::from_slice(&chw).view([1, spec.channels as i64, s, s]);

@@ -115,7 +115,7 @@ impl Project {
         if let Some(&s) = self.sizes.lock().expect("sizes").get(&i) {
             return Ok(s);
         }
-        let img = image_io::decode(&self.images[i].file)?;
+        let img = image_io::decode_image(&self.images[i].file)?;
         let s = (img.width(), img.height());
         self.sizes.lock().expect("sizes").insert(i, s);
         Ok(s)
