@@ -102,6 +102,14 @@ fn unknown_extension() {
 }
 
 #[test]
+fn dicom_files_name_the_conversion() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(d.path());
+    std::fs::write(data.join("images/scan.dcm"), b"DICM").unwrap();
+    assert_refused(&data, "scan.dcm", "dcm2niix");
+}
+
+#[test]
 fn missing_dataset_layout() {
     let d = tempfile::tempdir().unwrap();
     let o = genseg(&["check", d.path().to_str().unwrap()]);

@@ -59,8 +59,13 @@ fn list_files_but(dir: &Path, problems: &mut Vec<Problem>, records: &[&str]) -> 
             files.push(path);
         } else {
             let supported = image_io::IMAGE_EXTENSIONS.join(", ");
+            let dicom = match image_io::extension(&path).as_deref() {
+                Some("dcm" | "dicom") => " (DICOM: convert a series to NIfTI, e.g. with dcm2niix, or slices to PNG)",
+                _ => "",
+            };
             let message = format!(
-                "unknown extension; supported: {supported}. Convert the file or move it out of {}",
+                "unknown extension; supported: {supported}, and NIfTI volumes. Convert the file{dicom} or move it out \
+                 of {}",
                 dir.display()
             );
             problems.push(Problem::error(&path, message));
