@@ -101,6 +101,20 @@ fn unknown_extension() {
     assert_refused(&data, "notes.xyz", "unknown extension");
 }
 
+/// What macOS and Windows leave in folders is skipped, not refused as an unknown file.
+#[test]
+fn operating_system_files_are_skipped() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(d.path());
+    for (dir, name) in
+        [("images", ".DS_Store"), ("images", "._c0.png"), ("masks", "Thumbs.db"), ("images", "desktop.ini")]
+    {
+        std::fs::write(data.join(dir).join(name), b"os").unwrap();
+    }
+    let o = genseg(&["check", arg(&data), "--size", "32"]);
+    assert!(o.status.success() && stdout(&o).contains("ok: usable"), "{}{}", stdout(&o), stderr(&o));
+}
+
 #[test]
 fn dicom_files_name_the_conversion() {
     let d = tempfile::tempdir().unwrap();

@@ -120,6 +120,13 @@ impl Folders {
     }
 }
 
+/// Files the operating system leaves in folders (macOS's .DS_Store and ._ copies, any hidden
+/// file, Windows' Thumbs.db and desktop.ini): never data, so every listing skips them.
+pub fn is_system_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().to_lowercase()) else { return true };
+    name.starts_with('.') || ["thumbs.db", "ehthumbs.db", "desktop.ini"].contains(&name.as_str())
+}
+
 pub fn is_nifti(path: &Path) -> bool {
     let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
     name.ends_with(".nii") || name.ends_with(".nii.gz")

@@ -26,7 +26,7 @@ impl Fingerprint {
         for dir in [&folders.images, &folders.masks] {
             for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
                 let path = entry?.path();
-                let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+                let hidden = crate::data::files::is_system_file(&path);
                 if path.is_file() && !hidden {
                     paths.push(path);
                 }

@@ -42,7 +42,7 @@ fn list_files_but(dir: &Path, problems: &mut Vec<Problem>, records: &[&str]) -> 
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let path = entry?.path();
-        let hidden = path.file_name().map(|n| n.to_string_lossy().starts_with('.')).unwrap_or(true);
+        let hidden = crate::data::files::is_system_file(&path);
         let record = path.extension().is_some_and(|e| records.iter().any(|r| e.eq_ignore_ascii_case(r)));
         if hidden || record {
             continue;

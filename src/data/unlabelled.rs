@@ -59,7 +59,7 @@ pub fn files(dir: &Path) -> Result<Vec<PathBuf>> {
         std::fs::read_dir(&folder).with_context(|| format!("--unlabelled {}: cannot list it", dir.display()))?
     {
         let path = entry?.path();
-        let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        let hidden = crate::data::files::is_system_file(&path);
         if hidden || path.is_dir() {
             continue;
         }

@@ -262,7 +262,7 @@ fn files_of(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let path = entry?.path();
-        let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        let hidden = crate::data::files::is_system_file(&path);
         if !hidden && path.is_file() {
             files.push(path);
         }
