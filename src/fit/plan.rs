@@ -420,7 +420,11 @@ mod tests {
         // Room for all three at full iterations: all kept, in order.
         let (kept, left_out) = keep_affordable(&all, at(4750.0));
         assert_eq!((kept.as_slice(), left_out.len()), (&all[..], 0));
-        // Room for augment and semi at 990 iterations: semi gives way, copy-paste (1.05) fits.
+        // Room for augment and semi at 216 iterations: semi gives way and copy-paste (1.05) still
+        // gets 390 (dropping from the end left augment alone).
+        let (kept, left_out) = keep_affordable(&all, at(800.0));
+        assert_eq!((kept, left_out), (vec![augment, copy_paste], vec![Candidate::Semi]));
+        // Room for augment and semi at 990 iterations: semi still gives way, copy-paste fits.
         let (kept, left_out) = keep_affordable(&all, at(3663.0));
         assert_eq!((kept, left_out), (vec![augment, copy_paste], vec![Candidate::Semi]));
         // Copy-paste is kept down to FEW_ITERS; below, augment alone.
