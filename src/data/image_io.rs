@@ -63,12 +63,12 @@ pub fn to_8bit(img: DynamicImage) -> DynamicImage {
     let (w, h, channels, alpha) =
         (img.width(), img.height(), img.color().channel_count() as usize, img.color().has_alpha());
     let colour = channels - alpha as usize;
-    let raw: Vec<u16> = match &img {
-        DynamicImage::ImageLuma16(i) => i.as_raw().clone(),
-        DynamicImage::ImageLumaA16(i) => i.as_raw().clone(),
-        DynamicImage::ImageRgb16(i) => i.as_raw().clone(),
-        DynamicImage::ImageRgba16(i) => i.as_raw().clone(),
-        _ => return img,
+    let raw: Vec<u16> = match img {
+        DynamicImage::ImageLuma16(i) => i.into_raw(),
+        DynamicImage::ImageLumaA16(i) => i.into_raw(),
+        DynamicImage::ImageRgb16(i) => i.into_raw(),
+        DynamicImage::ImageRgba16(i) => i.into_raw(),
+        other => return other,
     };
     let max = raw.iter().enumerate().filter(|(i, _)| i % channels < colour).map(|(_, &v)| v as u32).max().unwrap_or(0);
     let bytes: Vec<u8> = raw

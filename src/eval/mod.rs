@@ -135,7 +135,9 @@ pub fn evaluate_nifti_folders(
     Ok(per_label)
 }
 
-/// Every label above 0 in the reference volumes of `pairs` (1 when all of them are empty).
+/// Every label above 0 in the reference volumes of `pairs` (1 when all of them are empty). A pass
+/// of its own over the references: keeping every volume in memory for the scoring pass would not
+/// scale to CT-sized sets.
 fn reference_labels(pairs: &[Pair]) -> Result<Vec<u32>> {
     let found: Vec<std::collections::BTreeSet<u32>> = pairs
         .par_iter()

@@ -167,8 +167,8 @@ pub struct PlanInput<'a> {
 
 /// The plan: the largest side at which every required candidate gets [`FULL_ITERS`] on every
 /// fold; then as many iterations as the budget allows there (keeping required candidates in
-/// order while they still leave [`FEW_ITERS`]); then optional candidates while they fit at full
-/// iterations.
+/// order while the runs still get each one's [`fewest_iters`]); then optional candidates while
+/// they fit at full iterations.
 pub fn plan(input: PlanInput, device: Device) -> Result<Plan> {
     let PlanInput { profile, load, budget_s, folds, mut required, optional, runs, droppable, exports } = input;
     let cuda = device.is_cuda();
